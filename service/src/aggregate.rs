@@ -1,0 +1,143 @@
+//! In-memory aggregation: many entries become one row per (method, path,
+//! second), so the database sees one row per key per flush.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use count_proto::v1::Method;
+
+use crate::entry::Entry;
+use crate::error::Error;
+
+/// Counts summed by (method, path, second), waiting to be flushed.
+#[derive(Debug, Default)]
+pub struct Aggregate {
+    counts: HashMap<(Method, String, i64), i64>,
+    requests: i64,
+}
+
+/// The column arrays of one `count.add_batch` call.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FlushBatch {
+    /// Method names as stored (`GET`, `GRPC`, ...).
+    pub methods: Vec<&'static str>,
+    /// Paths, element for element with `methods`.
+    pub paths: Vec<String>,
+    /// Timestamps truncated to the second.
+    pub timestamps: Vec<DateTime<Utc>>,
+    /// Requests per row, each at least 1.
+    pub counts: Vec<i64>,
+    /// The sum of `counts`.
+    pub requests: i64,
+}
+
+impl Aggregate {
+    /// Adds `entry`. Fails, leaving the aggregate unchanged, when a sum
+    /// would overflow an `i64`.
+    pub fn add(&mut self, entry: Entry) -> Result<(), Error> {
+        let overflow = || Error::invalid("count", "the sum of the counts would overflow int64");
+        let requests = self
+            .requests
+            .checked_add(entry.count)
+            .ok_or_else(overflow)?;
+        // Every key's sum is at most the total, which just fit.
+        *self
+            .counts
+            .entry((entry.method, entry.path, entry.second))
+            .or_insert(0) += entry.count;
+        self.requests = requests;
+        Ok(())
+    }
+
+    /// Distinct keys held.
+    pub fn keys(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// True when nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Takes everything out as one batch, leaving the aggregate empty.
+    pub fn take_batch(&mut self) -> FlushBatch {
+        let mut batch = FlushBatch {
+            requests: std::mem::take(&mut self.requests),
+            ..FlushBatch::default()
+        };
+        for ((method, path, second), count) in self.counts.drain() {
+            batch.methods.push(method.as_str_name());
+            batch.paths.push(path);
+            batch
+                .timestamps
+                .push(DateTime::from_timestamp(second, 0).unwrap_or_default());
+            batch.counts.push(count);
+        }
+        batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(method: Method, path: &str, second: i64, count: i64) -> Entry {
+        Entry {
+            method,
+            path: path.to_owned(),
+            second,
+            count,
+        }
+    }
+
+    #[test]
+    fn sums_by_method_path_and_second() {
+        let mut aggregate = Aggregate::default();
+        for e in [
+            entry(Method::Get, "/a", 10, 1),
+            entry(Method::Get, "/a", 10, 2),
+            entry(Method::Post, "/a", 10, 1),
+            entry(Method::Get, "/a", 11, 1),
+        ] {
+            aggregate.add(e).unwrap();
+        }
+        assert_eq!(aggregate.keys(), 3);
+        let batch = aggregate.take_batch();
+        assert!(aggregate.is_empty());
+        assert_eq!(batch.requests, 5);
+        let mut rows: Vec<_> = (0..batch.counts.len())
+            .map(|i| {
+                (
+                    batch.methods[i],
+                    batch.paths[i].as_str(),
+                    batch.timestamps[i].timestamp(),
+                    batch.counts[i],
+                )
+            })
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![
+                ("GET", "/a", 10, 3),
+                ("GET", "/a", 11, 1),
+                ("POST", "/a", 10, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn overflow_is_refused_and_leaves_the_aggregate_unchanged() {
+        let mut aggregate = Aggregate::default();
+        aggregate
+            .add(entry(Method::Get, "/a", 10, i64::MAX))
+            .unwrap();
+        let error = aggregate.add(entry(Method::Get, "/b", 10, 1)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "count: the sum of the counts would overflow int64"
+        );
+        assert_eq!(aggregate.keys(), 1);
+        assert_eq!(aggregate.take_batch().requests, i64::MAX);
+    }
+}

@@ -1,0 +1,399 @@
+//! The `count` command line: argument definitions and what each subcommand
+//! does. `main` only parses, sets up logging and calls [`Cli::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::{Datelike, NaiveDate};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use count_proto::google::r#type::Date;
+use count_proto::v1::count_service_client::CountServiceClient;
+use count_proto::v1::{GetPeriodTotalsRequest, ListDailyTotalsRequest, Method, MethodCount};
+use tokio::net::TcpListener;
+use tonic::Code;
+
+use crate::config::{IngestConfig, ServerConfig};
+use crate::database::DatabaseLocation;
+use crate::entry::EntryRules;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::{dates, server, shutdown};
+
+/// Counts requests exactly and reads their totals by day, month and year.
+#[derive(Debug, Parser)]
+#[command(name = "count", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log level or filter (`RUST_LOG` takes precedence).
+    #[arg(long, env = "COUNT_LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (on the embedded PostgreSQL unless a database is given).
+    Serve(ServeArgs),
+    /// Apply pending schema migrations and install the SQL API, then exit.
+    Migrate(DatabaseArgs),
+    /// Roll raw counts up into daily totals.
+    Rollup(RollupArgs),
+    /// Print rolled-up totals from a running server as a table.
+    Totals(TotalsArgs),
+}
+
+/// Which database to use.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL or key=value string; also read from DB_URL. Without one,
+    /// count runs its embedded PostgreSQL cluster.
+    #[arg(long, env = "COUNT_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Base directory of the embedded cluster [default: /var/lib/count as
+    /// root, else the user's data directory + /count].
+    #[arg(long, env = "COUNT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL server binaries for the embedded cluster [default: the
+    /// newest /usr/lib/postgresql/*/bin].
+    #[arg(long, env = "COUNT_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Most database connections kept open.
+    #[arg(long, env = "COUNT_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: usize,
+}
+
+/// `count serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to serve gRPC on.
+    #[arg(long, env = "COUNT_LISTEN", default_value = "127.0.0.1:7777")]
+    pub listen: SocketAddr,
+    /// Longest time an accepted entry waits in memory before it is written.
+    #[arg(long, env = "COUNT_FLUSH_INTERVAL", default_value = "1s")]
+    pub flush_interval: humantime::Duration,
+    /// A stream's aggregate is written once it holds this many distinct
+    /// (method, path, second) keys.
+    #[arg(long, env = "COUNT_MAX_BATCH_KEYS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_batch_keys: u32,
+    /// How far in the future a request timestamp may be.
+    #[arg(long, env = "COUNT_MAX_FUTURE", default_value = "5m")]
+    pub max_future: humantime::Duration,
+    /// Longest path accepted, in bytes.
+    #[arg(long, env = "COUNT_MAX_PATH_BYTES", default_value_t = 1024)]
+    pub max_path_bytes: usize,
+    /// After SIGINT/SIGTERM, how long open streams may go on before they are
+    /// ended (what they sent is committed).
+    #[arg(long, env = "COUNT_SHUTDOWN_GRACE", default_value = "30s")]
+    pub shutdown_grace: humantime::Duration,
+}
+
+/// `count rollup`.
+#[derive(Debug, Args)]
+pub struct RollupArgs {
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Roll up this UTC day (YYYY-MM-DD).
+    #[arg(long, required_unless_present = "due", conflicts_with = "due")]
+    pub day: Option<NaiveDate>,
+    /// Roll up every complete day before today that has raw counts.
+    #[arg(long)]
+    pub due: bool,
+}
+
+/// `count totals`.
+#[derive(Debug, Args)]
+pub struct TotalsArgs {
+    /// The count server's URL.
+    #[arg(long, env = "COUNT_SERVER", default_value = "http://127.0.0.1:7777")]
+    pub server: String,
+    /// First day (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: NaiveDate,
+    /// Last day, inclusive (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: NaiveDate,
+    /// One row per method and path for each day, month or year; months and
+    /// years are those that contain --from to --to, whole.
+    #[arg(long, value_enum, default_value_t = Granularity::Day)]
+    pub by: Granularity,
+}
+
+/// The period of `count totals` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Granularity {
+    /// Daily totals.
+    Day,
+    /// Monthly totals.
+    Month,
+    /// Yearly totals.
+    Year,
+}
+
+impl DatabaseArgs {
+    fn location(&self) -> DatabaseLocation {
+        DatabaseLocation {
+            url: self
+                .database_url
+                .clone()
+                .or_else(|| std::env::var("DB_URL").ok()),
+            data_dir: self.data_dir.clone(),
+            pg_bin_dir: self.pg_bin_dir.clone(),
+        }
+    }
+
+    async fn open_store(&self) -> Result<(crate::database::Database, Store)> {
+        let database = self.location().open().await?;
+        let store = Store::open(database.config.clone(), self.pool_size).await?;
+        Ok((database, store))
+    }
+}
+
+impl ServeArgs {
+    /// The server configuration these flags describe.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            ingest: IngestConfig {
+                rules: EntryRules {
+                    max_future: *self.max_future,
+                    max_path_bytes: self.max_path_bytes,
+                },
+                flush_interval: *self.flush_interval,
+                max_batch_keys: self.max_batch_keys as usize,
+            },
+            shutdown_grace: *self.shutdown_grace,
+        }
+    }
+}
+
+impl Cli {
+    /// Runs the subcommand; text for people goes to stdout, logs to stderr.
+    pub async fn run(self) -> Result<()> {
+        match self.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Migrate(args) => {
+                let (_database, store) = args.open_store().await?;
+                println!(
+                    "schema up to date; SQL API backend: {}",
+                    store.backend().name()
+                );
+                Ok(())
+            }
+            Command::Rollup(args) => {
+                let (_database, store) = args.database.open_store().await?;
+                match args.day {
+                    Some(day) => {
+                        let moved = store.rollup(day).await?;
+                        println!("rolled up {day}: {moved} requests moved into daily totals");
+                    }
+                    None => {
+                        let days = store.rollup_due().await?;
+                        println!("rolled up {days} days");
+                    }
+                }
+                Ok(())
+            }
+            Command::Totals(args) => {
+                let rows = totals(&args).await?;
+                if rows.is_empty() {
+                    eprintln!("no rolled-up totals from {} to {}", args.from, args.to);
+                } else {
+                    print!("{}", render_table(&rows));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let (database, store) = args.database.open_store().await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(Error::io(format!("binding {}", args.listen)))?;
+    let address = listener
+        .local_addr()
+        .map_err(Error::io("reading the bound address"))?;
+    tracing::info!(
+        %address,
+        backend = store.backend().name(),
+        database = ?database.config.get_dbname(),
+        "count serving"
+    );
+    server::run(listener, store, args.server_config(), shutdown::signal()).await?;
+    tracing::info!("stopped");
+    drop(database);
+    Ok(())
+}
+
+/// One line of `count totals`: period, method, path, total.
+type Row = (String, String, String, i64);
+
+async fn totals(args: &TotalsArgs) -> Result<Vec<Row>> {
+    if args.to < args.from {
+        return Err(Error::invalid(
+            "--to",
+            format!("{} is before --from {}", args.to, args.from),
+        ));
+    }
+    let mut client = CountServiceClient::connect(args.server.clone()).await?;
+    let mut rows = Vec::new();
+    if args.by == Granularity::Day {
+        let request = ListDailyTotalsRequest {
+            start_date: Some(dates::to_proto(args.from)),
+            end_date: Some(dates::to_proto(args.to)),
+        };
+        let counts = not_found_is_empty(client.list_daily_totals(request).await)?
+            .map(|r| r.into_inner().method_counts)
+            .unwrap_or_default();
+        rows.extend(counts.into_iter().map(|c| {
+            let day = c
+                .date
+                .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day));
+            row(day.unwrap_or_default(), c)
+        }));
+        return Ok(rows);
+    }
+    for period in periods(args.from, args.to, args.by) {
+        let label = match args.by {
+            Granularity::Year => format!("{:04}", period.year),
+            _ => format!("{:04}-{:02}", period.year, period.month),
+        };
+        let request = GetPeriodTotalsRequest {
+            period: Some(period),
+        };
+        if let Some(response) = not_found_is_empty(client.get_period_totals(request).await)? {
+            rows.extend(
+                response
+                    .into_inner()
+                    .method_counts
+                    .into_iter()
+                    .map(|c| row(label.clone(), c)),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+fn row(period: String, count: MethodCount) -> Row {
+    let method = Method::try_from(count.method).map_or("?", |m| m.as_str_name());
+    (period, method.to_owned(), count.path, count.count)
+}
+
+fn not_found_is_empty<T>(result: Result<T, tonic::Status>) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(status) if status.code() == Code::NotFound => Ok(None),
+        Err(status) => Err(status.into()),
+    }
+}
+
+/// The months or years (as `google.type.Date` periods) that contain
+/// `from..=to`.
+fn periods(from: NaiveDate, to: NaiveDate, by: Granularity) -> Vec<Date> {
+    let mut periods = Vec::new();
+    let (mut year, mut month) = (from.year(), from.month());
+    while (year, month) <= (to.year(), to.month()) {
+        match by {
+            Granularity::Year => {
+                periods.push(Date {
+                    year,
+                    month: 0,
+                    day: 0,
+                });
+                year += 1;
+                month = 1;
+                if year > to.year() {
+                    break;
+                }
+            }
+            _ => {
+                periods.push(Date {
+                    year,
+                    month: month as i32,
+                    day: 0,
+                });
+                (year, month) = if month == 12 {
+                    (year + 1, 1)
+                } else {
+                    (year, month + 1)
+                };
+            }
+        }
+    }
+    periods
+}
+
+/// Rows as an aligned text table with a header.
+fn render_table(rows: &[Row]) -> String {
+    let header = ("PERIOD", "METHOD", "PATH", "TOTAL");
+    let width =
+        |f: &dyn Fn(&Row) -> usize, min: usize| rows.iter().map(f).max().unwrap_or(0).max(min);
+    let (w0, w1, w2) = (
+        width(&|r| r.0.len(), header.0.len()),
+        width(&|r| r.1.len(), header.1.len()),
+        width(&|r| r.2.len(), header.2.len()),
+    );
+    let mut out = format!(
+        "{:<w0$}  {:<w1$}  {:<w2$}  {}\n",
+        header.0, header.1, header.2, header.3
+    );
+    for (period, method, path, total) in rows {
+        out.push_str(&format!(
+            "{period:<w0$}  {method:<w1$}  {path:<w2$}  {total}\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn months_and_years_cover_the_range() {
+        let months = periods(ymd(2025, 11, 20), ymd(2026, 2, 1), Granularity::Month);
+        let months: Vec<_> = months.iter().map(|d| (d.year, d.month, d.day)).collect();
+        assert_eq!(
+            months,
+            vec![(2025, 11, 0), (2025, 12, 0), (2026, 1, 0), (2026, 2, 0)]
+        );
+        let years = periods(ymd(2024, 6, 1), ymd(2026, 1, 1), Granularity::Year);
+        let years: Vec<_> = years.iter().map(|d| (d.year, d.month, d.day)).collect();
+        assert_eq!(years, vec![(2024, 0, 0), (2025, 0, 0), (2026, 0, 0)]);
+    }
+
+    #[test]
+    fn table_columns_align() {
+        let rows = vec![
+            (
+                "2026-01-01".to_owned(),
+                "GET".to_owned(),
+                "/users/{id}".to_owned(),
+                12,
+            ),
+            (
+                "2026-01-01".to_owned(),
+                "GRPC".to_owned(),
+                "/a".to_owned(),
+                3,
+            ),
+        ];
+        assert_eq!(
+            render_table(&rows),
+            "PERIOD      METHOD  PATH         TOTAL\n\
+             2026-01-01  GET     /users/{id}  12\n\
+             2026-01-01  GRPC    /a           3\n"
+        );
+    }
+}

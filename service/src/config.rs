@@ -1,0 +1,45 @@
+//! The server's tunables, filled from the command line.
+
+use std::time::Duration;
+
+use crate::entry::EntryRules;
+
+/// How `Add` streams and batches are checked and written.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestConfig {
+    /// What makes an entry valid.
+    pub rules: EntryRules,
+    /// The longest an accepted entry waits in memory before it is written.
+    pub flush_interval: Duration,
+    /// A stream's aggregate is written as soon as it holds this many keys.
+    pub max_batch_keys: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            rules: EntryRules::default(),
+            flush_interval: Duration::from_secs(1),
+            max_batch_keys: 10_000,
+        }
+    }
+}
+
+/// Everything [`crate::server::run`] needs besides the listener and store.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// Ingest limits.
+    pub ingest: IngestConfig,
+    /// After a shutdown signal, how long open streams may go on before the
+    /// server ends them (committing what they sent).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            ingest: IngestConfig::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}

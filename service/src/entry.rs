@@ -1,0 +1,204 @@
+//! Validation of incoming `AddRequest`s into [`Entry`]s.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use count_proto::v1::{AddRequest, Method};
+
+use crate::error::Error;
+
+/// One valid request data point, its timestamp truncated to the second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Never `MethodUnspecified`.
+    pub method: Method,
+    /// Not empty, at most [`EntryRules::max_path_bytes`] long.
+    pub path: String,
+    /// Seconds since the Unix epoch, UTC.
+    pub second: i64,
+    /// How many requests the entry stands for, at least 1.
+    pub count: i64,
+}
+
+/// What makes an entry valid; limits come from the server's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRules {
+    /// How far in the future a timestamp may be (clock skew).
+    pub max_future: Duration,
+    /// The longest path accepted, in bytes.
+    pub max_path_bytes: usize,
+}
+
+impl Default for EntryRules {
+    fn default() -> Self {
+        EntryRules {
+            max_future: Duration::from_secs(5 * 60),
+            max_path_bytes: 1024,
+        }
+    }
+}
+
+impl EntryRules {
+    /// Checks `request` at time `now`. The error's field is relative to the
+    /// entry (`path`, `request_timestamp`, ...): callers prefix it with the
+    /// entry's position.
+    pub fn check(&self, request: AddRequest, now: SystemTime) -> Result<Entry, Error> {
+        let method = match Method::try_from(request.method) {
+            Ok(Method::Unspecified) => {
+                return Err(Error::invalid("method", "must be set (METHOD_UNSPECIFIED)"));
+            }
+            Ok(method) => method,
+            Err(_) => {
+                return Err(Error::invalid(
+                    "method",
+                    format!("unknown method number {}", request.method),
+                ));
+            }
+        };
+        if request.path.is_empty() {
+            return Err(Error::invalid("path", "must not be empty"));
+        }
+        if request.path.len() > self.max_path_bytes {
+            return Err(Error::invalid(
+                "path",
+                format!(
+                    "is {} bytes long, the limit is {}",
+                    request.path.len(),
+                    self.max_path_bytes
+                ),
+            ));
+        }
+        let Some(timestamp) = request.request_timestamp else {
+            return Err(Error::invalid("request_timestamp", "must be set"));
+        };
+        if !(0..1_000_000_000).contains(&timestamp.nanos) {
+            return Err(Error::invalid(
+                "request_timestamp.nanos",
+                format!("must be within 0..999999999, got {}", timestamp.nanos),
+            ));
+        }
+        if timestamp.seconds < 0 {
+            return Err(Error::invalid(
+                "request_timestamp",
+                format!("{}s is before 1970-01-01", timestamp.seconds),
+            ));
+        }
+        let latest = now
+            .checked_add(self.max_future)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(i64::MAX, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if timestamp.seconds > latest {
+            return Err(Error::invalid(
+                "request_timestamp",
+                format!(
+                    "{} is more than {} in the future",
+                    format_seconds(timestamp.seconds),
+                    humantime::format_duration(self.max_future)
+                ),
+            ));
+        }
+        let count = match request.count {
+            0 => 1,
+            n if n < 0 => {
+                return Err(Error::invalid(
+                    "count",
+                    format!("must not be negative, got {n}"),
+                ));
+            }
+            n => n,
+        };
+        Ok(Entry {
+            method,
+            path: request.path,
+            second: timestamp.seconds,
+            count,
+        })
+    }
+}
+
+/// RFC 3339 text for a Unix second, for messages.
+fn format_seconds(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map_or_else(|| format!("{seconds}s"), |t| t.to_rfc3339())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_types::Timestamp;
+
+    const NOW: u64 = 1_780_000_000;
+
+    fn request(method: i32, path: &str, seconds: Option<i64>, count: i64) -> AddRequest {
+        AddRequest {
+            method,
+            path: path.to_owned(),
+            request_timestamp: seconds.map(|seconds| Timestamp { seconds, nanos: 5 }),
+            count,
+        }
+    }
+
+    fn check(request: AddRequest) -> Result<Entry, String> {
+        EntryRules::default()
+            .check(request, UNIX_EPOCH + Duration::from_secs(NOW))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn valid_entries_truncate_to_the_second_and_default_count_to_one() {
+        let now = NOW as i64;
+        assert_eq!(
+            check(request(Method::Get as i32, "/a", Some(now), 0)),
+            Ok(Entry {
+                method: Method::Get,
+                path: "/a".into(),
+                second: now,
+                count: 1
+            })
+        );
+        assert_eq!(
+            check(request(Method::Grpc as i32, "/p.S/M", Some(now + 300), 7)),
+            Ok(Entry {
+                method: Method::Grpc,
+                path: "/p.S/M".into(),
+                second: now + 300,
+                count: 7
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_entries_name_the_field() {
+        let now = NOW as i64;
+        let cases = [
+            (
+                request(0, "/a", Some(now), 1),
+                "method: must be set (METHOD_UNSPECIFIED)",
+            ),
+            (
+                request(42, "/a", Some(now), 1),
+                "method: unknown method number 42",
+            ),
+            (request(3, "", Some(now), 1), "path: must not be empty"),
+            (
+                request(3, &"x".repeat(1025), Some(now), 1),
+                "path: is 1025 bytes long, the limit is 1024",
+            ),
+            (request(3, "/a", None, 1), "request_timestamp: must be set"),
+            (
+                request(3, "/a", Some(-1), 1),
+                "request_timestamp: -1s is before 1970-01-01",
+            ),
+            (
+                request(3, "/a", Some(now + 301), 1),
+                "request_timestamp: 2026-05-28T20:31:41+00:00 is more than 5m in the future",
+            ),
+            (
+                request(3, "/a", Some(now), -2),
+                "count: must not be negative, got -2",
+            ),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(check(request).unwrap_err(), expected);
+        }
+    }
+}

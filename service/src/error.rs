@@ -1,0 +1,121 @@
+//! The crate's one error type, and its one mapping to gRPC status codes.
+
+use tonic::{Code, Status};
+
+/// Everything that can go wrong in the service and the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request or command-line value is invalid; `field` names it
+    /// (`entries[3].path`, `period.month`, `--day`).
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The offending field, as a client would spell it.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A read found no rolled-up totals (the original service's NOT_FOUND).
+    #[error("{0}")]
+    NotFound(String),
+    /// A statement failed or the connection broke.
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// No database connection could be had from the pool.
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The pool could not be built from the configuration.
+    #[error("database pool configuration: {0}")]
+    PoolBuild(#[from] deadpool_postgres::BuildError),
+    /// A schema migration failed.
+    #[error("migration: {0}")]
+    Migration(#[from] refinery::Error),
+    /// The embedded PostgreSQL cluster could not be set up, started or stopped.
+    #[error("embedded PostgreSQL: {0}")]
+    Cluster(String),
+    /// A file or socket operation failed; `context` says on what.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the path or address.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The gRPC transport failed (binding, serving or connecting).
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A gRPC call made by the CLI failed.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Rpc(#[from] Status),
+}
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::InvalidArgument`] for `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Io`] that says what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+
+    /// The gRPC code a client should see: the one place SQLSTATEs become codes.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument { .. } => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::Database(e) => database_code(e),
+            Error::Pool(_) => Code::Unavailable,
+            Error::Rpc(status) => status.code(),
+            Error::PoolBuild(_)
+            | Error::Migration(_)
+            | Error::Cluster(_)
+            | Error::Io { .. }
+            | Error::Transport(_) => Code::Internal,
+        }
+    }
+}
+
+/// Maps a database error to a gRPC code by its SQLSTATE class; an error
+/// without a SQLSTATE is a broken connection.
+fn database_code(error: &tokio_postgres::Error) -> Code {
+    let Some(state) = error.code() else {
+        return Code::Unavailable;
+    };
+    match state.code() {
+        "23505" => Code::AlreadyExists,
+        "40001" | "40P01" => Code::Aborted,
+        "53400" => Code::ResourceExhausted,
+        "57014" => Code::Cancelled,
+        code if code.starts_with("22") => Code::InvalidArgument,
+        code if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") => {
+            Code::Unavailable
+        }
+        _ => Code::Internal,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let code = error.code();
+        let message = match &error {
+            // The server's SQL message already names the argument and index.
+            Error::Database(e) => match e.as_db_error() {
+                Some(db) => db.message().to_owned(),
+                None => error.to_string(),
+            },
+            _ => error.to_string(),
+        };
+        if code == Code::Internal {
+            tracing::error!(%error, "internal error");
+        }
+        Status::new(code, message)
+    }
+}

@@ -1,0 +1,167 @@
+//! The `Add` stream: validate each message, aggregate in memory, flush to
+//! the database in the background while the stream goes on.
+//!
+//! Memory is bounded per stream: at most two aggregates exist, the one being
+//! filled and the one being written. When the one being filled is full and the
+//! write has not finished, the stream is not read further, and HTTP/2 flow
+//! control pushes back on the client.
+
+use std::time::SystemTime;
+
+use count_proto::v1::{AddRequest, AddResponse};
+use futures::{Stream, StreamExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+use tonic::Status;
+
+use crate::aggregate::{Aggregate, FlushBatch};
+use crate::config::IngestConfig;
+use crate::error::Error;
+use crate::store::Store;
+
+/// How many rejection reasons an `AddResponse` carries at most.
+const MAX_REJECTIONS: usize = 10;
+
+/// Consumes one `Add` stream and answers once everything it sent is
+/// committed. When `drain` turns true (server shutdown after the grace
+/// period), stops reading, commits what it has and answers.
+pub async fn ingest_stream<S>(
+    store: Store,
+    config: IngestConfig,
+    mut stream: S,
+    mut drain: watch::Receiver<bool>,
+) -> Result<AddResponse, Status>
+where
+    S: Stream<Item = Result<AddRequest, Status>> + Unpin,
+{
+    let mut aggregate = Aggregate::default();
+    let mut writer = Writer::new(store);
+    let mut response = AddResponse::default();
+    let mut received: u64 = 0;
+    // When the oldest unflushed entry must be written at the latest.
+    let mut flush_at: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            () = drained(&mut drain) => {
+                tracing::info!(received, "server shutting down: ending an open Add stream");
+                break;
+            }
+            () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+                writer.write(aggregate.take_batch()).await?;
+                flush_at = None;
+            }
+            message = stream.next() => match message {
+                None => break,
+                Some(Ok(request)) => {
+                    received += 1;
+                    let added = config
+                        .rules
+                        .check(request, SystemTime::now())
+                        .and_then(|entry| aggregate.add(entry));
+                    match added {
+                        Ok(()) => {
+                            flush_at.get_or_insert_with(|| Instant::now() + config.flush_interval);
+                        }
+                        Err(e) => reject(&mut response, received, &e),
+                    }
+                    if aggregate.keys() >= config.max_batch_keys {
+                        writer.write(aggregate.take_batch()).await?;
+                        flush_at = None;
+                    }
+                }
+                Some(Err(status)) => {
+                    // The client is gone; what it sent is still counted, as
+                    // the original service did.
+                    tracing::debug!(%status, received, "Add stream broke");
+                    writer.write(aggregate.take_batch()).await?;
+                    writer.finish().await?;
+                    return Err(status);
+                }
+            }
+        }
+    }
+    writer.write(aggregate.take_batch()).await?;
+    writer.finish().await?;
+    response.accepted = writer.committed;
+    Ok(response)
+}
+
+fn reject(response: &mut AddResponse, message: u64, error: &Error) {
+    response.rejected += 1;
+    if response.rejections.len() < MAX_REJECTIONS {
+        response
+            .rejections
+            .push(format!("message {message}: {error}"));
+    }
+}
+
+/// Resolves when `drain` is true; never, if its sender is gone.
+async fn drained(drain: &mut watch::Receiver<bool>) {
+    if drain.wait_for(|draining| *draining).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Writes a stream's batches one at a time in the background.
+struct Writer {
+    store: Store,
+    in_flight: Option<JoinHandle<Result<i64, Error>>>,
+    /// Requests committed so far by this stream.
+    committed: i64,
+}
+
+impl Writer {
+    fn new(store: Store) -> Self {
+        Writer {
+            store,
+            in_flight: None,
+            committed: 0,
+        }
+    }
+
+    /// Waits for the previous write, then starts writing `batch`. The write
+    /// runs in its own task, so it completes even if the stream's handler is
+    /// dropped.
+    async fn write(&mut self, batch: FlushBatch) -> Result<(), Status> {
+        self.finish().await?;
+        if batch.counts.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            Ok(store.add_batch(None, &batch).await?.unwrap_or(0))
+        }));
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any.
+    async fn finish(&mut self) -> Result<(), Status> {
+        let Some(handle) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let result = match handle.await {
+            Ok(result) => result,
+            Err(join) => {
+                return Err(Status::internal(format!("flush task failed: {join}")));
+            }
+        };
+        match result {
+            Ok(requests) => {
+                self.committed += requests;
+                Ok(())
+            }
+            Err(error) => {
+                let status = Status::from(error);
+                Err(Status::new(
+                    status.code(),
+                    format!(
+                        "{}; {} requests of this stream were committed before the failure",
+                        status.message(),
+                        self.committed
+                    ),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! count: counts requests exactly and serves their totals by day, month and
+//! year, over gRPC (`count.v1`), from the `count` command line, and from SQL
+//! views in schema `count`.
+//!
+//! Services stream request data points in; the server validates them,
+//! aggregates them in memory by (method, path, second), and writes them
+//! insert-only through the SQL API (`count.add_batch`). A rollup
+//! (`count.rollup`) moves a UTC day's raw rows into daily totals, which all
+//! reads use.
+//!
+//! Layout:
+//! - [`cli`]: the `count` command line and its subcommands.
+//! - [`server`]: serving the gRPC API on a bound listener until shutdown.
+//! - [`api`]: the `CountService` handlers.
+//! - [`ingest`]: the `Add` stream: validate, aggregate, flush in the background.
+//! - [`entry`]: validation of one `AddRequest`.
+//! - [`aggregate`]: summing entries by key into flush batches.
+//! - [`dates`]: `google.type.Date` days and periods.
+//! - [`store`]: migrations, the SQL API, and the calls made through it.
+//! - [`database`]: choosing the database: a URL or the embedded cluster.
+//! - [`cluster`]: a private PostgreSQL cluster (embedded default, test harness).
+//! - [`config`]: the server's tunables.
+//! - [`shutdown`]: the SIGINT/SIGTERM signal.
+//! - [`error`]: the crate's error type and its mapping to gRPC codes.
+
+pub mod aggregate;
+pub mod api;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod database;
+pub mod dates;
+pub mod entry;
+pub mod error;
+pub mod ingest;
+pub mod server;
+pub mod shutdown;
+pub mod store;

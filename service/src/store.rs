@@ -1,0 +1,211 @@
+//! The database: schema migrations, the SQL API, and the calls the service
+//! makes through it. The service only ever calls the SQL API (`count.*`
+//! functions and views), so the native extension can replace the portable
+//! fallback function for function.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::aggregate::FlushBatch;
+use crate::error::Result;
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// The portable SQL API, installed where the extension is absent.
+const SQL_API: &str = include_str!("../../sql/api.sql");
+
+/// Which implementation of the SQL API the database runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The native `count` extension (`CREATE EXTENSION count`).
+    Extension,
+    /// The portable PL/pgSQL functions of `sql/api.sql`.
+    Sql,
+}
+
+impl Backend {
+    /// The name used in logs and status output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Extension => "extension",
+            Backend::Sql => "sql",
+        }
+    }
+}
+
+/// One row of rolled-up totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Total {
+    /// The day, for daily totals; `None` for a period's sum.
+    pub day: Option<NaiveDate>,
+    /// The method's name (`GET`, `GRPC`, ...).
+    pub method: String,
+    /// The path.
+    pub path: String,
+    /// Requests counted.
+    pub total: i64,
+}
+
+/// A pool of connections to a migrated database with its SQL API.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Connects, applies pending migrations, and installs the portable SQL
+    /// API unless the extension is installed.
+    pub async fn open(config: tokio_postgres::Config, pool_size: usize) -> Result<Store> {
+        let backend = prepare_schema(&config).await?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager).max_size(pool_size).build()?;
+        Ok(Store { pool, backend })
+    }
+
+    /// The SQL API implementation in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies one flush through `count.add_batch`. With a producer and
+    /// sequence, returns `None` when that batch was applied before.
+    pub async fn add_batch(
+        &self,
+        producer: Option<(&str, i64)>,
+        batch: &FlushBatch,
+    ) -> Result<Option<i64>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(include_str!("../queries/add_batch.sql"))
+            .await?;
+        let row = client
+            .query_one(
+                &statement,
+                &[
+                    &producer.map(|p| p.0),
+                    &producer.map(|p| p.1),
+                    &batch.methods,
+                    &batch.paths,
+                    &batch.timestamps,
+                    &batch.counts,
+                ],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Rolls up one UTC day; returns the requests moved by this call.
+    pub async fn rollup(&self, day: NaiveDate) -> Result<i64> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(include_str!("../queries/rollup.sql"), &[&day])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Rolls up every complete day with raw rows; returns how many days.
+    pub async fn rollup_due(&self) -> Result<i64> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(include_str!("../queries/rollup_due.sql"), &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Rolled-up totals of each day from `from` to `to`, both inclusive.
+    pub async fn daily_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(include_str!("../queries/daily_totals.sql"))
+            .await?;
+        let rows = client.query(&statement, &[&from, &to]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| Total {
+                day: Some(row.get(0)),
+                method: row.get(1),
+                path: row.get(2),
+                total: row.get(3),
+            })
+            .collect())
+    }
+
+    /// Rolled-up totals summed over `from` to `to`, both inclusive.
+    pub async fn period_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(include_str!("../queries/period_totals.sql"))
+            .await?;
+        let rows = client.query(&statement, &[&from, &to]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| Total {
+                day: None,
+                method: row.get(0),
+                path: row.get(1),
+                total: row.get(2),
+            })
+            .collect())
+    }
+}
+
+/// Applies pending migrations and installs the SQL API, on a connection of
+/// its own. Another server may be doing the same at the same moment (two
+/// servers starting against one database): a conflict fails one of them, and
+/// the retry finds the work done. No advisory locks: CockroachDB has none.
+async fn prepare_schema(config: &tokio_postgres::Config) -> Result<Backend> {
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let mut tries = 0;
+    let backend = loop {
+        match prepare_once(&mut client).await {
+            Ok(backend) => break Ok(backend),
+            Err(e) if tries < 5 => {
+                tries += 1;
+                tracing::warn!(%e, tries, "schema set-up conflicted; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    drop(client);
+    // The connection task ends once the client is gone.
+    let _ = connection.await;
+    backend
+}
+
+async fn prepare_once(client: &mut tokio_postgres::Client) -> Result<Backend> {
+    let report = embedded::migrations::runner().run_async(client).await?;
+    for migration in report.applied_migrations() {
+        tracing::info!(migration = %migration, "applied migration");
+    }
+    let installed: bool = client
+        .query_one(include_str!("../queries/extension_installed.sql"), &[])
+        .await?
+        .get(0);
+    if installed {
+        return Ok(Backend::Extension);
+    }
+    client.batch_execute(SQL_API).await?;
+    Ok(Backend::Sql)
+}

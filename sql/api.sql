@@ -1,0 +1,202 @@
+-- count's SQL API in portable SQL: the fallback the service installs where
+-- the native `count` extension is not installed (CockroachDB included).
+-- The extension implements the same functions with the same signatures and
+-- semantics. Re-running this file is harmless: every statement replaces.
+--
+-- Days are UTC. Raw rows live in count.requests until a rollup moves them
+-- into count.daily_method_totals; the views read rolled-up totals only.
+
+-- Adds one flush of aggregated counts: element i of the four arrays is one
+-- (method, path, timestamp, count). Returns the number of requests added.
+--
+-- With a producer and a sequence the batch is applied exactly once: it is
+-- applied only when seq is above the producer's last applied sequence, which
+-- is recorded in the same transaction. A duplicate applies nothing and
+-- returns NULL.
+--
+-- Errors: 22004 for a NULL array or element, 22023 for arrays of different
+-- lengths, an unknown method, an empty path or a count below 1. Nothing of a
+-- rejected call is written.
+CREATE OR REPLACE FUNCTION count.add_batch(
+    producer text,
+    seq bigint,
+    methods text[],
+    paths text[],
+    timestamps timestamptz[],
+    counts bigint[]
+) RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n bigint;
+    bad_index bigint;
+    reason text;
+    written bigint;
+BEGIN
+    IF methods IS NULL OR paths IS NULL OR timestamps IS NULL OR counts IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004',
+            MESSAGE = 'count.add_batch: methods, paths, timestamps and counts must not be NULL';
+    END IF;
+    IF (producer IS NULL) <> (seq IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = '22004',
+            MESSAGE = 'count.add_batch: producer and seq must be both NULL or both set';
+    END IF;
+    IF producer = '' THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'count.add_batch: producer must not be empty';
+    END IF;
+    n := cardinality(methods);
+    IF cardinality(paths) <> n OR cardinality(timestamps) <> n OR cardinality(counts) <> n THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'count.add_batch: methods, paths, timestamps and counts must have the same length, got '
+                || n || ', ' || cardinality(paths) || ', ' || cardinality(timestamps) || ', ' || cardinality(counts);
+    END IF;
+
+    SELECT b.i,
+           CASE
+               WHEN b.m IS NULL THEN 'methods[' || b.i || '] must not be NULL'
+               WHEN b.p IS NULL THEN 'paths[' || b.i || '] must not be NULL'
+               WHEN b.t IS NULL THEN 'timestamps[' || b.i || '] must not be NULL'
+               ELSE 'counts[' || b.i || '] must not be NULL'
+           END
+      INTO bad_index, reason
+      FROM unnest(methods, paths, timestamps, counts) WITH ORDINALITY AS b (m, p, t, c, i)
+     WHERE b.m IS NULL OR b.p IS NULL OR b.t IS NULL OR b.c IS NULL
+     ORDER BY b.i
+     LIMIT 1;
+    IF bad_index IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'count.add_batch: ' || reason;
+    END IF;
+
+    SELECT b.i,
+           CASE
+               WHEN b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'GRPC')
+                   THEN 'methods[' || b.i || '] is not a known method: ' || b.m
+               WHEN b.p = '' THEN 'paths[' || b.i || '] must not be empty'
+               ELSE 'counts[' || b.i || '] must be at least 1, got ' || b.c
+           END
+      INTO bad_index, reason
+      FROM unnest(methods, paths, counts) WITH ORDINALITY AS b (m, p, c, i)
+     WHERE b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'GRPC')
+        OR b.p = '' OR b.c < 1
+     ORDER BY b.i
+     LIMIT 1;
+    IF bad_index IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'count.add_batch: ' || reason;
+    END IF;
+
+    IF producer IS NOT NULL THEN
+        INSERT INTO count.producers AS p (producer_id, last_sequence)
+        VALUES (producer, seq)
+        ON CONFLICT (producer_id) DO UPDATE
+            SET last_sequence = excluded.last_sequence, updated_at = now()
+            WHERE p.last_sequence < excluded.last_sequence;
+        GET DIAGNOSTICS written = ROW_COUNT;
+        IF written = 0 THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+
+    -- Only endpoints not seen yet: inserting known ones would burn identity
+    -- values. A concurrent first insert of the same endpoint makes this wait
+    -- for it, and the next statement (a new snapshot) then sees its row.
+    INSERT INTO count.methods (method, path)
+    SELECT DISTINCT k.m, k.p
+      FROM unnest(methods, paths) AS k (m, p)
+     WHERE NOT EXISTS (SELECT 1 FROM count.methods AS e WHERE e.method = k.m AND e.path = k.p)
+    ON CONFLICT (method, path) DO NOTHING;
+
+    INSERT INTO count.requests (method_id, request_timestamp, count)
+    SELECT e.id, b.t, b.c
+      FROM unnest(methods, paths, timestamps, counts) AS b (m, p, t, c)
+      JOIN count.methods AS e ON e.method = b.m AND e.path = b.p;
+    GET DIAGNOSTICS written = ROW_COUNT;
+    IF written <> n THEN
+        -- An endpoint row was not visible (possible under snapshot isolation):
+        -- fail the whole call so the caller retries instead of losing counts.
+        RAISE EXCEPTION USING ERRCODE = '40001',
+            MESSAGE = 'count.add_batch: ' || (n - written) || ' endpoints were not visible yet; retry';
+    END IF;
+
+    RETURN (SELECT coalesce(sum(c), 0) FROM unnest(counts) AS c)::bigint;
+END;
+$$;
+
+-- Rolls up one UTC day: in one statement, moves that day's raw rows into
+-- count.daily_method_totals, adding to what earlier rollups moved. Calling it
+-- again picks up rows that arrived since (late data) and never double-counts.
+-- Returns the number of requests moved by this call.
+CREATE OR REPLACE FUNCTION count.rollup(rollup_day date) RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    moved bigint;
+BEGIN
+    IF rollup_day IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'count.rollup: rollup_day must not be NULL';
+    END IF;
+    WITH gone AS (
+        DELETE FROM count.requests
+         WHERE request_timestamp >= (rollup_day::timestamp AT TIME ZONE 'UTC')
+           AND request_timestamp < ((rollup_day + 1)::timestamp AT TIME ZONE 'UTC')
+        RETURNING method_id, count
+    ), summed AS (
+        SELECT method_id, sum(count)::bigint AS total FROM gone GROUP BY method_id
+    ), merged AS (
+        INSERT INTO count.daily_method_totals AS d (day, method_id, total)
+        SELECT rollup_day, method_id, total FROM summed
+        ON CONFLICT (day, method_id) DO UPDATE SET total = d.total + excluded.total
+        RETURNING 1
+    )
+    SELECT coalesce(sum(total), 0)::bigint INTO moved FROM summed;
+    RETURN moved;
+END;
+$$;
+
+-- Rolls up every complete UTC day before today that still has raw rows, in
+-- one statement (one scan of count.requests). Returns how many days it
+-- rolled up. This is what pg_cron or `count serve --rollup-every` runs.
+CREATE OR REPLACE FUNCTION count.rollup_due() RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    today_start timestamptz := ((now() AT TIME ZONE 'UTC')::date)::timestamp AT TIME ZONE 'UTC';
+    days bigint;
+BEGIN
+    WITH gone AS (
+        DELETE FROM count.requests
+         WHERE request_timestamp < today_start
+        RETURNING method_id, request_timestamp, count
+    ), summed AS (
+        SELECT (request_timestamp AT TIME ZONE 'UTC')::date AS day, method_id, sum(count)::bigint AS total
+          FROM gone
+         GROUP BY 1, 2
+    ), merged AS (
+        INSERT INTO count.daily_method_totals AS d (day, method_id, total)
+        SELECT day, method_id, total FROM summed
+        ON CONFLICT (day, method_id) DO UPDATE SET total = d.total + excluded.total
+        RETURNING 1
+    )
+    SELECT count(DISTINCT day) INTO days FROM summed;
+    RETURN days;
+END;
+$$;
+
+-- Rolled-up totals by UTC day, month and year. `period` is the first day of
+-- the period, so the three views have the same columns.
+CREATE OR REPLACE VIEW count.daily_totals AS
+SELECT d.day AS period, m.method, m.path, d.total
+  FROM count.daily_method_totals AS d
+  JOIN count.methods AS m ON m.id = d.method_id;
+
+CREATE OR REPLACE VIEW count.monthly_totals AS
+SELECT d.day - (extract(day FROM d.day)::int - 1) AS period, m.method, m.path, sum(d.total)::bigint AS total
+  FROM count.daily_method_totals AS d
+  JOIN count.methods AS m ON m.id = d.method_id
+ GROUP BY 1, m.method, m.path;
+
+CREATE OR REPLACE VIEW count.yearly_totals AS
+SELECT d.day - (extract(doy FROM d.day)::int - 1) AS period, m.method, m.path, sum(d.total)::bigint AS total
+  FROM count.daily_method_totals AS d
+  JOIN count.methods AS m ON m.id = d.method_id
+ GROUP BY 1, m.method, m.path;
