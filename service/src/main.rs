@@ -1,6 +1,7 @@
 //! The `count` binary: parses the command line, sets up logging, and hands
 //! over to the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,6 +17,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.run().await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,215 @@
+//! The `count` binary: subcommands against a real database and server, and
+//! `count serve` on its embedded default.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use count_proto::v1::Method;
+use count_proto::v1::count_service_client::CountServiceClient;
+
+use crate::harness::*;
+
+/// `count totals` against `server` from `from` to `to`, by `by`.
+async fn totals_table(server: &str, from: &str, to: &str, by: &str) -> (i32, String, String) {
+    count(&[
+        "totals", "--server", server, "--from", from, "--to", to, "--by", by,
+    ])
+    .await
+}
+
+/// Runs `count` without blocking the runtime the test's server runs on.
+async fn count(args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_count"))
+        .args(args)
+        .env_remove("COUNT_DATABASE_URL")
+        .env_remove("DB_URL")
+        .output()
+        .await
+        .expect("count runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn migrate_rollup_and_totals_subcommands() {
+    let db = TestDatabase::start().await;
+    let url = db.cluster.url("count");
+    let (code, out, _) = count(&["migrate", "--database-url", &url]).await;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "schema up to date; SQL API backend: sql\n")
+    );
+
+    let server = TestServer::start(&db).await;
+    let mut client = server.client().await;
+    let day1 = day_start(3);
+    let day2 = day_start(2);
+    let entries = vec![
+        entry(Method::Get, "/users/{id}", day1 + 10, 5),
+        entry(Method::Post, "/users", day1 + 20, 2),
+        entry(Method::Get, "/users/{id}", day2 + 30, 7),
+    ];
+    client.add(tokio_stream::iter(entries)).await.unwrap();
+
+    let d1 = day_of(day1).to_string();
+    let d2 = day_of(day2).to_string();
+    let (code, out, _) = count(&["rollup", "--day", &d1, "--database-url", &url]).await;
+    assert_eq!(
+        (code, out),
+        (
+            0,
+            format!("rolled up {d1}: 7 requests moved into daily totals\n")
+        )
+    );
+    let (code, out, _) = count(&["rollup", "--due", "--database-url", &url]).await;
+    assert_eq!((code, out.as_str()), (0, "rolled up 1 days\n"));
+
+    let server_url = format!("http://{}", server.address);
+    let (code, out, _) = totals_table(&server_url, &d1, &d2, "day").await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        format!(
+            "PERIOD      METHOD  PATH         TOTAL\n\
+             {d1}  GET     /users/{{id}}  5\n\
+             {d1}  POST    /users       2\n\
+             {d2}  GET     /users/{{id}}  7\n"
+        )
+    );
+    let (code, out, _) = totals_table(&server_url, &d1, &d2, "year").await;
+    assert_eq!(code, 0);
+    let year = &d1[..4];
+    let mut expected_year = String::from("PERIOD  METHOD  PATH         TOTAL\n");
+    if &d2[..4] == year {
+        expected_year.push_str(&format!(
+            "{year}    GET     /users/{{id}}  12\n{year}    POST    /users       2\n"
+        ));
+        assert_eq!(out, expected_year);
+    }
+    let (code, out, _) = totals_table(&server_url, &d1, &d1, "month").await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("PERIOD   METHOD  PATH         TOTAL\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{}  POST    /users       2\n", &d1[..7])),
+        "{out}"
+    );
+
+    let (code, _, err) = totals_table(&server_url, &d2, &d1, "day").await;
+    assert_eq!(
+        (code, err),
+        (1, format!("count: --to: {d1} is before --from {d2}\n"))
+    );
+    let (code, _, err) = count(&["rollup", "--database-url", &url]).await;
+    assert_eq!(code, 2, "clap usage error: {err}");
+    let (code, _, err) = count(&["rollup", "--day", "2026-02-30", "--database-url", &url]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("invalid value '2026-02-30' for '--day <DAY>'"),
+        "{err}"
+    );
+    let (code, _, err) = count(&[
+        "migrate",
+        "--database-url",
+        "postgresql://nobody@/count?host=/nonexistent",
+    ])
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.starts_with("count: database: "), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::Builder::new()
+        .prefix("count-serve-")
+        .tempdir()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_count"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("COUNT_DATABASE_URL")
+        .env_remove("DB_URL")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut address, mut url) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("url=").nth(1) {
+            url = Some(rest.trim().to_owned());
+        }
+        if line.contains("count serving") {
+            address = line
+                .split("address=")
+                .nth(1)
+                .and_then(|a| a.split_whitespace().next())
+                .map(str::to_owned);
+            break;
+        }
+    }
+    let (address, url) = (address.expect("serving line"), url.expect("url line"));
+    // Keep draining the log so the server never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let mut client = CountServiceClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    let t = day_start(1) + 5;
+    let entries: Vec<_> = (0..1000)
+        .map(|i| entry(Method::Delete, "/items/{id}", t + i % 10, 1))
+        .collect();
+    assert_eq!(
+        client
+            .add(tokio_stream::iter(entries))
+            .await
+            .unwrap()
+            .into_inner()
+            .accepted,
+        1000
+    );
+    let counts = roll_up(&mut client, day_of(t)).await;
+    assert_eq!(
+        totals(&counts),
+        Totals::from([(("DELETE".into(), "/items/{id}".into()), 1000)])
+    );
+
+    // What psql would read on the logged URL.
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let (sql, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let total: i64 = sql
+        .query_one(
+            "SELECT total FROM count.daily_totals WHERE method = 'DELETE'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 1000);
+    drop(sql);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let log = drain.join().unwrap().join("\n");
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(
+        !dir.path().join("pg/postmaster.pid").exists(),
+        "the embedded cluster is stopped"
+    );
+}

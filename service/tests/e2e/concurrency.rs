@@ -1,0 +1,159 @@
+//! Exact totals under concurrency: many streams, two servers on one
+//! database, and the race on a brand-new method+path.
+
+use std::collections::BTreeMap;
+
+use count_proto::v1::{AddBatchRequest, ListDailyTotalsRequest, Method};
+use count_service::config::ServerConfig;
+
+use crate::harness::*;
+
+const STREAMS: usize = 8;
+const ENTRIES_PER_STREAM: usize = 20_000;
+const KEYS: usize = 50;
+const DAYS: i64 = 3;
+
+/// The (method, path, second, count) of a stream's i-th entry: 50 keys over
+/// 3 days, timestamps spread over each day's first minutes.
+fn workload(stream: usize, i: usize) -> (Method, String, i64, i64) {
+    let key = (i * 7 + stream) % KEYS;
+    let method = [Method::Get, Method::Post, Method::Grpc][key % 3];
+    let day = ((i / KEYS) as i64 + stream as i64) % DAYS + 1;
+    let second = day_start(day) + (i % 600) as i64;
+    let count = 1 + (i % 4) as i64;
+    (method, format!("/key/{key}"), second, count)
+}
+
+#[tokio::test]
+async fn eight_streams_of_twenty_thousand_entries_give_exact_totals() {
+    let db = TestDatabase::start().await;
+    let mut config = ServerConfig::default();
+    // Small batches, so every stream flushes many times while it runs.
+    config.ingest.max_batch_keys = 1_000;
+    let server = TestServer::start_with(db.store().await, config).await;
+
+    let mut expected: BTreeMap<(chrono::NaiveDate, String, String), i64> = BTreeMap::new();
+    let mut streams = Vec::new();
+    for stream in 0..STREAMS {
+        let mut messages = Vec::with_capacity(ENTRIES_PER_STREAM);
+        for i in 0..ENTRIES_PER_STREAM {
+            let (method, path, second, count) = workload(stream, i);
+            *expected
+                .entry((
+                    day_of(second),
+                    method.as_str_name().to_owned(),
+                    path.clone(),
+                ))
+                .or_default() += count;
+            messages.push(entry(method, &path, second, count));
+        }
+        let mut client = server.client().await;
+        streams.push(tokio::spawn(async move {
+            client
+                .add(tokio_stream::iter(messages))
+                .await
+                .unwrap()
+                .into_inner()
+        }));
+    }
+    let mut accepted = 0;
+    for stream in streams {
+        let response = stream.await.unwrap();
+        assert_eq!(response.rejected, 0);
+        accepted += response.accepted;
+    }
+    assert_eq!(accepted, expected.values().sum::<i64>());
+
+    let mut client = server.client().await;
+    let mut listed = BTreeMap::new();
+    for days_ago in 1..=DAYS {
+        let day = day_of(day_start(days_ago));
+        let counts = roll_up(&mut client, day).await;
+        assert_eq!(counts.len(), KEYS);
+        for ((method, path), total) in totals(&counts) {
+            listed.insert((day, method, path), total);
+        }
+    }
+    assert_eq!(listed, expected);
+
+    let list = client
+        .list_daily_totals(ListDailyTotalsRequest {
+            start_date: date(day_of(day_start(DAYS))),
+            end_date: date(day_of(day_start(1))),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .method_counts;
+    assert_eq!(list.len(), KEYS * DAYS as usize);
+    assert_eq!(list.iter().map(|c| c.count).sum::<i64>(), accepted);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_servers_on_one_database_race_on_new_endpoints_without_losing_a_count() {
+    let db = TestDatabase::start().await;
+    // Both servers migrate the empty database at the same moment.
+    let (store_a, store_b) = tokio::join!(db.store(), db.store());
+    let servers = [
+        TestServer::start_with(store_a, ServerConfig::default()).await,
+        TestServer::start_with(store_b, ServerConfig::default()).await,
+    ];
+    let t = day_start(1) + 42;
+    const ROUNDS: usize = 5;
+    const CALLERS: usize = 16;
+    const NEW_KEYS: usize = 20;
+    for round in 0..ROUNDS {
+        let mut calls = Vec::new();
+        for caller in 0..CALLERS {
+            let mut client = servers[caller % 2].client().await;
+            let entries: Vec<_> = (0..NEW_KEYS)
+                .map(|k| entry(Method::Get, &format!("/round/{round}/key/{k}"), t, 1))
+                .collect();
+            calls.push(tokio::spawn(async move {
+                // Streams and batches both race on the same new keys.
+                if caller % 4 == 0 {
+                    client
+                        .add(tokio_stream::iter(entries))
+                        .await
+                        .unwrap()
+                        .into_inner()
+                        .accepted
+                } else {
+                    let request = AddBatchRequest {
+                        producer_id: format!("caller-{caller}"),
+                        sequence: round as u64,
+                        entries,
+                    };
+                    client
+                        .add_batch(request)
+                        .await
+                        .unwrap()
+                        .into_inner()
+                        .accepted
+                }
+            }));
+        }
+        for call in calls {
+            assert_eq!(call.await.unwrap(), NEW_KEYS as i64);
+        }
+    }
+    let mut client = servers[1].client().await;
+    let counts = roll_up(&mut client, day_of(t)).await;
+    let totals = totals(&counts);
+    assert_eq!(totals.len(), ROUNDS * NEW_KEYS);
+    assert!(
+        totals.values().all(|&total| total == CALLERS as i64),
+        "{totals:?}"
+    );
+    let sql = db.sql().await;
+    let endpoints: i64 = sql
+        .query_one("SELECT count(*) FROM count.methods", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(endpoints, (ROUNDS * NEW_KEYS) as i64);
+    for server in servers {
+        server.stop().await;
+    }
+}

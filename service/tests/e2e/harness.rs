@@ -1,0 +1,183 @@
+//! The shared test harness: real PostgreSQL clusters (the same code as the
+//! embedded default) and real gRPC servers on 127.0.0.1 ports.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::NaiveDate;
+use count_proto::google::r#type::Date;
+use count_proto::v1::count_service_client::CountServiceClient;
+use count_proto::v1::{AddRequest, CountDailyTotalsRequest, Method, MethodCount};
+use count_service::cluster::{Cluster, ClusterOptions};
+use count_service::config::ServerConfig;
+use count_service::store::Store;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A private PostgreSQL cluster with database `count`, removed on drop.
+pub(crate) struct TestDatabase {
+    pub(crate) cluster: Cluster,
+    // Dropped after the cluster (fields drop in order), so the cluster
+    // stops before its directory goes.
+    _dir: TempDir,
+}
+
+impl TestDatabase {
+    pub(crate) async fn start() -> TestDatabase {
+        let dir = tempfile::Builder::new()
+            .prefix("count-test-")
+            .tempdir()
+            .expect("temporary directory");
+        let mut options = ClusterOptions::new(dir.path());
+        options.no_sync = true;
+        let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options))
+            .await
+            .expect("start task")
+            .expect("cluster starts");
+        cluster.create_database().await.expect("database count");
+        TestDatabase { cluster, _dir: dir }
+    }
+
+    pub(crate) fn config(&self) -> tokio_postgres::Config {
+        self.cluster.config("count")
+    }
+
+    pub(crate) async fn store(&self) -> Store {
+        Store::open(self.config(), 8).await.expect("store opens")
+    }
+
+    /// A direct SQL connection, as a SQL user would have.
+    pub(crate) async fn sql(&self) -> tokio_postgres::Client {
+        let (client, connection) = self
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("sql connection");
+        tokio::spawn(connection);
+        client
+    }
+}
+
+/// A running count server on a free port.
+pub(crate) struct TestServer {
+    pub(crate) address: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<count_service::error::Result<()>>,
+}
+
+impl TestServer {
+    pub(crate) async fn start(database: &TestDatabase) -> TestServer {
+        Self::start_with(database.store().await, ServerConfig::default()).await
+    }
+
+    pub(crate) async fn start_with(store: Store, config: ServerConfig) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(count_service::server::run(listener, store, config, async {
+            let _ = signal.await;
+        }));
+        TestServer {
+            address,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    pub(crate) async fn client(&self) -> CountServiceClient<Channel> {
+        CountServiceClient::connect(format!("http://{}", self.address))
+            .await
+            .expect("client connects")
+    }
+
+    /// Signals shutdown and waits for the server to return.
+    pub(crate) async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.task)
+            .await
+            .expect("server task")
+            .expect("server exits cleanly");
+    }
+}
+
+/// Seconds since the epoch at 00:00 UTC of the day `days_ago` days before today.
+pub(crate) fn day_start(days_ago: i64) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    (now / 86_400 - days_ago) * 86_400
+}
+
+pub(crate) fn day_of(seconds: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .expect("timestamp")
+        .date_naive()
+}
+
+pub(crate) fn date(day: NaiveDate) -> Option<Date> {
+    Some(count_service::dates::to_proto(day))
+}
+
+pub(crate) fn entry(method: Method, path: &str, seconds: i64, count: i64) -> AddRequest {
+    AddRequest {
+        method: method as i32,
+        path: path.to_owned(),
+        request_timestamp: Some(prost_types::Timestamp {
+            seconds,
+            nanos: 123_456_789,
+        }),
+        count,
+    }
+}
+
+/// Rolls `day` up through `CountDailyTotals` and returns its totals.
+pub(crate) async fn roll_up(
+    client: &mut CountServiceClient<Channel>,
+    day: NaiveDate,
+) -> Vec<MethodCount> {
+    client
+        .count_daily_totals(CountDailyTotalsRequest { date: date(day) })
+        .await
+        .expect("CountDailyTotals")
+        .into_inner()
+        .method_counts
+}
+
+/// Totals keyed by (method name, path).
+pub(crate) type Totals = BTreeMap<(String, String), i64>;
+
+pub(crate) fn totals(counts: &[MethodCount]) -> Totals {
+    let mut totals = Totals::new();
+    for c in counts {
+        let method = Method::try_from(c.method)
+            .expect("known method")
+            .as_str_name()
+            .to_owned();
+        let previous = totals.insert((method, c.path.clone()), c.count);
+        assert!(previous.is_none(), "one entry per method and path: {c:?}");
+    }
+    totals
+}
+
+/// Waits for `condition` up to `limit`, polling.
+pub(crate) async fn eventually<F, Fut>(limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

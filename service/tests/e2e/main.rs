@@ -1,0 +1,11 @@
+//! End-to-end tests: real PostgreSQL clusters, real gRPC over TCP, the real
+//! `count` binary. One test binary, so the suite links once.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod cli;
+mod concurrency;
+mod rpc;
+mod sql;

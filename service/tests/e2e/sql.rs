@@ -1,0 +1,179 @@
+//! The SQL API as SQL users and DBAs see it: views, rollups and errors.
+
+use tokio_postgres::error::SqlState;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn views_show_rolled_up_totals_by_day_month_and_year() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    sql.batch_execute(
+        "SELECT count.add_batch(NULL, NULL,
+             ARRAY['GET', 'GET', 'POST', 'GET'],
+             ARRAY['/a', '/a', '/b', '/a'],
+             ARRAY['2026-01-31 23:59:59+00', '2026-02-01 00:00:00+00',
+                   '2026-02-01 10:00:00+00', '2025-12-31 12:00:00+00']::timestamptz[],
+             ARRAY[1, 2, 4, 8]);
+         SELECT count.rollup(d) FROM unnest(ARRAY['2026-01-31', '2026-02-01', '2025-12-31']::date[]) AS d;",
+    )
+    .await
+    .unwrap();
+    let rows = |view: &'static str| {
+        let sql = &sql;
+        async move {
+            let query = format!(
+                "SELECT period::text, method, path, total FROM count.{view} ORDER BY 1, 2, 3"
+            );
+            sql.query(&query, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, String>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, String>(2),
+                        r.get::<_, i64>(3),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let row =
+        |p: &str, m: &str, path: &str, t: i64| (p.to_owned(), m.to_owned(), path.to_owned(), t);
+    assert_eq!(
+        rows("daily_totals").await,
+        vec![
+            row("2025-12-31", "GET", "/a", 8),
+            row("2026-01-31", "GET", "/a", 1),
+            row("2026-02-01", "GET", "/a", 2),
+            row("2026-02-01", "POST", "/b", 4),
+        ]
+    );
+    assert_eq!(
+        rows("monthly_totals").await,
+        vec![
+            row("2025-12-01", "GET", "/a", 8),
+            row("2026-01-01", "GET", "/a", 1),
+            row("2026-02-01", "GET", "/a", 2),
+            row("2026-02-01", "POST", "/b", 4),
+        ]
+    );
+    assert_eq!(
+        rows("yearly_totals").await,
+        vec![
+            row("2025-01-01", "GET", "/a", 8),
+            row("2026-01-01", "GET", "/a", 3),
+            row("2026-01-01", "POST", "/b", 4)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rollup_due_rolls_up_complete_days_only() {
+    let db = TestDatabase::start().await;
+    let store = db.store().await;
+    let sql = db.sql().await;
+    let today = day_start(0);
+    let batch = count_service::aggregate::FlushBatch {
+        methods: vec!["GET"; 4],
+        paths: vec!["/a".into(); 4],
+        timestamps: [today - 86_400 * 2, today - 1, today, today + 60]
+            .iter()
+            .map(|s| chrono::DateTime::from_timestamp(*s, 0).unwrap())
+            .collect(),
+        counts: vec![1, 2, 4, 8],
+        requests: 15,
+    };
+    assert_eq!(store.add_batch(None, &batch).await.unwrap(), Some(15));
+    assert_eq!(store.rollup_due().await.unwrap(), 2);
+    assert_eq!(store.rollup_due().await.unwrap(), 0);
+    let raw: i64 = sql
+        .query_one("SELECT sum(count)::bigint FROM count.requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(raw, 12, "today's rows stay raw");
+    let totals = store
+        .daily_totals(day_of(today - 86_400 * 2), day_of(today))
+        .await
+        .unwrap();
+    let totals: Vec<_> = totals.iter().map(|t| (t.day.unwrap(), t.total)).collect();
+    assert_eq!(
+        totals,
+        vec![(day_of(today - 86_400 * 2), 1), (day_of(today - 1), 2)]
+    );
+}
+
+#[tokio::test]
+async fn bad_sql_api_arguments_raise_specific_sqlstates_and_write_nothing() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    let cases = [
+        (
+            "ARRAY['GET'], ARRAY['/a', '/b'], ARRAY[now()], ARRAY[1]",
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.add_batch: methods, paths, timestamps and counts must have the same length, got 1, 2, 1, 1",
+        ),
+        (
+            "ARRAY['GET', NULL], ARRAY['/a', '/b'], ARRAY[now(), now()], ARRAY[1, 1]",
+            SqlState::NULL_VALUE_NOT_ALLOWED,
+            "count.add_batch: methods[2] must not be NULL",
+        ),
+        (
+            "ARRAY['GET'], ARRAY['/a'], ARRAY[now()], NULL::bigint[]",
+            SqlState::NULL_VALUE_NOT_ALLOWED,
+            "count.add_batch: methods, paths, timestamps and counts must not be NULL",
+        ),
+        (
+            "ARRAY['GET', 'FETCH'], ARRAY['/a', '/b'], ARRAY[now(), now()], ARRAY[1, 1]",
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.add_batch: methods[2] is not a known method: FETCH",
+        ),
+        (
+            "ARRAY['GET'], ARRAY[''], ARRAY[now()], ARRAY[1]",
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.add_batch: paths[1] must not be empty",
+        ),
+        (
+            "ARRAY['GET', 'PUT'], ARRAY['/a', '/b'], ARRAY[now(), now()], ARRAY[3, 0]",
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.add_batch: counts[2] must be at least 1, got 0",
+        ),
+    ];
+    for (arguments, state, message) in cases {
+        let query = format!("SELECT count.add_batch(NULL, NULL, {arguments})");
+        let error = sql.query_one(&query, &[]).await.unwrap_err();
+        let db_error = error.as_db_error().unwrap();
+        assert_eq!(
+            (db_error.code(), db_error.message()),
+            (&state, message),
+            "{arguments}"
+        );
+    }
+    let error = sql
+        .query_one(
+            "SELECT count.add_batch('p', NULL, ARRAY['GET'], ARRAY['/a'], ARRAY[now()], ARRAY[1])",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::NULL_VALUE_NOT_ALLOWED));
+    let error = sql
+        .query_one("SELECT count.rollup(NULL)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(&SqlState::NULL_VALUE_NOT_ALLOWED));
+    let written: i64 = sql
+        .query_one(
+            "SELECT (SELECT count(*) FROM count.requests) + (SELECT count(*) FROM count.methods)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0);
+}
