@@ -16,15 +16,18 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
-/// The portable SQL API, installed where the extension is absent.
-const SQL_API: &str = include_str!("../../sql/api.sql");
+/// The portable SQL API functions, installed where the extension is absent.
+const SQL_FUNCTIONS: &str = include_str!("../../sql/functions.sql");
+
+/// The views, installed whichever backend implements the functions.
+const SQL_VIEWS: &str = include_str!("../../sql/views.sql");
 
 /// Which implementation of the SQL API the database runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// The native `count` extension (`CREATE EXTENSION count`).
     Extension,
-    /// The portable PL/pgSQL functions of `sql/api.sql`.
+    /// The portable PL/pgSQL functions of `sql/functions.sql`.
     Sql,
 }
 
@@ -67,8 +70,8 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Connects, applies pending migrations, and installs the portable SQL
-    /// API unless the extension is installed.
+    /// Connects, applies pending migrations, installs the views, and the
+    /// portable SQL functions unless the extension is installed.
     pub async fn open(config: tokio_postgres::Config, pool_size: usize) -> Result<Store> {
         let backend = prepare_schema(&config).await?;
         let manager = Manager::from_config(
@@ -203,9 +206,12 @@ async fn prepare_once(client: &mut tokio_postgres::Client) -> Result<Backend> {
         .query_one(include_str!("../queries/extension_installed.sql"), &[])
         .await?
         .get(0);
-    if installed {
-        return Ok(Backend::Extension);
-    }
-    client.batch_execute(SQL_API).await?;
-    Ok(Backend::Sql)
+    let backend = if installed {
+        Backend::Extension
+    } else {
+        client.batch_execute(SQL_FUNCTIONS).await?;
+        Backend::Sql
+    };
+    client.batch_execute(SQL_VIEWS).await?;
+    Ok(backend)
 }

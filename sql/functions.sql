@@ -1,10 +1,11 @@
--- count's SQL API in portable SQL: the fallback the service installs where
--- the native `count` extension is not installed (CockroachDB included).
--- The extension implements the same functions with the same signatures and
--- semantics. Re-running this file is harmless: every statement replaces.
+-- count's SQL API functions in portable SQL: the fallback the service
+-- installs where the native `count` extension is not installed (CockroachDB
+-- included). The extension implements the same functions with the same
+-- signatures and semantics. Re-running this file is harmless: every
+-- statement replaces.
 --
 -- Days are UTC. Raw rows live in count.requests until a rollup moves them
--- into count.daily_method_totals; the views read rolled-up totals only.
+-- into count.daily_method_totals.
 
 -- Adds one flush of aggregated counts: element i of the four arrays is one
 -- (method, path, timestamp, count). Returns the number of requests added.
@@ -181,22 +182,3 @@ BEGIN
     RETURN days;
 END;
 $$;
-
--- Rolled-up totals by UTC day, month and year. `period` is the first day of
--- the period, so the three views have the same columns.
-CREATE OR REPLACE VIEW count.daily_totals AS
-SELECT d.day AS period, m.method, m.path, d.total
-  FROM count.daily_method_totals AS d
-  JOIN count.methods AS m ON m.id = d.method_id;
-
-CREATE OR REPLACE VIEW count.monthly_totals AS
-SELECT d.day - (extract(day FROM d.day)::int - 1) AS period, m.method, m.path, sum(d.total)::bigint AS total
-  FROM count.daily_method_totals AS d
-  JOIN count.methods AS m ON m.id = d.method_id
- GROUP BY 1, m.method, m.path;
-
-CREATE OR REPLACE VIEW count.yearly_totals AS
-SELECT d.day - (extract(doy FROM d.day)::int - 1) AS period, m.method, m.path, sum(d.total)::bigint AS total
-  FROM count.daily_method_totals AS d
-  JOIN count.methods AS m ON m.id = d.method_id
- GROUP BY 1, m.method, m.path;

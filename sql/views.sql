@@ -1,0 +1,22 @@
+-- count's SQL views, installed by the service whichever backend implements
+-- the functions (sql/functions.sql or the extension). Portable SQL;
+-- re-running this file is harmless. The views read rolled-up totals only.
+
+-- Rolled-up totals by UTC day, month and year. `period` is the first day of
+-- the period, so the three views have the same columns.
+CREATE OR REPLACE VIEW count.daily_totals AS
+SELECT d.day AS period, m.method, m.path, d.total
+  FROM count.daily_method_totals AS d
+  JOIN count.methods AS m ON m.id = d.method_id;
+
+CREATE OR REPLACE VIEW count.monthly_totals AS
+SELECT d.day - (extract(day FROM d.day)::int - 1) AS period, m.method, m.path, sum(d.total)::bigint AS total
+  FROM count.daily_method_totals AS d
+  JOIN count.methods AS m ON m.id = d.method_id
+ GROUP BY 1, m.method, m.path;
+
+CREATE OR REPLACE VIEW count.yearly_totals AS
+SELECT d.day - (extract(doy FROM d.day)::int - 1) AS period, m.method, m.path, sum(d.total)::bigint AS total
+  FROM count.daily_method_totals AS d
+  JOIN count.methods AS m ON m.id = d.method_id
+ GROUP BY 1, m.method, m.path;
