@@ -17,7 +17,10 @@ mod embedded {
 }
 
 /// The portable SQL API functions, installed where the extension is absent.
-const SQL_FUNCTIONS: &str = include_str!("../../sql/functions.sql");
+const SQL_FUNCTIONS: [&str; 2] = [
+    include_str!("../../sql/add_batch.sql"),
+    include_str!("../../sql/rollup.sql"),
+];
 
 /// The views, installed whichever backend implements the functions.
 const SQL_VIEWS: &str = include_str!("../../sql/views.sql");
@@ -27,7 +30,7 @@ const SQL_VIEWS: &str = include_str!("../../sql/views.sql");
 pub enum Backend {
     /// The native `count` extension (`CREATE EXTENSION count`).
     Extension,
-    /// The portable PL/pgSQL functions of `sql/functions.sql`.
+    /// The portable PL/pgSQL functions of `sql/add_batch.sql` and `sql/rollup.sql`.
     Sql,
 }
 
@@ -209,7 +212,9 @@ async fn prepare_once(client: &mut tokio_postgres::Client) -> Result<Backend> {
     let backend = if installed {
         Backend::Extension
     } else {
-        client.batch_execute(SQL_FUNCTIONS).await?;
+        for functions in SQL_FUNCTIONS {
+            client.batch_execute(functions).await?;
+        }
         Backend::Sql
     };
     client.batch_execute(SQL_VIEWS).await?;

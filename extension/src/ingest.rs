@@ -1,0 +1,158 @@
+//! The SPI work of one `count.add_batch` call: claim the producer's
+//! sequence, resolve endpoint ids, insert the raw rows. Every statement is a
+//! plan prepared once per backend.
+
+use std::cell::OnceCell;
+use std::collections::HashSet;
+
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys::{self, PgOid};
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
+
+use crate::batch::{Batch, METHODS};
+use crate::endpoints;
+use crate::error::Error;
+
+/// The plans `add_batch` runs, prepared on first use and kept for the
+/// backend's life (PostgreSQL replans them if the tables change).
+struct Plans {
+    claim_sequence: OwnedPreparedStatement,
+    find_endpoints: OwnedPreparedStatement,
+    insert_endpoints: OwnedPreparedStatement,
+    insert_requests: OwnedPreparedStatement,
+}
+
+thread_local! {
+    static PLANS: OnceCell<Plans> = const { OnceCell::new() };
+}
+
+impl Plans {
+    fn prepare(client: &SpiClient<'_>) -> SpiResult<Plans> {
+        let text = PgOid::from(pg_sys::TEXTOID);
+        let texts = PgOid::from(pg_sys::TEXTARRAYOID);
+        let bigint = PgOid::from(pg_sys::INT8OID);
+        let bigints = PgOid::from(pg_sys::INT8ARRAYOID);
+        let timestamps = PgOid::from(pg_sys::TIMESTAMPTZARRAYOID);
+        let plan = |sql: &'static str, args: &[PgOid]| -> SpiResult<OwnedPreparedStatement> {
+            Ok(client.prepare_mut(sql, args)?.keep())
+        };
+        Ok(Plans {
+            claim_sequence: plan(
+                include_str!("../queries/claim_sequence.sql"),
+                &[text, bigint],
+            )?,
+            find_endpoints: plan(
+                include_str!("../queries/find_endpoints.sql"),
+                &[texts, texts],
+            )?,
+            insert_endpoints: plan(
+                include_str!("../queries/insert_endpoints.sql"),
+                &[texts, texts],
+            )?,
+            insert_requests: plan(
+                include_str!("../queries/insert_requests.sql"),
+                &[bigints, timestamps, bigints],
+            )?,
+        })
+    }
+}
+
+/// Applies a validated batch. `None` when its sequence was applied before.
+pub fn add_batch(batch: Batch<'_, TimestampWithTimeZone>) -> Result<Option<i64>, Error> {
+    Spi::connect_mut(|client| {
+        PLANS.with(|cell| {
+            let plans = match cell.get() {
+                Some(plans) => plans,
+                None => {
+                    let plans = Plans::prepare(client)?;
+                    cell.get_or_init(|| plans)
+                }
+            };
+            apply(client, plans, batch)
+        })
+    })
+}
+
+fn apply(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    batch: Batch<'_, TimestampWithTimeZone>,
+) -> Result<Option<i64>, Error> {
+    if let Some((producer, seq)) = batch.claim {
+        let args: [DatumWithOid<'_>; 2] = [producer.into(), seq.into()];
+        if client
+            .update(&plans.claim_sequence, None, &args)?
+            .is_empty()
+        {
+            return Ok(None);
+        }
+    }
+    let ids = resolve(client, plans, &batch.methods, &batch.paths)?;
+    let args: [DatumWithOid<'_>; 3] = [ids.into(), batch.timestamps.into(), batch.counts.into()];
+    client.update(&plans.insert_requests, None, &args)?;
+    Ok(Some(batch.requests))
+}
+
+/// The endpoint id of each row: from the cache, else found, else inserted.
+fn resolve(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    methods: &[usize],
+    paths: &[&str],
+) -> Result<Vec<i64>, Error> {
+    let mut ids: Vec<Option<i64>> = methods
+        .iter()
+        .zip(paths)
+        .map(|(&method, path)| endpoints::lookup(method, path))
+        .collect();
+    let missing: HashSet<(usize, &str)> = (0..ids.len())
+        .filter(|&i| ids[i].is_none())
+        .map(|i| (methods[i], paths[i]))
+        .collect();
+    if !missing.is_empty() {
+        let mut keys: Vec<(usize, &str)> = missing.into_iter().collect();
+        // Find existing rows, insert the rest, then find again those a
+        // concurrent transaction inserted first (each statement sees what
+        // committed before it started).
+        for plan in [
+            &plans.find_endpoints,
+            &plans.insert_endpoints,
+            &plans.find_endpoints,
+        ] {
+            if keys.is_empty() {
+                break;
+            }
+            let names: Vec<&str> = keys.iter().map(|(m, _)| METHODS[*m]).collect();
+            let key_paths: Vec<&str> = keys.iter().map(|(_, p)| *p).collect();
+            let args: [DatumWithOid<'_>; 2] = [names.into(), key_paths.into()];
+            let mut found = Vec::new();
+            for row in client.update(plan, None, &args)? {
+                let id: Option<i64> = row.get(1)?;
+                let method: Option<String> = row.get(2)?;
+                let path: Option<String> = row.get(3)?;
+                if let (Some(id), Some(method), Some(path)) = (id, method, path)
+                    && let Some(method) = METHODS.iter().position(|m| *m == method)
+                {
+                    found.push((method, path, id));
+                }
+            }
+            endpoints::remember(found);
+            keys.retain(|(m, p)| endpoints::lookup(*m, p).is_none());
+        }
+        if !keys.is_empty() {
+            return Err(Error::NotVisible(keys.len()));
+        }
+        for (i, id) in ids.iter_mut().enumerate() {
+            if id.is_none() {
+                *id = endpoints::lookup(methods[i], paths[i]);
+            }
+        }
+    }
+    let resolved = ids.len();
+    let ids: Vec<i64> = ids.into_iter().flatten().collect();
+    if ids.len() != resolved {
+        return Err(Error::NotVisible(resolved - ids.len()));
+    }
+    Ok(ids)
+}

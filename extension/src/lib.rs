@@ -1,0 +1,76 @@
+//! The `count` PostgreSQL extension: count's SQL API, with `count.add_batch`
+//! implemented natively.
+//!
+//! `CREATE EXTENSION count` provides the same functions, with the same
+//! signatures and semantics, as the portable fallback in `sql/`; the service
+//! uses whichever is installed. Only `count.add_batch` is native: it is the
+//! ingest hot path, where a per-backend cache of endpoint ids, prepared plans
+//! and validation in one pass over the arrays save most of the fallback's
+//! work. The rollups are set-based SQL, so the extension ships the fallback's
+//! own `sql/rollup.sql`.
+//!
+//! Layout:
+//! - [`batch`]: validation of `add_batch`'s arrays into rows (plain Rust).
+//! - [`endpoints`]: resolving (method, path) to `count.methods` ids, cached.
+//! - [`ingest`]: the SPI work of one `add_batch` call.
+//! - [`error`]: the crate's error type and its SQLSTATEs.
+
+use pgrx::prelude::*;
+
+pub mod batch;
+pub mod endpoints;
+pub mod error;
+pub mod ingest;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../queries/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!(
+    "../../sql/rollup.sql",
+    name = "rollup",
+    requires = ["bootstrap"]
+);
+
+/// Adds one flush of aggregated counts: element i of the arrays is one
+/// (method, path, timestamp, count). With `producer` and `seq`, applies the
+/// batch only if `seq` is above the producer's last applied sequence, and
+/// returns NULL for a duplicate. Returns the requests added.
+#[pg_extern(volatile, parallel_unsafe, requires = ["bootstrap"])]
+fn add_batch(
+    producer: Option<&str>,
+    seq: Option<i64>,
+    methods: Option<Array<'_, &str>>,
+    paths: Option<Array<'_, &str>>,
+    timestamps: Option<Array<'_, TimestampWithTimeZone>>,
+    counts: Option<Array<'_, i64>>,
+) -> Option<i64> {
+    let result = batch::Batch::from_arrays(
+        producer,
+        seq,
+        methods.as_ref().map(|a| a.iter().collect()),
+        paths.as_ref().map(|a| a.iter().collect()),
+        timestamps.as_ref().map(|a| a.iter().collect()),
+        counts.as_ref().map(|a| a.iter().collect()),
+    )
+    .and_then(ingest::add_batch);
+    match result {
+        Ok(added) => added,
+        Err(error) => error.report(),
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    /// One-off set-up when the test cluster starts.
+    pub fn setup(_options: Vec<&str>) {}
+
+    /// postgresql.conf settings the tests need.
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,194 @@
+//! `#[pg_test]`s: each function of the SQL API and each error it raises, in
+//! a real backend with the extension created.
+
+/// The schema the test functions live in (`pg_test` needs an inline module).
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    /// Creates count's tables (the first migration) once per test database, and
+    /// a helper that runs a statement and returns `SQLSTATE: message` or `ok`.
+    fn setup() {
+        let exists = Spi::get_one::<bool>("SELECT to_regclass('count.requests') IS NOT NULL")
+            .expect("catalog query");
+        if exists != Some(true) {
+            Spi::run(include_str!("../../migrations/V1__schema.sql")).expect("schema");
+        }
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION pg_temp.outcome(statement text) RETURNS text
+             LANGUAGE plpgsql AS $$
+             BEGIN
+                 EXECUTE statement;
+                 RETURN 'ok';
+             EXCEPTION WHEN OTHERS THEN
+                 RETURN SQLSTATE || ': ' || SQLERRM;
+             END $$",
+        )
+        .expect("helper");
+    }
+
+    fn outcome(statement: &str) -> String {
+        Spi::get_one_with_args::<String>("SELECT pg_temp.outcome($1)", &[statement.into()])
+            .expect("outcome")
+            .unwrap_or_default()
+    }
+
+    fn total(path: &str) -> i64 {
+        Spi::get_one_with_args::<i64>(
+            "SELECT coalesce(sum(r.count), 0)::bigint
+               FROM count.requests AS r JOIN count.methods AS m ON m.id = r.method_id
+              WHERE m.path = $1",
+            &[path.into()],
+        )
+        .expect("total")
+        .unwrap_or(0)
+    }
+
+    #[pg_test]
+    fn add_batch_inserts_rows_and_returns_the_requests_added() {
+        setup();
+        let added = Spi::get_one::<i64>(
+            "SELECT count.add_batch(NULL, NULL, ARRAY['GET', 'GET', 'POST'], ARRAY['/t1/a', '/t1/a', '/t1/b'],
+                    ARRAY['2026-01-01 10:00:00+00', '2026-01-01 10:00:01+00', '2026-01-02 00:00:00+00']::timestamptz[],
+                    ARRAY[2, 3, 4])",
+        );
+        assert_eq!(added, Ok(Some(9)));
+        assert_eq!(total("/t1/a"), 5);
+        assert_eq!(total("/t1/b"), 4);
+        // Warm cache: the same endpoints again, no new endpoint rows.
+        let again = Spi::get_one::<i64>(
+            "SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/t1/a'], ARRAY[now()], ARRAY[1])",
+        );
+        assert_eq!(again, Ok(Some(1)));
+        assert_eq!(total("/t1/a"), 6);
+        let endpoints =
+            Spi::get_one::<i64>("SELECT count(*) FROM count.methods WHERE path LIKE '/t1/%'");
+        assert_eq!(endpoints, Ok(Some(2)));
+    }
+
+    #[pg_test]
+    fn add_batch_applies_a_producer_sequence_once() {
+        setup();
+        let call = |seq: i64| {
+            Spi::get_one_with_args::<i64>(
+                "SELECT count.add_batch('t2', $1, ARRAY['PUT'], ARRAY['/t2'], ARRAY[now()], ARRAY[5])",
+                &[seq.into()],
+            )
+        };
+        assert_eq!(call(1), Ok(Some(5)));
+        assert_eq!(call(1), Ok(None));
+        assert_eq!(call(0), Ok(None));
+        assert_eq!(call(2), Ok(Some(5)));
+        assert_eq!(total("/t2"), 10);
+    }
+
+    #[pg_test]
+    fn bad_arguments_raise_specific_sqlstates() {
+        setup();
+        let cases = [
+            (
+                "NULL, NULL, ARRAY['GET'], ARRAY['/a', '/b'], ARRAY[now()], ARRAY[1]",
+                "22023: count.add_batch: methods, paths, timestamps and counts must have the same length, got 1, 2, 1, 1",
+            ),
+            (
+                "NULL, NULL, ARRAY['GET', NULL], ARRAY['/a', '/b'], ARRAY[now(), now()], ARRAY[1, 1]",
+                "22004: count.add_batch: methods[2] must not be NULL",
+            ),
+            (
+                "NULL, NULL, ARRAY['GET'], ARRAY['/a'], ARRAY[now()], NULL::bigint[]",
+                "22004: count.add_batch: methods, paths, timestamps and counts must not be NULL",
+            ),
+            (
+                "NULL, NULL, ARRAY['GET', 'FETCH'], ARRAY['/a', '/b'], ARRAY[now(), now()], ARRAY[1, 1]",
+                "22023: count.add_batch: methods[2] is not a known method: FETCH",
+            ),
+            (
+                "NULL, NULL, ARRAY['GET'], ARRAY[''], ARRAY[now()], ARRAY[1]",
+                "22023: count.add_batch: paths[1] must not be empty",
+            ),
+            (
+                "NULL, NULL, ARRAY['GET', 'PUT'], ARRAY['/a', '/b'], ARRAY[now(), now()], ARRAY[3, 0]",
+                "22023: count.add_batch: counts[2] must be at least 1, got 0",
+            ),
+            (
+                "'p', NULL, ARRAY['GET'], ARRAY['/a'], ARRAY[now()], ARRAY[1]",
+                "22004: count.add_batch: producer and seq must be both NULL or both set",
+            ),
+            (
+                "'', 1, ARRAY['GET'], ARRAY['/a'], ARRAY[now()], ARRAY[1]",
+                "22023: count.add_batch: producer must not be empty",
+            ),
+            (
+                "NULL, NULL, ARRAY['GET', 'GET'], ARRAY['/a', '/b'], ARRAY[now(), now()], ARRAY[9223372036854775807, 1]",
+                "22003: count.add_batch: the sum of the counts does not fit a bigint",
+            ),
+        ];
+        for (arguments, expected) in cases {
+            assert_eq!(
+                outcome(&format!("SELECT count.add_batch({arguments})")),
+                expected,
+                "{arguments}"
+            );
+        }
+        assert_eq!(
+            total("/a") + total("/b"),
+            0,
+            "nothing of a rejected call is written"
+        );
+    }
+
+    #[pg_test]
+    fn an_endpoint_rolled_back_in_a_subtransaction_is_not_cached() {
+        setup();
+        // The endpoint row is inserted, then its subtransaction aborts.
+        assert_eq!(
+            outcome(
+                "DO $$ BEGIN
+                     PERFORM count.add_batch(NULL, NULL, ARRAY['HEAD'], ARRAY['/t4'], ARRAY[now()], ARRAY[1]);
+                     RAISE EXCEPTION 'roll back';
+                 END $$"
+            ),
+            "P0001: roll back"
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM count.methods WHERE path = '/t4'"),
+            Ok(Some(0))
+        );
+        Spi::run("SELECT count.add_batch(NULL, NULL, ARRAY['HEAD'], ARRAY['/t4'], ARRAY[now()], ARRAY[7])")
+            .expect("add_batch");
+        // The row points at an endpoint that exists.
+        assert_eq!(total("/t4"), 7);
+    }
+
+    #[pg_test]
+    fn rollups_move_raw_rows_into_daily_totals() {
+        setup();
+        Spi::run(
+            "SELECT count.add_batch(NULL, NULL, ARRAY['GET', 'GET'], ARRAY['/t5', '/t5'],
+                    ARRAY['2025-03-01 23:59:59+00', '2025-03-02 00:00:00+00']::timestamptz[], ARRAY[2, 3])",
+        )
+        .expect("add_batch");
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count.rollup('2025-03-01')"),
+            Ok(Some(2))
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count.rollup('2025-03-01')"),
+            Ok(Some(0))
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count.rollup_due()"),
+            Ok(Some(1))
+        );
+        let totals = Spi::get_one::<String>(
+            "SELECT string_agg(d.day || '=' || d.total, ',' ORDER BY d.day)
+               FROM count.daily_method_totals AS d JOIN count.methods AS m ON m.id = d.method_id
+              WHERE m.path = '/t5'",
+        );
+        assert_eq!(totals, Ok(Some("2025-03-01=2,2025-03-02=3".to_owned())));
+        assert_eq!(
+            outcome("SELECT count.rollup(NULL)"),
+            "22004: count.rollup: rollup_day must not be NULL"
+        );
+    }
+}
