@@ -5,6 +5,16 @@ set -euo pipefail
 COUNT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$COUNT_ROOT/target}
 
+# The PostgreSQL count is built and tested against.
+PG_MAJOR=15
+PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+PGRX_VERSION=0.18.1
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
 # Installs the Debian packages named as arguments that are not installed yet.
 # A package given as name=version is pinned to that version.
 ensure_debs() {
@@ -17,13 +27,40 @@ ensure_debs() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing Debian packages: ${missing[*]}" >&2
-  local sudo=()
-  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-# The PostgreSQL 15 server the service and its tests run on.
+# The PostgreSQL server the service and its tests run on.
 ensure_postgres() {
-  ensure_debs postgresql-15
+  ensure_debs postgresql-$PG_MAJOR
+}
+
+# What building the extension needs: the server headers (pinned to the
+# installed server, or apt would upgrade the server with them), libclang for
+# bindgen, pg_cron for the DBA set-up, sudo (cargo pgrx test calls it), and
+# cargo-pgrx set up for this PostgreSQL.
+ensure_extension_toolchain() {
+  ensure_postgres
+  local version
+  version=$(dpkg-query -W -f='${Version}' postgresql-$PG_MAJOR)
+  ensure_debs "postgresql-server-dev-$PG_MAJOR=$version" "libpq-dev=$version" \
+    libclang-dev "postgresql-$PG_MAJOR-cron" sudo
+  if [ "$(cargo pgrx --version 2>/dev/null)" != "cargo-pgrx $PGRX_VERSION" ]; then
+    cargo install cargo-pgrx --version "=$PGRX_VERSION" --locked
+  fi
+  # Re-running init makes pgrx regenerate its bindings: only when needed.
+  if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+    cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
+  fi
+}
+
+# Builds the extension (release) and installs it into the system PostgreSQL.
+# Files are replaced, not overwritten in place: a running backend may have
+# the old count.so mapped.
+install_extension() {
+  local out=$CARGO_TARGET_DIR/count-extension-package
+  rm -rf "$out"
+  (cd "$COUNT_ROOT/extension" && cargo pgrx package --pg-config "$PG_CONFIG" --out-dir "$out")
+  as_root cp -r --remove-destination "$out/usr/." /usr/
 }

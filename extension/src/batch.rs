@@ -132,6 +132,9 @@ mod tests {
         Option<Vec<Option<i64>>>,
     );
 
+    /// Makes one argument of a valid call bad.
+    type Change = Box<dyn Fn(&mut Args<'_>)>;
+
     fn check(args: Args<'_>) -> Result<Batch<'_, u8>, Error> {
         Batch::from_arrays(args.0, args.1, args.2, args.3, args.4, args.5)
     }
@@ -159,7 +162,7 @@ mod tests {
 
     #[test]
     fn each_bad_argument_names_itself_and_its_index() {
-        let cases: Vec<(Box<dyn Fn(&mut Args<'_>)>, Error)> = vec![
+        let cases: Vec<(Change, Error)> = vec![
             (Box::new(|a| a.5 = None), Error::Null("methods, paths, timestamps and counts must not be NULL".into())),
             (Box::new(|a| a.1 = None), Error::Null("producer and seq must be both NULL or both set".into())),
             (Box::new(|a| a.0 = Some("")), Error::Invalid("producer must not be empty".into())),

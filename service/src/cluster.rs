@@ -153,11 +153,7 @@ impl Cluster {
 
     /// Creates the database `count` unless it exists.
     pub async fn create_database(&self) -> Result<()> {
-        let (client, connection) = self
-            .config("postgres")
-            .connect(tokio_postgres::NoTls)
-            .await?;
-        let connection = tokio::spawn(connection);
+        let client = self.connect("postgres").await?;
         let exists: bool = client
             .query_one(include_str!("../queries/database_exists.sql"), &[])
             .await?
@@ -167,9 +163,32 @@ impl Cluster {
                 .batch_execute(include_str!("../queries/create_database.sql"))
                 .await?;
         }
-        drop(client);
-        let _ = connection.await;
         Ok(())
+    }
+
+    /// Creates the `count` extension in database `count`, or updates it to
+    /// the installed version, when this PostgreSQL has it installed. Returns
+    /// whether the extension is there.
+    pub async fn create_extension(&self) -> Result<bool> {
+        let client = self.connect("count").await?;
+        let available: bool = client
+            .query_one(include_str!("../queries/extension_available.sql"), &[])
+            .await?
+            .get(0);
+        if available {
+            client
+                .batch_execute(include_str!("../queries/create_extension.sql"))
+                .await?;
+        }
+        Ok(available)
+    }
+
+    /// A connection to `database` as the superuser; it closes when the
+    /// client is dropped.
+    async fn connect(&self, database: &str) -> Result<tokio_postgres::Client> {
+        let (client, connection) = self.config(database).connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
     }
 
     /// Stops the server (fast shutdown: open sessions are ended, committed

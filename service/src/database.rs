@@ -53,6 +53,9 @@ impl DatabaseLocation {
             .await
             .map_err(|e| Error::Cluster(format!("start-up task failed: {e}")))??;
         cluster.create_database().await?;
+        if !cluster.create_extension().await? {
+            tracing::info!("the count extension is not installed in this PostgreSQL");
+        }
         tracing::info!(url = %cluster.url(EMBEDDED_DATABASE), "embedded PostgreSQL (psql takes this URL)");
         Ok(Database {
             config: cluster.config(EMBEDDED_DATABASE),

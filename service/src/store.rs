@@ -181,23 +181,18 @@ impl Store {
 /// the retry finds the work done. No advisory locks: CockroachDB has none.
 async fn prepare_schema(config: &tokio_postgres::Config) -> Result<Backend> {
     let (mut client, connection) = config.connect(NoTls).await?;
-    let connection = tokio::spawn(connection);
+    tokio::spawn(connection);
     let mut tries = 0;
-    let backend = loop {
+    loop {
         match prepare_once(&mut client).await {
-            Ok(backend) => break Ok(backend),
             Err(e) if tries < 5 => {
                 tries += 1;
                 tracing::warn!(%e, tries, "schema set-up conflicted; retrying");
                 tokio::time::sleep(Duration::from_millis(200 * tries)).await;
             }
-            Err(e) => break Err(e),
+            result => return result,
         }
-    };
-    drop(client);
-    // The connection task ends once the client is gone.
-    let _ = connection.await;
-    backend
+    }
 }
 
 async fn prepare_once(client: &mut tokio_postgres::Client) -> Result<Backend> {

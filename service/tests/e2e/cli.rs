@@ -39,8 +39,14 @@ async fn migrate_rollup_and_totals_subcommands() {
     let url = db.cluster.url("count");
     let (code, out, _) = count(&["migrate", "--database-url", &url]).await;
     assert_eq!(
-        (code, out.as_str()),
-        (0, "schema up to date; SQL API backend: sql\n")
+        (code, out),
+        (
+            0,
+            format!(
+                "schema up to date; SQL API backend: {}\n",
+                test_backend().name()
+            )
+        )
     );
 
     let server = TestServer::start(&db).await;
@@ -140,13 +146,14 @@ async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut address, mut url) = (None, None);
+    let (mut address, mut url, mut serving) = (None, None, String::new());
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split("url=").nth(1) {
             url = Some(rest.trim().to_owned());
         }
         if line.contains("count serving") {
+            serving = line.clone();
             address = line
                 .split("address=")
                 .nth(1)
@@ -194,6 +201,20 @@ async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
         .unwrap()
         .get(0);
     assert_eq!(total, 1000);
+    // The embedded cluster runs the extension whenever PostgreSQL has it.
+    let available: bool = sql
+        .query_one(
+            "SELECT count(*) > 0 FROM pg_available_extensions WHERE name = 'count'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let backend = if available { "extension" } else { "sql" };
+    assert!(
+        serving.contains(&format!("backend=\"{backend}\"")),
+        "{serving}"
+    );
     drop(sql);
 
     nix::sys::signal::kill(

@@ -11,7 +11,7 @@ use count_proto::v1::count_service_client::CountServiceClient;
 use count_proto::v1::{AddRequest, CountDailyTotalsRequest, Method, MethodCount};
 use count_service::cluster::{Cluster, ClusterOptions};
 use count_service::config::ServerConfig;
-use count_service::store::Store;
+use count_service::store::{Backend, Store};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -21,25 +21,51 @@ use tonic::transport::Channel;
 /// A private PostgreSQL cluster with database `count`, removed on drop.
 pub(crate) struct TestDatabase {
     pub(crate) cluster: Cluster,
+    /// The backend the store must detect.
+    pub(crate) backend: Backend,
     // Dropped after the cluster (fields drop in order), so the cluster
     // stops before its directory goes.
     _dir: TempDir,
 }
 
 impl TestDatabase {
+    /// A cluster on the backend the run selects ([`test_backend`]).
     pub(crate) async fn start() -> TestDatabase {
+        Self::start_with(test_backend(), Vec::new()).await
+    }
+
+    /// A cluster on `backend`, with extra `postgresql.conf` settings.
+    pub(crate) async fn start_with(
+        backend: Backend,
+        settings: Vec<(String, String)>,
+    ) -> TestDatabase {
         let dir = tempfile::Builder::new()
             .prefix("count-test-")
             .tempdir()
             .expect("temporary directory");
         let mut options = ClusterOptions::new(dir.path());
         options.no_sync = true;
+        options.settings = settings;
         let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options))
             .await
             .expect("start task")
             .expect("cluster starts");
         cluster.create_database().await.expect("database count");
-        TestDatabase { cluster, _dir: dir }
+        if backend == Backend::Extension {
+            let created = cluster
+                .create_extension()
+                .await
+                .expect("CREATE EXTENSION count");
+            assert!(
+                created,
+                "the count extension is not installed: run scripts/test, which installs it"
+            );
+        }
+        TestDatabase {
+            cluster,
+            backend,
+            _dir: dir,
+        }
     }
 
     pub(crate) fn config(&self) -> tokio_postgres::Config {
@@ -47,7 +73,9 @@ impl TestDatabase {
     }
 
     pub(crate) async fn store(&self) -> Store {
-        Store::open(self.config(), 8).await.expect("store opens")
+        let store = Store::open(self.config(), 8).await.expect("store opens");
+        assert_eq!(store.backend(), self.backend);
+        store
     }
 
     /// A direct SQL connection, as a SQL user would have.
@@ -59,6 +87,16 @@ impl TestDatabase {
             .expect("sql connection");
         tokio::spawn(connection);
         client
+    }
+}
+
+/// The SQL API backend the tests run on: `COUNT_TEST_BACKEND=extension`
+/// selects the native extension (which must be installed), anything else the
+/// portable SQL fallback.
+pub(crate) fn test_backend() -> Backend {
+    match std::env::var("COUNT_TEST_BACKEND").as_deref() {
+        Ok("extension") => Backend::Extension,
+        _ => Backend::Sql,
     }
 }
 

@@ -7,5 +7,6 @@ mod harness;
 
 mod cli;
 mod concurrency;
+mod extension;
 mod rpc;
 mod sql;
