@@ -44,6 +44,11 @@ pub fn lookup(method: usize, path: &str) -> Option<i64> {
     })
 }
 
+/// Whether this backend has cached committed ids already.
+pub fn is_warm() -> bool {
+    CACHE.with_borrow(|cache| cache.committed.iter().any(|ids| !ids.is_empty()))
+}
+
 /// Remembers ids found in this transaction; they become cached for good
 /// when it commits.
 pub fn remember(found: impl IntoIterator<Item = (usize, String, i64)>) {

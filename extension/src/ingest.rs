@@ -112,14 +112,21 @@ fn resolve(
         .collect();
     if !missing.is_empty() {
         let mut keys: Vec<(usize, &str)> = missing.into_iter().collect();
-        // Find existing rows, insert the rest, then find again those a
-        // concurrent transaction inserted first (each statement sees what
-        // committed before it started).
-        for plan in [
-            &plans.find_endpoints,
-            &plans.insert_endpoints,
-            &plans.find_endpoints,
-        ] {
+        // A warm cache's misses are most likely new endpoints: insert them
+        // straight away (an existing one only costs an identity value), then
+        // find those that were there or a concurrent transaction inserted
+        // first (each statement sees what committed before it started). A
+        // cold cache (a new backend) looks its endpoints up first.
+        let order: &[&OwnedPreparedStatement] = if endpoints::is_warm() {
+            &[&plans.insert_endpoints, &plans.find_endpoints]
+        } else {
+            &[
+                &plans.find_endpoints,
+                &plans.insert_endpoints,
+                &plans.find_endpoints,
+            ]
+        };
+        for &plan in order {
             if keys.is_empty() {
                 break;
             }

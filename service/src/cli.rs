@@ -12,6 +12,7 @@ use count_proto::v1::{GetPeriodTotalsRequest, ListDailyTotalsRequest, Method, Me
 use tokio::net::TcpListener;
 use tonic::Code;
 
+use crate::bench::BenchOptions;
 use crate::config::{IngestConfig, ServerConfig};
 use crate::database::DatabaseLocation;
 use crate::entry::EntryRules;
@@ -42,6 +43,8 @@ pub enum Command {
     Rollup(RollupArgs),
     /// Print rolled-up totals from a running server as a table.
     Totals(TotalsArgs),
+    /// Measure count on this machine, on a private PostgreSQL cluster.
+    Bench(BenchArgs),
 }
 
 /// Which database to use.
@@ -125,6 +128,21 @@ pub struct TotalsArgs {
     pub by: Granularity,
 }
 
+/// `count bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// PostgreSQL server binaries for the private cluster [default: the
+    /// newest /usr/lib/postgresql/*/bin].
+    #[arg(long, env = "COUNT_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Rows (distinct endpoints) per add_batch call; one block each.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    pub keys_per_call: Vec<usize>,
+    /// Timed calls per block.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub calls: u32,
+}
+
 /// The period of `count totals` rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Granularity {
@@ -197,6 +215,15 @@ impl Cli {
                         println!("rolled up {days} days");
                     }
                 }
+                Ok(())
+            }
+            Command::Bench(args) => {
+                let options = BenchOptions {
+                    pg_bin_dir: args.pg_bin_dir,
+                    keys_per_call: args.keys_per_call,
+                    calls: args.calls as usize,
+                };
+                print!("{}", crate::bench::run(&options).await?);
                 Ok(())
             }
             Command::Totals(args) => {

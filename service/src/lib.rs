@@ -10,6 +10,7 @@
 //!
 //! Layout:
 //! - [`cli`]: the `count` command line and its subcommands.
+//! - [`bench`]: `count bench`, measurements side by side with baselines.
 //! - [`server`]: serving the gRPC API on a bound listener until shutdown.
 //! - [`api`]: the `CountService` handlers.
 //! - [`ingest`]: the `Add` stream: validate, aggregate, flush in the background.
@@ -25,6 +26,7 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -1,0 +1,1 @@
+TRUNCATE count.requests, count.daily_method_totals, count.producers, count.methods;

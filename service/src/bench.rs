@@ -1,0 +1,165 @@
+//! `count bench`: measures count on this machine, each figure side by side
+//! with its baseline in one run, on a private PostgreSQL cluster it creates
+//! and removes.
+//!
+//! Scenario so far: the SQL API's `count.add_batch` through the portable
+//! fallback and through the native extension, on the same cluster with the
+//! same batches (fresh and repeated endpoints). Each measured block ends with
+//! a check that the database holds exactly what was sent.
+
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+
+use crate::aggregate::FlushBatch;
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::error::{Error, Result};
+use crate::store::{Backend, Store};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Where the private cluster's binaries are (found when `None`).
+    pub pg_bin_dir: Option<std::path::PathBuf>,
+    /// Rows (distinct endpoints) per `add_batch` call, one block each.
+    pub keys_per_call: Vec<usize>,
+    /// Timed calls per block.
+    pub calls: usize,
+}
+
+/// One measured block: rows per second through each backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddBatchFigure {
+    /// Rows per call.
+    pub keys: usize,
+    /// Whether every call used endpoints never seen before.
+    pub fresh: bool,
+    /// Rows/s through the portable fallback.
+    pub fallback: f64,
+    /// Rows/s through the extension; `None` where it is not installed.
+    pub extension: Option<f64>,
+}
+
+/// Runs every scenario and returns the report as text.
+pub async fn run(options: &BenchOptions) -> Result<String> {
+    let dir = std::env::temp_dir().join(format!("count-bench-{}", std::process::id()));
+    let mut cluster_options = ClusterOptions::new(&dir);
+    cluster_options.bin_dir = options.pg_bin_dir.clone();
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&cluster_options))
+        .await
+        .map_err(|e| Error::Cluster(format!("start-up task failed: {e}")))??;
+    cluster.create_database().await?;
+    let figures = add_batch_figures(&cluster, options).await;
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(render(&figures?))
+}
+
+async fn add_batch_figures(
+    cluster: &Cluster,
+    options: &BenchOptions,
+) -> Result<Vec<AddBatchFigure>> {
+    let mut figures = Vec::new();
+    for &keys in &options.keys_per_call {
+        for fresh in [true, false] {
+            let fallback = measure(cluster, Backend::Sql, keys, fresh, options.calls).await?;
+            let extension = if cluster.create_extension().await? {
+                Some(measure(cluster, Backend::Extension, keys, fresh, options.calls).await?)
+            } else {
+                None
+            };
+            figures.push(AddBatchFigure {
+                keys,
+                fresh,
+                fallback,
+                extension,
+            });
+        }
+    }
+    Ok(figures)
+}
+
+/// Rows/s of `calls` calls of `keys` rows each through `backend`, on
+/// emptied tables and one connection (as a server's flush would use).
+async fn measure(
+    cluster: &Cluster,
+    backend: Backend,
+    keys: usize,
+    fresh: bool,
+    calls: usize,
+) -> Result<f64> {
+    let admin = Store::open(cluster.config("count"), 1).await?;
+    if backend == Backend::Sql {
+        admin
+            .execute(include_str!("../queries/drop_extension.sql"))
+            .await?;
+    }
+    let store = Store::open(cluster.config("count"), 1).await?;
+    if store.backend() != backend {
+        return Err(Error::Cluster(format!(
+            "bench wanted the {} backend, the database runs {}",
+            backend.name(),
+            store.backend().name()
+        )));
+    }
+    store
+        .execute(include_str!("../queries/bench_reset.sql"))
+        .await?;
+    // The repeated case sends the endpoints once before timing.
+    let mut sent = 0;
+    if !fresh {
+        store.add_batch(None, &batch(keys, 0)).await?;
+        sent += keys as i64;
+    }
+    let mut elapsed = Duration::ZERO;
+    for call in 0..calls {
+        let batch = batch(keys, if fresh { call + 1 } else { 0 });
+        let start = Instant::now();
+        store.add_batch(None, &batch).await?;
+        elapsed += start.elapsed();
+        sent += batch.requests;
+    }
+    let stored = store.raw_requests().await?;
+    if stored != sent {
+        return Err(Error::Cluster(format!(
+            "bench self-check failed: sent {sent} requests, the database holds {stored}"
+        )));
+    }
+    Ok((keys * calls) as f64 / elapsed.as_secs_f64().max(f64::EPSILON))
+}
+
+/// `keys` rows with count 1, one per endpoint of generation `generation`.
+fn batch(keys: usize, generation: usize) -> FlushBatch {
+    let second = DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default();
+    FlushBatch {
+        methods: vec!["GET"; keys],
+        paths: (0..keys)
+            .map(|k| format!("/bench/{generation}/{k}"))
+            .collect(),
+        timestamps: vec![second; keys],
+        counts: vec![1; keys],
+        requests: keys as i64,
+    }
+}
+
+fn render(figures: &[AddBatchFigure]) -> String {
+    let mut out = String::from(
+        "scenario                              fallback rows/s  extension rows/s  extension/fallback\n",
+    );
+    for f in figures {
+        let name = format!(
+            "add_batch, {} keys/call, {}",
+            f.keys,
+            if f.fresh { "fresh" } else { "repeated" }
+        );
+        let (extension, ratio) = match f.extension {
+            Some(e) => (format!("{e:.0}"), format!("{:.2}x", e / f.fallback)),
+            None => ("n/a".to_owned(), "n/a".to_owned()),
+        };
+        out.push_str(&format!(
+            "{name:<38}{:>15.0}  {extension:>16}  {ratio:>18}\n",
+            f.fallback
+        ));
+    }
+    out
+}
