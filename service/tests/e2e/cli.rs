@@ -234,3 +234,23 @@ async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
         "the embedded cluster is stopped"
     );
 }
+
+#[tokio::test]
+async fn bench_runs_its_scenarios_and_checks_what_it_wrote() {
+    let (code, out, err) = count(&["bench", "--keys-per-call", "5,7", "--calls", "2"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(lines[0].starts_with("scenario"), "{out}");
+    for (line, name) in lines[1..].iter().zip([
+        "add_batch, 5 keys/call, fresh",
+        "add_batch, 5 keys/call, repeated",
+        "add_batch, 7 keys/call, fresh",
+        "add_batch, 7 keys/call, repeated",
+    ]) {
+        assert!(line.starts_with(name), "{line}");
+        let figures: Vec<&str> = line[name.len()..].split_whitespace().collect();
+        assert_eq!(figures.len(), 3, "{line}");
+        assert!(figures[0].parse::<f64>().unwrap() > 0.0, "{line}");
+    }
+}
