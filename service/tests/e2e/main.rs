@@ -6,6 +6,7 @@
 mod harness;
 
 mod cli;
+mod client;
 mod concurrency;
 mod extension;
 mod rpc;

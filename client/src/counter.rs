@@ -1,0 +1,262 @@
+//! [`Counter`], the handle applications record requests with.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use count_proto::v1::Method;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tonic::transport::Endpoint;
+
+use crate::delivery::{Command, Delivery};
+use crate::error::Error;
+use crate::stats::{StatCounters, Stats};
+use crate::tally::{Recorded, Tally};
+
+/// The longest path the count server accepts by default, in bytes.
+const MAX_PATH_BYTES: usize = 1024;
+
+/// How a [`Counter`] delivers; see [`CounterBuilder`] for the defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) producer_id: String,
+    pub(crate) flush_interval: Duration,
+    pub(crate) max_batch_keys: usize,
+    pub(crate) max_pending_keys: usize,
+}
+
+/// What the handles and the delivery task share.
+pub(crate) struct Shared {
+    pub(crate) tally: Tally,
+    pub(crate) stats: StatCounters,
+    /// Keys taken from the tally and not yet delivered (queued or in
+    /// flight): they count against `max_pending_keys` too.
+    pub(crate) queued_keys: AtomicUsize,
+    /// Wakes the delivery task when the tally holds a batch's worth of keys.
+    pub(crate) full: Notify,
+    /// Wakes `record_wait` callers when delivery made room.
+    pub(crate) room: Notify,
+}
+
+/// Records requests and delivers their counts to a count server.
+///
+/// Cheap to clone; every clone feeds the same tally. `record` never blocks
+/// and never fails: it adds to an in-memory count by (method, path, second),
+/// and a background task sends those counts with `AddBatch`, exactly once,
+/// retrying through outages. Memory is bounded by `max_pending_keys`
+/// distinct keys; past it, records of new keys are dropped and counted in
+/// [`Stats::dropped`] while existing keys keep counting.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), count_client::Error> {
+/// use count_client::{Counter, Method};
+///
+/// let counter = Counter::builder("http://127.0.0.1:7777").build()?;
+/// counter.record(Method::Get, "/users/{id}");
+/// counter.flush().await; // everything recorded so far is delivered
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Counter {
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl std::fmt::Debug for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counter")
+            .field("producer_id", &self.config.producer_id)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Configures a [`Counter`].
+#[derive(Debug, Clone)]
+pub struct CounterBuilder {
+    url: String,
+    producer_id: Option<String>,
+    flush_interval: Duration,
+    max_batch_keys: usize,
+    max_pending_keys: usize,
+    request_timeout: Duration,
+}
+
+impl CounterBuilder {
+    /// Identifies this counter to the server's exactly-once bookkeeping
+    /// [default: `pid-<pid>-<random>`, unique per counter].
+    pub fn producer_id(mut self, id: impl Into<String>) -> Self {
+        self.producer_id = Some(id.into());
+        self
+    }
+
+    /// How often the tally is sent [default: 1 s].
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Most keys per `AddBatch`, and how many keys wake the sender before
+    /// the interval [default: 5,000].
+    pub fn max_batch_keys(mut self, keys: usize) -> Self {
+        self.max_batch_keys = keys.max(1);
+        self
+    }
+
+    /// Most distinct (method, path, second) keys held in memory, queued and
+    /// in flight included [default: 100,000]. Enforced per recording thread,
+    /// so it may be exceeded by at most the number of threads recording.
+    pub fn max_pending_keys(mut self, keys: usize) -> Self {
+        self.max_pending_keys = keys;
+        self
+    }
+
+    /// How long one `AddBatch` call may take before it is resent
+    /// [default: 10 s].
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Starts the counter's delivery task on the current tokio runtime. The
+    /// server need not be up: the connection is made, and remade, as needed.
+    pub fn build(self) -> Result<Counter, Error> {
+        let endpoint = Endpoint::from_shared(self.url.clone())
+            .map_err(|source| Error::Endpoint {
+                url: self.url.clone(),
+                source,
+            })?
+            .connect_timeout(self.request_timeout)
+            .timeout(self.request_timeout);
+        let config = Config {
+            producer_id: self.producer_id.unwrap_or_else(|| {
+                format!("pid-{}-{:016x}", std::process::id(), fastrand::u64(..))
+            }),
+            flush_interval: self.flush_interval,
+            max_batch_keys: self.max_batch_keys,
+            max_pending_keys: self.max_pending_keys,
+        };
+        let shared = Arc::new(Shared {
+            tally: Tally::new(16),
+            stats: StatCounters::default(),
+            queued_keys: AtomicUsize::new(0),
+            full: Notify::new(),
+            room: Notify::new(),
+        });
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let delivery = Delivery::new(
+            shared.clone(),
+            config.clone(),
+            endpoint.connect_lazy(),
+            receiver,
+        );
+        tokio::spawn(delivery.run());
+        Ok(Counter {
+            shared,
+            config: Arc::new(config),
+            commands,
+        })
+    }
+}
+
+impl Counter {
+    /// A builder for a counter delivering to the count server at `url`
+    /// (e.g. `http://127.0.0.1:7777`).
+    pub fn builder(url: impl Into<String>) -> CounterBuilder {
+        CounterBuilder {
+            url: url.into(),
+            producer_id: None,
+            flush_interval: Duration::from_secs(1),
+            max_batch_keys: 5_000,
+            max_pending_keys: 100_000,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Counts one request now. Never blocks, never fails: a request that
+    /// cannot be kept (a new key over capacity, an empty or over-long path,
+    /// `Method::Unspecified`) is dropped and counted in [`Stats::dropped`].
+    pub fn record(&self, method: Method, path: &str) {
+        self.record_count(method, path, 1);
+    }
+
+    /// Counts `count` requests now, as [`Counter::record`] does one.
+    pub fn record_count(&self, method: Method, path: &str, count: u64) {
+        let _ = self.try_record(method, path, count);
+    }
+
+    /// Counts one request, waiting for room instead of dropping it when the
+    /// counter is at capacity (the original client's blocking `Queue`).
+    pub async fn record_wait(&self, method: Method, path: &str) {
+        loop {
+            // Registered before trying, so a wake-up in between is not lost.
+            let room = self.shared.room.notified();
+            if self.try_record(method, path, 1) {
+                return;
+            }
+            room.await;
+        }
+    }
+
+    /// Records, or drops for good (invalid input); false only when the
+    /// counter is full, so that `record_wait` can wait and retry.
+    fn try_record(&self, method: Method, path: &str, count: u64) -> bool {
+        if count == 0 {
+            return true;
+        }
+        if method == Method::Unspecified || path.is_empty() || path.len() > MAX_PATH_BYTES {
+            self.shared.stats.refused(count);
+            return true;
+        }
+        let second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let max = self.config.max_pending_keys;
+        let queued = self.shared.queued_keys.load(Ordering::Relaxed);
+        let recorded = self
+            .shared
+            .tally
+            .record(method, path, second, count, |held| held + queued < max);
+        match recorded {
+            Recorded::Full => {
+                self.shared.stats.refused(count);
+                return false;
+            }
+            Recorded::New if self.shared.tally.keys() >= self.config.max_batch_keys => {
+                self.shared.full.notify_one();
+            }
+            Recorded::New | Recorded::Existing => {}
+        }
+        self.shared.stats.recorded(count);
+        true
+    }
+
+    /// What this counter has done so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Waits until everything recorded before the call is delivered (or
+    /// given up). While the server is unreachable this waits; bound it with
+    /// a timeout, or use [`Counter::shutdown`].
+    pub async fn flush(&self) {
+        let (answer, done) = oneshot::channel();
+        if self.commands.send(Command::Flush(answer)).is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Delivers everything recorded, waiting at most `deadline`. Returns the
+    /// final stats, or how many requests could not be delivered in time.
+    pub async fn shutdown(self, deadline: Duration) -> Result<Stats, Error> {
+        let _ = tokio::time::timeout(deadline, self.flush()).await;
+        let stats = self.stats();
+        if stats.pending > 0 {
+            return Err(Error::Undelivered {
+                requests: stats.pending,
+            });
+        }
+        Ok(stats)
+    }
+}
