@@ -138,9 +138,15 @@ pub struct BenchArgs {
     /// Rows (distinct endpoints) per add_batch call; one block each.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
     pub keys_per_call: Vec<usize>,
-    /// Timed calls per block.
+    /// Timed add_batch calls per block.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub calls: u32,
+    /// Counter::record calls per client measurement.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub records: usize,
+    /// How long each layer measurement sends HTTP requests.
+    #[arg(long, default_value = "2s")]
+    pub layer_time: humantime::Duration,
 }
 
 /// The period of `count totals` rows.
@@ -222,6 +228,8 @@ impl Cli {
                     pg_bin_dir: args.pg_bin_dir,
                     keys_per_call: args.keys_per_call,
                     calls: args.calls as usize,
+                    records: args.records,
+                    layer_time: *args.layer_time,
                 };
                 print!("{}", crate::bench::run(&options).await?);
                 Ok(())

@@ -237,12 +237,31 @@ async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
 
 #[tokio::test]
 async fn bench_runs_its_scenarios_and_checks_what_it_wrote() {
-    let (code, out, err) = count(&["bench", "--keys-per-call", "5,7", "--calls", "2"]).await;
+    let (code, out, err) = count(&[
+        "bench",
+        "--keys-per-call",
+        "5,7",
+        "--calls",
+        "2",
+        "--records",
+        "6400",
+        "--layer-time",
+        "50ms",
+    ])
+    .await;
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 5, "{out}");
+    assert_eq!(lines.len(), 12, "{out}");
+    assert!(lines[6].starts_with("client"), "{out}");
+    assert!(lines[7].starts_with("record, 1 thread"), "{out}");
+    assert!(
+        lines[8].starts_with("record, 8 threads contending"),
+        "{out}"
+    );
+    assert!(lines[11].starts_with("trivial handler"), "{out}");
+    assert!(lines[11].ends_with('%'), "{out}");
     assert!(lines[0].starts_with("scenario"), "{out}");
-    for (line, name) in lines[1..].iter().zip([
+    for (line, name) in lines[1..5].iter().zip([
         "add_batch, 5 keys/call, fresh",
         "add_batch, 5 keys/call, repeated",
         "add_batch, 7 keys/call, fresh",

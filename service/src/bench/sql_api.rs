@@ -1,70 +1,52 @@
-//! `count bench`: measures count on this machine, each figure side by side
-//! with its baseline in one run, on a private PostgreSQL cluster it creates
-//! and removes.
-//!
-//! Scenario so far: the SQL API's `count.add_batch` through the portable
-//! fallback and through the native extension, on the same cluster with the
-//! same batches (fresh and repeated endpoints). Each measured block ends with
-//! a check that the database holds exactly what was sent.
+//! The SQL API scenario: `count.add_batch` through the portable fallback and
+//! through the native extension, on the same cluster with the same batches
+//! (fresh and repeated endpoints), on one connection as a server's flush
+//! uses. Each block ends with a check that the database holds exactly what
+//! was sent.
 
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 
 use crate::aggregate::FlushBatch;
-use crate::cluster::{Cluster, ClusterOptions};
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::store::{Backend, Store};
 
-/// What to measure.
-#[derive(Debug, Clone)]
-pub struct BenchOptions {
-    /// Where the private cluster's binaries are (found when `None`).
-    pub pg_bin_dir: Option<std::path::PathBuf>,
-    /// Rows (distinct endpoints) per `add_batch` call, one block each.
-    pub keys_per_call: Vec<usize>,
-    /// Timed calls per block.
-    pub calls: usize,
-}
-
 /// One measured block: rows per second through each backend.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AddBatchFigure {
+struct AddBatchFigure {
     /// Rows per call.
-    pub keys: usize,
+    keys: usize,
     /// Whether every call used endpoints never seen before.
-    pub fresh: bool,
+    fresh: bool,
     /// Rows/s through the portable fallback.
-    pub fallback: f64,
+    fallback: f64,
     /// Rows/s through the extension; `None` where it is not installed.
-    pub extension: Option<f64>,
+    extension: Option<f64>,
 }
 
-/// Runs every scenario and returns the report as text.
-pub async fn run(options: &BenchOptions) -> Result<String> {
-    let dir = std::env::temp_dir().join(format!("count-bench-{}", std::process::id()));
-    let mut cluster_options = ClusterOptions::new(&dir);
-    cluster_options.bin_dir = options.pg_bin_dir.clone();
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&cluster_options))
-        .await
-        .map_err(|e| Error::Cluster(format!("start-up task failed: {e}")))??;
-    cluster.create_database().await?;
-    let figures = add_batch_figures(&cluster, options).await;
-    drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(render(&figures?))
+/// Measures every block on `cluster` and returns the table.
+pub(super) async fn run(
+    cluster: &Cluster,
+    keys_per_call: &[usize],
+    calls: usize,
+) -> Result<String> {
+    let figures = add_batch_figures(cluster, keys_per_call, calls).await?;
+    Ok(render(&figures))
 }
 
 async fn add_batch_figures(
     cluster: &Cluster,
-    options: &BenchOptions,
+    keys_per_call: &[usize],
+    calls: usize,
 ) -> Result<Vec<AddBatchFigure>> {
     let mut figures = Vec::new();
-    for &keys in &options.keys_per_call {
+    for &keys in keys_per_call {
         for fresh in [true, false] {
-            let fallback = measure(cluster, Backend::Sql, keys, fresh, options.calls).await?;
+            let fallback = measure(cluster, Backend::Sql, keys, fresh, calls).await?;
             let extension = if cluster.create_extension().await? {
-                Some(measure(cluster, Backend::Extension, keys, fresh, options.calls).await?)
+                Some(measure(cluster, Backend::Extension, keys, fresh, calls).await?)
             } else {
                 None
             };
@@ -91,7 +73,7 @@ async fn measure(
     let admin = Store::open(cluster.config("count"), 1).await?;
     if backend == Backend::Sql {
         admin
-            .execute(include_str!("../queries/drop_extension.sql"))
+            .execute(include_str!("../../queries/drop_extension.sql"))
             .await?;
     }
     let store = Store::open(cluster.config("count"), 1).await?;
@@ -103,7 +85,7 @@ async fn measure(
         )));
     }
     store
-        .execute(include_str!("../queries/bench_reset.sql"))
+        .execute(include_str!("../../queries/bench_reset.sql"))
         .await?;
     // The repeated case sends the endpoints once before timing.
     let mut sent = 0;

@@ -1,0 +1,180 @@
+//! The client library scenario: what `Counter::record` costs the caller's
+//! thread, alone and with 8 threads contending, and what `CountLayer` costs
+//! an axum handler over real HTTP/1.1, against the same handler without it.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use count_client::{CountLayer, Counter, Method};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::{Error, Result};
+
+/// Calls timed together, so the clock's own cost spreads over them.
+const CHUNK: usize = 64;
+/// Distinct paths recorded.
+const PATHS: usize = 100;
+/// Concurrent HTTP connections of the layer measurement.
+const CONNECTIONS: usize = 4;
+
+/// Measures both and returns the table.
+pub(super) async fn run(records: usize, layer_time: Duration) -> Result<String> {
+    // Nothing listens on the discard port: records stay in memory, so this
+    // measures the caller's cost only.
+    let counter = Counter::builder("http://127.0.0.1:9")
+        .flush_interval(Duration::from_secs(3600))
+        .max_pending_keys(usize::MAX / 2)
+        .build()
+        .map_err(|e| Error::Cluster(format!("bench counter: {e}")))?;
+    let one = record_cost(&counter, 1, records).await?;
+    let eight = record_cost(&counter, 8, records).await?;
+    let expected = 2 * (records / CHUNK * CHUNK) as u64;
+    if counter.stats().recorded != expected {
+        return Err(Error::Cluster(format!(
+            "bench self-check failed: recorded {expected}, the counter says {}",
+            counter.stats().recorded
+        )));
+    }
+    let (without, with) = layer_rates(counter, layer_time).await?;
+    let mut out =
+        String::from("client                                     median ns/call     p99 ns/call\n");
+    for (name, (median, p99)) in [
+        ("record, 1 thread", one),
+        ("record, 8 threads contending", eight),
+    ] {
+        out.push_str(&format!("{name:<38}{median:>19.1}{p99:>16.1}\n"));
+    }
+    out.push_str(&format!(
+        "\nlayer (axum, HTTP/1.1, {CONNECTIONS} connections)         without req/s   with req/s   overhead\n\
+         trivial handler                            {without:>13.0}   {with:>10.0}   {:>7.1}%\n",
+        (without - with) / without * 100.0
+    ));
+    Ok(out)
+}
+
+/// Median and p99 of ns per `record` call, over `threads` threads sharing
+/// `records` calls.
+async fn record_cost(counter: &Counter, threads: usize, records: usize) -> Result<(f64, f64)> {
+    let paths: Vec<String> = (0..PATHS).map(|p| format!("/bench/{p}")).collect();
+    let chunks = records / CHUNK / threads;
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let counter = counter.clone();
+            let paths = paths.clone();
+            std::thread::spawn(move || {
+                let mut costs = Vec::with_capacity(chunks);
+                for chunk in 0..chunks {
+                    let start = Instant::now();
+                    for i in 0..CHUNK {
+                        counter.record(Method::Get, &paths[(chunk * CHUNK + i + thread) % PATHS]);
+                    }
+                    costs.push(start.elapsed().as_nanos() as f64 / CHUNK as f64);
+                }
+                costs
+            })
+        })
+        .collect();
+    let mut costs = Vec::new();
+    for handle in handles {
+        costs.extend(
+            handle
+                .join()
+                .map_err(|_| Error::Cluster("bench thread panicked".to_owned()))?,
+        );
+    }
+    // Chunks not divisible among threads were not run: record them now so
+    // the self-check's arithmetic holds.
+    let missing = records / CHUNK - chunks * threads;
+    for i in 0..missing * CHUNK {
+        counter.record(Method::Get, &paths[i % PATHS]);
+    }
+    costs.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        costs
+            .get(((costs.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok((at(0.5), at(0.99)))
+}
+
+/// Requests/s of a trivial axum handler without and with the layer: three
+/// alternating rounds each, the best of each kept.
+async fn layer_rates(counter: Counter, time: Duration) -> Result<(f64, f64)> {
+    let plain = serve(Router::new().route("/users/{id}", get(|| async { "ok" }))).await?;
+    let counted = serve(
+        Router::new()
+            .route("/users/{id}", get(|| async { "ok" }))
+            .layer(CountLayer::new(counter.clone())),
+    )
+    .await?;
+    let before = counter.stats().recorded;
+    let (mut without, mut with) = (0f64, 0f64);
+    let mut counted_requests = 0;
+    for _ in 0..3 {
+        without = without.max(load(plain, time).await?.0);
+        let (rate, requests) = load(counted, time).await?;
+        with = with.max(rate);
+        counted_requests += requests;
+    }
+    let recorded = counter.stats().recorded - before;
+    if recorded != counted_requests {
+        return Err(Error::Cluster(format!(
+            "bench self-check failed: sent {counted_requests} requests through the layer, it recorded {recorded}"
+        )));
+    }
+    Ok((without, with))
+}
+
+async fn serve(app: Router) -> Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(Error::io("binding the bench HTTP server"))?;
+    let address = listener
+        .local_addr()
+        .map_err(Error::io("bench HTTP address"))?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(address)
+}
+
+/// Sends GETs over `CONNECTIONS` keep-alive connections for `time`; returns
+/// requests/s and how many succeeded.
+async fn load(address: std::net::SocketAddr, time: Duration) -> Result<(f64, u64)> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let start = Instant::now();
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|worker| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while start.elapsed() < time {
+                    let uri = format!("http://{address}/users/{}", done % 1000 + worker as u64)
+                        .parse()
+                        .map_err(|e| Error::Cluster(format!("bench URI: {e}")))?;
+                    let response = client
+                        .get(uri)
+                        .await
+                        .map_err(|e| Error::Cluster(format!("bench request: {e}")))?;
+                    response
+                        .into_body()
+                        .collect()
+                        .await
+                        .map_err(|e| Error::Cluster(format!("bench response: {e}")))?;
+                    done += 1;
+                }
+                Ok::<u64, Error>(done)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for worker in workers {
+        total += worker
+            .await
+            .map_err(|e| Error::Cluster(format!("bench worker: {e}")))??;
+    }
+    Ok((total as f64 / start.elapsed().as_secs_f64(), total))
+}
