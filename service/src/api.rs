@@ -17,6 +17,7 @@ use crate::config::IngestConfig;
 use crate::dates;
 use crate::error::Error;
 use crate::ingest::ingest_stream;
+use crate::metrics;
 use crate::store::{Store, Total};
 
 /// The longest producer id accepted, in bytes.
@@ -135,6 +136,7 @@ impl CountService for CountApi {
         })?;
         let now = SystemTime::now();
         let mut aggregate = Aggregate::default();
+        metrics::received("add_batch", request.entries.len() as u64);
         for (index, entry) in request.entries.into_iter().enumerate() {
             self.config
                 .rules
@@ -142,16 +144,20 @@ impl CountService for CountApi {
                 .and_then(|entry| aggregate.add(entry))
                 .map_err(|e| match e {
                     Error::InvalidArgument { field, reason } => {
+                        metrics::rejected("add_batch", &field);
                         Error::invalid(format!("entries[{index}].{field}"), reason)
                     }
                     other => other,
                 })?;
         }
         let batch = aggregate.take_batch();
+        let started = std::time::Instant::now();
         let applied = self
             .store
             .add_batch(Some((&request.producer_id, sequence)), &batch)
             .await?;
+        metrics::batch(applied.is_none());
+        metrics::committed("add_batch", applied.unwrap_or(0), started.elapsed());
         Ok(Response::new(AddBatchResponse {
             accepted: applied.unwrap_or(0),
             duplicate: applied.is_none(),

@@ -30,6 +30,22 @@ pub struct Cli {
     /// Log level or filter (`RUST_LOG` takes precedence).
     #[arg(long, env = "COUNT_LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
+    /// Log as human-readable text or as JSON lines.
+    #[arg(long, env = "COUNT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// A TOML file of settings (keys: the COUNT_* variable names without the
+    /// prefix, e.g. `flush-interval = "2s"`); flags and environment win.
+    #[arg(long, env = "COUNT_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// How logs are written (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.
@@ -45,6 +61,12 @@ pub enum Command {
     Totals(TotalsArgs),
     /// Measure count on this machine, on a private PostgreSQL cluster.
     Bench(BenchArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Which database to use.
@@ -94,6 +116,20 @@ pub struct ServeArgs {
     /// ended (what they sent is committed).
     #[arg(long, env = "COUNT_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: humantime::Duration,
+    /// Serve Prometheus metrics over HTTP on this address (/metrics); off
+    /// when unset.
+    #[arg(long, env = "COUNT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Run `count.rollup_due()` this often (for databases without pg_cron);
+    /// off when unset. Safe with several servers: rollups are idempotent.
+    #[arg(long, env = "COUNT_ROLLUP_EVERY")]
+    pub rollup_every: Option<humantime::Duration>,
+    /// How often the database is checked for the health service.
+    #[arg(long, env = "COUNT_HEALTH_INTERVAL", default_value = "2s")]
+    pub health_interval: humantime::Duration,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// `count rollup`.
@@ -103,10 +139,15 @@ pub struct RollupArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Roll up this UTC day (YYYY-MM-DD).
-    #[arg(long, required_unless_present = "due", conflicts_with = "due")]
+    #[arg(
+        long,
+        env = "COUNT_ROLLUP_DAY",
+        required_unless_present = "due",
+        conflicts_with = "due"
+    )]
     pub day: Option<NaiveDate>,
     /// Roll up every complete day before today that has raw counts.
-    #[arg(long)]
+    #[arg(long, env = "COUNT_ROLLUP_DUE")]
     pub due: bool,
 }
 
@@ -117,14 +158,14 @@ pub struct TotalsArgs {
     #[arg(long, env = "COUNT_SERVER", default_value = "http://127.0.0.1:7777")]
     pub server: String,
     /// First day (YYYY-MM-DD).
-    #[arg(long)]
+    #[arg(long, env = "COUNT_TOTALS_FROM")]
     pub from: NaiveDate,
     /// Last day, inclusive (YYYY-MM-DD).
-    #[arg(long)]
+    #[arg(long, env = "COUNT_TOTALS_TO")]
     pub to: NaiveDate,
     /// One row per method and path for each day, month or year; months and
     /// years are those that contain --from to --to, whole.
-    #[arg(long, value_enum, default_value_t = Granularity::Day)]
+    #[arg(long, env = "COUNT_TOTALS_BY", value_enum, default_value_t = Granularity::Day)]
     pub by: Granularity,
 }
 
@@ -136,16 +177,21 @@ pub struct BenchArgs {
     #[arg(long, env = "COUNT_PG_BIN_DIR")]
     pub pg_bin_dir: Option<PathBuf>,
     /// Rows (distinct endpoints) per add_batch call; one block each.
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    #[arg(
+        long,
+        env = "COUNT_BENCH_KEYS_PER_CALL",
+        value_delimiter = ',',
+        default_value = "1000,10000"
+    )]
     pub keys_per_call: Vec<usize>,
     /// Timed add_batch calls per block.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "COUNT_BENCH_CALLS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub calls: u32,
     /// Counter::record calls per client measurement.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, env = "COUNT_BENCH_RECORDS", default_value_t = 2_000_000)]
     pub records: usize,
     /// How long each layer measurement sends HTTP requests.
-    #[arg(long, default_value = "2s")]
+    #[arg(long, env = "COUNT_BENCH_LAYER_TIME", default_value = "2s")]
     pub layer_time: humantime::Duration,
 }
 
@@ -192,7 +238,69 @@ impl ServeArgs {
                 max_batch_keys: self.max_batch_keys as usize,
             },
             shutdown_grace: *self.shutdown_grace,
+            health_interval: *self.health_interval,
+            rollup_every: self.rollup_every.map(Into::into),
         }
+    }
+
+    /// The effective configuration as TOML (a valid `--config` file), with
+    /// the database password redacted.
+    pub fn describe(&self) -> String {
+        let database = &self.database;
+        let optional = |value: Option<String>| {
+            value.map_or_else(|| "# unset".to_owned(), |v| format!("{v:?}"))
+        };
+        let url = database
+            .location()
+            .url
+            .map(|url| crate::config_file::redact_url(&url));
+        [
+            ("database-url", optional(url)),
+            (
+                "data-dir",
+                optional(database.data_dir.as_ref().map(|d| d.display().to_string())),
+            ),
+            (
+                "pg-bin-dir",
+                optional(
+                    database
+                        .pg_bin_dir
+                        .as_ref()
+                        .map(|d| d.display().to_string()),
+                ),
+            ),
+            ("pool-size", database.pool_size.to_string()),
+            ("listen", format!("{:?}", self.listen.to_string())),
+            (
+                "flush-interval",
+                format!("{:?}", self.flush_interval.to_string()),
+            ),
+            ("max-batch-keys", self.max_batch_keys.to_string()),
+            ("max-future", format!("{:?}", self.max_future.to_string())),
+            ("max-path-bytes", self.max_path_bytes.to_string()),
+            (
+                "shutdown-grace",
+                format!("{:?}", self.shutdown_grace.to_string()),
+            ),
+            (
+                "metrics-listen",
+                optional(self.metrics_listen.map(|a| a.to_string())),
+            ),
+            (
+                "rollup-every",
+                optional(self.rollup_every.map(|d| d.to_string())),
+            ),
+            (
+                "health-interval",
+                format!("{:?}", self.health_interval.to_string()),
+            ),
+        ]
+        .iter()
+        .map(|(key, value)| match value.strip_prefix("# ") {
+            Some(comment) => format!("# {key}: {comment}\n"),
+            None => format!("{key} = {value}\n"),
+        })
+        .collect()
     }
 }
 
@@ -223,6 +331,13 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut command, "count", &mut script);
+                std::io::Write::write_all(&mut std::io::stdout(), &script)
+                    .map_err(Error::io("writing the completion script"))
+            }
             Command::Bench(args) => {
                 let options = BenchOptions {
                     pg_bin_dir: args.pg_bin_dir,
@@ -248,6 +363,13 @@ impl Cli {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    if args.print_config {
+        print!("{}", args.describe());
+        return Ok(());
+    }
+    if let Some(address) = args.metrics_listen {
+        crate::metrics::install(address)?;
+    }
     let (database, store) = args.database.open_store().await?;
     let listener = TcpListener::bind(args.listen)
         .await

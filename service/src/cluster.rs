@@ -57,8 +57,8 @@ impl ClusterOptions {
 /// started it (not if it attached to one that was already running).
 #[derive(Debug)]
 pub struct Cluster {
+    options: ClusterOptions,
     bin_dir: PathBuf,
-    base_dir: PathBuf,
     owner: Option<User>,
     port: u16,
     started_here: bool,
@@ -99,22 +99,22 @@ impl Cluster {
             None
         };
         let mut cluster = Cluster {
+            options: options.clone(),
             bin_dir,
-            base_dir: options.base_dir.clone(),
             owner,
             port: 0,
             started_here: false,
         };
         cluster.prepare_dirs()?;
         if !cluster.data_dir().join("PG_VERSION").exists() {
-            cluster.init(options)?;
+            cluster.init()?;
         }
         if let Some(port) = cluster.running_port()? {
             tracing::info!(port, dir = %cluster.data_dir().display(), "attached to running PostgreSQL");
             cluster.port = port;
             return Ok(cluster);
         }
-        cluster.launch(options)?;
+        cluster.launch()?;
         Ok(cluster)
     }
 
@@ -126,7 +126,7 @@ impl Cluster {
 
     /// The Unix socket directory.
     pub fn socket_dir(&self) -> PathBuf {
-        self.base_dir.join("run")
+        self.options.base_dir.join("run")
     }
 
     /// A libpq URL for `database`, over the Unix socket as user `postgres`:
@@ -222,8 +222,8 @@ impl Cluster {
 
     /// Starts the server again after [`Cluster::stop`] or [`Cluster::kill`],
     /// on the same port.
-    pub fn restart(&mut self, options: &ClusterOptions) -> Result<()> {
-        self.write_settings(options, self.port)?;
+    pub fn restart(&mut self) -> Result<()> {
+        self.write_settings(self.port)?;
         // After a kill, the old backends may hold shared memory for a moment.
         let mut attempts = 0;
         loop {
@@ -239,11 +239,11 @@ impl Cluster {
     }
 
     fn data_dir(&self) -> PathBuf {
-        self.base_dir.join("pg")
+        self.options.base_dir.join("pg")
     }
 
     fn prepare_dirs(&self) -> Result<()> {
-        for dir in [self.base_dir.clone(), self.socket_dir()] {
+        for dir in [self.options.base_dir.clone(), self.socket_dir()] {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -265,8 +265,8 @@ impl Cluster {
         Ok(())
     }
 
-    fn init(&self, options: &ClusterOptions) -> Result<()> {
-        let password_file = self.base_dir.join("password");
+    fn init(&self) -> Result<()> {
+        let password_file = self.options.base_dir.join("password");
         let password = random_password()?;
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -294,7 +294,7 @@ impl Cluster {
             .args(["--auth-local", "trust", "--auth-host", "scram-sha-256"])
             .arg("--pwfile")
             .arg(&password_file);
-        if options.no_sync {
+        if self.options.no_sync {
             initdb.arg("--no-sync");
         }
         tracing::info!(dir = %self.data_dir().display(), "creating PostgreSQL cluster");
@@ -310,7 +310,7 @@ impl Cluster {
     }
 
     /// Writes `count.conf`: the port, sockets and the caller's settings.
-    fn write_settings(&self, options: &ClusterOptions, port: u16) -> Result<()> {
+    fn write_settings(&self, port: u16) -> Result<()> {
         let mut settings = vec![
             ("port".to_owned(), port.to_string()),
             ("listen_addresses".to_owned(), "127.0.0.1".to_owned()),
@@ -319,10 +319,10 @@ impl Cluster {
                 self.socket_dir().display().to_string(),
             ),
         ];
-        if options.no_sync {
+        if self.options.no_sync {
             settings.push(("fsync".to_owned(), "off".to_owned()));
         }
-        settings.extend(options.settings.iter().cloned());
+        settings.extend(self.options.settings.iter().cloned());
         let text: String = settings
             .iter()
             .map(|(name, value)| format!("{name} = '{}'\n", value.replace('\'', "''")))
@@ -332,13 +332,13 @@ impl Cluster {
         self.give_to_owner(&path)
     }
 
-    fn launch(&mut self, options: &ClusterOptions) -> Result<()> {
+    fn launch(&mut self) -> Result<()> {
         // A free port can be taken between our probe and the server's bind:
         // try a few.
         let mut last_error = None;
         for _ in 0..5 {
             let port = free_port()?;
-            self.write_settings(options, port)?;
+            self.write_settings(port)?;
             match self.run_checked(self.pg_ctl_start()) {
                 Ok(()) => {
                     self.port = port;
@@ -353,7 +353,7 @@ impl Cluster {
     }
 
     fn pg_ctl_start(&self) -> Command {
-        let log = self.base_dir.join("postgres.log");
+        let log = self.options.base_dir.join("postgres.log");
         let mut command = self.pg_ctl(&["start", "-w", "-t", "120"]);
         command.arg("-l").arg(log);
         command
@@ -402,7 +402,9 @@ impl Cluster {
 
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(self.bin_dir.join(program));
-        command.current_dir(&self.base_dir).env_remove("PGDATA");
+        command
+            .current_dir(&self.options.base_dir)
+            .env_remove("PGDATA");
         if let Some(user) = &self.owner {
             command
                 .uid(user.uid.as_raw())
@@ -427,7 +429,7 @@ impl Cluster {
             String::from_utf8_lossy(&output.stderr).trim(),
             String::from_utf8_lossy(&output.stdout).trim(),
         );
-        let log = self.base_dir.join("postgres.log");
+        let log = self.options.base_dir.join("postgres.log");
         if let Ok(text) = fs::read_to_string(&log) {
             let tail: Vec<&str> = text.lines().rev().take(5).collect();
             message.push_str("; server log: ");

@@ -33,6 +33,10 @@ pub struct ServerConfig {
     /// After a shutdown signal, how long open streams may go on before the
     /// server ends them (committing what they sent).
     pub shutdown_grace: Duration,
+    /// How often the database is checked for the health service.
+    pub health_interval: Duration,
+    /// How often `count.rollup_due()` runs; never when `None`.
+    pub rollup_every: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +44,8 @@ impl Default for ServerConfig {
         ServerConfig {
             ingest: IngestConfig::default(),
             shutdown_grace: Duration::from_secs(30),
+            health_interval: Duration::from_secs(2),
+            rollup_every: None,
         }
     }
 }

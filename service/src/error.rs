@@ -105,6 +105,9 @@ fn database_code(error: &tokio_postgres::Error) -> Code {
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let code = error.code();
+        if matches!(error, Error::Database(_) | Error::Pool(_)) {
+            crate::metrics::database_error();
+        }
         let message = match &error {
             // The server's SQL message already names the argument and index.
             Error::Database(e) => match e.as_db_error() {

@@ -18,6 +18,7 @@ use tonic::Status;
 use crate::aggregate::{Aggregate, FlushBatch};
 use crate::config::IngestConfig;
 use crate::error::Error;
+use crate::metrics;
 use crate::store::Store;
 
 /// How many rejection reasons an `AddResponse` carries at most.
@@ -55,6 +56,7 @@ where
                 None => break,
                 Some(Ok(request)) => {
                     received += 1;
+                    metrics::received("add", 1);
                     let added = config
                         .rules
                         .check(request, SystemTime::now())
@@ -88,6 +90,9 @@ where
 }
 
 fn reject(response: &mut AddResponse, message: u64, error: &Error) {
+    if let Error::InvalidArgument { field, .. } = error {
+        metrics::rejected("add", field);
+    }
     response.rejected += 1;
     if response.rejections.len() < MAX_REJECTIONS {
         response
@@ -130,7 +135,10 @@ impl Writer {
         }
         let store = self.store.clone();
         self.in_flight = Some(tokio::spawn(async move {
-            Ok(store.add_batch(None, &batch).await?.unwrap_or(0))
+            let started = std::time::Instant::now();
+            let requests = store.add_batch(None, &batch).await?.unwrap_or(0);
+            metrics::committed("add", requests, started.elapsed());
+            Ok(requests)
         }));
         Ok(())
     }

@@ -11,7 +11,8 @@
 //! Layout:
 //! - [`cli`]: the `count` command line and its subcommands.
 //! - [`bench`]: `count bench`, measurements side by side with baselines.
-//! - [`server`]: serving the gRPC API on a bound listener until shutdown.
+//! - [`server`]: serving the gRPC API (with health and reflection) on a
+//!   bound listener until shutdown, and the server's background tasks.
 //! - [`api`]: the `CountService` handlers.
 //! - [`ingest`]: the `Add` stream: validate, aggregate, flush in the background.
 //! - [`entry`]: validation of one `AddRequest`.
@@ -21,6 +22,8 @@
 //! - [`database`]: choosing the database: a URL or the embedded cluster.
 //! - [`cluster`]: a private PostgreSQL cluster (embedded default, test harness).
 //! - [`config`]: the server's tunables.
+//! - [`config_file`]: the optional TOML file, layered under flags and env.
+//! - [`metrics`]: the Prometheus series.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal.
 //! - [`error`]: the crate's error type and its mapping to gRPC codes.
 
@@ -30,11 +33,13 @@ pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod config_file;
 pub mod database;
 pub mod dates;
 pub mod entry;
 pub mod error;
 pub mod ingest;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -1,4 +1,6 @@
-//! Serving `count.v1.CountService` on a bound listener until shutdown.
+//! Serving `count.v1.CountService`, the gRPC health service and server
+//! reflection on a bound listener until shutdown, with the server's
+//! background tasks (health checks, the optional rollup schedule).
 
 use std::future::Future;
 use std::time::Duration;
@@ -9,14 +11,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::api::CountApi;
 use crate::config::ServerConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 
 /// How long connections may stay open after open streams were told to end.
 const FINAL_WAIT: Duration = Duration::from_secs(10);
+
+/// The health service's name for the count API.
+const SERVICE_NAME: &str = "count.v1.CountService";
 
 /// Serves on `listener` until `shutdown` resolves; then accepts no new
 /// connections, lets open streams go on for the grace period, ends those
@@ -31,32 +38,98 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let (drain_tx, drain_rx) = watch::channel(false);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // Both protocol versions: grpcurl before 1.9 asks v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(count_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_error = |e| Error::Cluster(format!("reflection descriptors: {e}"));
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
+    crate::metrics::backend(store.backend().name());
+    let background = tokio::spawn(background(store.clone(), config, health));
     let api = CountApi::new(store, config.ingest, drain_rx);
     let signal = shutdown.shared();
     let serve = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(CountServiceServer::new(api))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal.clone());
     tokio::pin!(serve);
-    tokio::select! {
-        result = &mut serve => return Ok(result?),
-        () = signal => {}
+    let result = async {
+        tokio::select! {
+            result = &mut serve => return Ok(result?),
+            () = signal => {}
+        }
+        tracing::info!(
+            grace = %humantime::format_duration(config.shutdown_grace),
+            "shutting down: no new connections, waiting for open streams"
+        );
+        tokio::select! {
+            result = &mut serve => return Ok(result?),
+            () = tokio::time::sleep(config.shutdown_grace) => {}
+        }
+        tracing::warn!("grace period over: ending open streams");
+        // Receivers are gone only if the server is, which the select rules out.
+        let _ = drain_tx.send(true);
+        match tokio::time::timeout(FINAL_WAIT, serve).await {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                tracing::warn!("connections still open; exiting anyway");
+                Ok(())
+            }
+        }
     }
-    tracing::info!(
-        grace = %humantime::format_duration(config.shutdown_grace),
-        "shutting down: no new connections, waiting for open streams"
-    );
-    tokio::select! {
-        result = &mut serve => return Ok(result?),
-        () = tokio::time::sleep(config.shutdown_grace) => {}
+    .await;
+    background.abort();
+    result
+}
+
+/// Waits for the interval's next tick; forever when there is none.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
-    tracing::warn!("grace period over: ending open streams");
-    // Receivers are gone only if the server is, which the select rules out.
-    let _ = drain_tx.send(true);
-    match tokio::time::timeout(FINAL_WAIT, serve).await {
-        Ok(result) => Ok(result?),
-        Err(_) => {
-            tracing::warn!("connections still open; exiting anyway");
-            Ok(())
+}
+
+/// Checks the database every `health_interval` (SERVING only while it
+/// answers) and, if configured, runs `count.rollup_due()` on its schedule.
+async fn background(store: Store, config: ServerConfig, health: HealthReporter) {
+    let mut rollup = config.rollup_every.map(|every| {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    let mut check = tokio::time::interval(config.health_interval);
+    let mut serving = None;
+    loop {
+        tokio::select! {
+            _ = check.tick() => {
+                let ok = tokio::time::timeout(config.health_interval, store.ping()).await.unwrap_or(false);
+                if serving != Some(ok) {
+                    let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+                    health.set_service_status("", status).await;
+                    health.set_service_status(SERVICE_NAME, status).await;
+                    if ok {
+                        tracing::info!("database reachable: SERVING");
+                    } else {
+                        tracing::warn!("database unreachable: NOT_SERVING");
+                    }
+                    serving = Some(ok);
+                }
+            }
+            () = tick(&mut rollup) => {
+                match store.rollup_due().await {
+                    Ok(days) => tracing::info!(days, "scheduled rollup"),
+                    Err(error) => tracing::warn!(%error, "scheduled rollup failed; next period retries"),
+                }
+            }
         }
     }
 }

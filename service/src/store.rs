@@ -120,6 +120,18 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Whether the database answers a trivial query; reports the pool's
+    /// connections to the metrics as it goes.
+    pub async fn ping(&self) -> bool {
+        let ok = match self.pool.get().await {
+            Ok(client) => client.simple_query("").await.is_ok(),
+            Err(_) => false,
+        };
+        let status = self.pool.status();
+        crate::metrics::connections(status.size - status.available, status.available);
+        ok
+    }
+
     /// Runs SQL statements that return nothing (administrative scripts).
     pub async fn execute(&self, statements: &str) -> Result<()> {
         let client = self.pool.get().await?;
@@ -142,6 +154,7 @@ impl Store {
         let row = client
             .query_one(include_str!("../queries/rollup.sql"), &[&day])
             .await?;
+        crate::metrics::rollup("day");
         Ok(row.get(0))
     }
 
@@ -151,6 +164,7 @@ impl Store {
         let row = client
             .query_one(include_str!("../queries/rollup_due.sql"), &[])
             .await?;
+        crate::metrics::rollup("due");
         Ok(row.get(0))
     }
 

@@ -9,5 +9,6 @@ mod cli;
 mod client;
 mod concurrency;
 mod extension;
+mod operability;
 mod rpc;
 mod sql;

@@ -436,6 +436,7 @@ async fn shutdown_ends_open_streams_after_the_grace_period_and_commits_them() {
             flush_interval: Duration::from_secs(3600),
             ..IngestConfig::default()
         },
+        ..ServerConfig::default()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     let mut client = server.client().await;
