@@ -18,7 +18,8 @@ use crate::dates;
 use crate::error::Error;
 use crate::ingest::ingest_stream;
 use crate::metrics;
-use crate::store::{Store, Total};
+use crate::state::State;
+use crate::store::Total;
 
 /// The longest producer id accepted, in bytes.
 const MAX_PRODUCER_ID_BYTES: usize = 256;
@@ -26,16 +27,16 @@ const MAX_PRODUCER_ID_BYTES: usize = 256;
 /// The service implementation; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CountApi {
-    store: Store,
+    state: State,
     config: IngestConfig,
     drain: watch::Receiver<bool>,
 }
 
 impl CountApi {
-    /// A service over `store`; open `Add` streams end when `drain` turns true.
-    pub fn new(store: Store, config: IngestConfig, drain: watch::Receiver<bool>) -> Self {
+    /// A service over `state`; open `Add` streams end when `drain` turns true.
+    pub fn new(state: State, config: IngestConfig, drain: watch::Receiver<bool>) -> Self {
         CountApi {
-            store,
+            state,
             config,
             drain,
         }
@@ -49,7 +50,7 @@ impl CountService for CountApi {
         request: Request<Streaming<AddRequest>>,
     ) -> Result<Response<AddResponse>, Status> {
         let response = ingest_stream(
-            self.store.clone(),
+            self.state.clone(),
             self.config,
             request.into_inner(),
             self.drain.clone(),
@@ -63,9 +64,9 @@ impl CountService for CountApi {
         request: Request<CountDailyTotalsRequest>,
     ) -> Result<Response<CountDailyTotalsResponse>, Status> {
         let day = dates::day(request.into_inner().date, "date")?;
-        let moved = self.store.rollup(day).await?;
+        let moved = self.state.store()?.rollup(day).await?;
         tracing::debug!(%day, moved, "rolled up");
-        let totals = self.store.daily_totals(day, day).await?;
+        let totals = self.state.store()?.daily_totals(day, day).await?;
         Ok(Response::new(CountDailyTotalsResponse {
             method_counts: method_counts(totals),
         }))
@@ -83,7 +84,7 @@ impl CountService for CountApi {
                 Error::invalid("end_date", format!("{end} is before start_date {start}")).into(),
             );
         }
-        let totals = self.store.daily_totals(start, end).await?;
+        let totals = self.state.store()?.daily_totals(start, end).await?;
         if totals.is_empty() {
             return Err(
                 Error::NotFound(format!("no rolled-up totals from {start} to {end}")).into(),
@@ -99,7 +100,7 @@ impl CountService for CountApi {
         request: Request<GetPeriodTotalsRequest>,
     ) -> Result<Response<GetPeriodTotalsResponse>, Status> {
         let (first, last) = dates::period(request.into_inner().period, "period")?;
-        let totals = self.store.period_totals(first, last).await?;
+        let totals = self.state.store()?.period_totals(first, last).await?;
         if totals.is_empty() {
             return Err(
                 Error::NotFound(format!("no rolled-up totals from {first} to {last}")).into(),
@@ -128,6 +129,17 @@ impl CountService for CountApi {
             )
             .into());
         }
+        if request.entries.len() > self.config.max_batch_entries {
+            return Err(Error::invalid(
+                "entries",
+                format!(
+                    "{} entries, the limit is {}",
+                    request.entries.len(),
+                    self.config.max_batch_entries
+                ),
+            )
+            .into());
+        }
         let sequence = i64::try_from(request.sequence).map_err(|_| {
             Error::invalid(
                 "sequence",
@@ -141,11 +153,18 @@ impl CountService for CountApi {
             self.config
                 .rules
                 .check(entry, now)
-                .and_then(|entry| aggregate.add(entry))
+                .and_then(|entry| {
+                    self.state.endpoints.admit(entry.method, &entry.path)?;
+                    aggregate.add(entry)
+                })
                 .map_err(|e| match e {
                     Error::InvalidArgument { field, reason } => {
                         metrics::rejected("add_batch", &field);
                         Error::invalid(format!("entries[{index}].{field}"), reason)
+                    }
+                    Error::ResourceExhausted(reason) => {
+                        metrics::rejected("add_batch", "endpoint");
+                        Error::ResourceExhausted(format!("entries[{index}]: {reason}"))
                     }
                     other => other,
                 })?;
@@ -153,7 +172,8 @@ impl CountService for CountApi {
         let batch = aggregate.take_batch();
         let started = std::time::Instant::now();
         let applied = self
-            .store
+            .state
+            .store()?
             .add_batch(Some((&request.producer_id, sequence)), &batch)
             .await?;
         metrics::batch(applied.is_none());

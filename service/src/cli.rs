@@ -17,6 +17,7 @@ use crate::config::{IngestConfig, ServerConfig};
 use crate::database::DatabaseLocation;
 use crate::entry::EntryRules;
 use crate::error::{Error, Result};
+use crate::state::StoreSource;
 use crate::store::Store;
 use crate::{dates, server, shutdown};
 
@@ -112,6 +113,20 @@ pub struct ServeArgs {
     /// Longest path accepted, in bytes.
     #[arg(long, env = "COUNT_MAX_PATH_BYTES", default_value_t = 1024)]
     pub max_path_bytes: usize,
+    /// Largest count one entry may carry.
+    #[arg(long, env = "COUNT_MAX_ENTRY_COUNT", default_value_t = 1_000_000_000,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_entry_count: i64,
+    /// Most entries one AddBatch may carry.
+    #[arg(long, env = "COUNT_MAX_BATCH_ENTRIES", default_value_t = 10_000)]
+    pub max_batch_entries: usize,
+    /// Most distinct endpoints (method + path) the database may hold; new
+    /// ones past it are refused (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "COUNT_MAX_ENDPOINTS", default_value_t = 100_000)]
+    pub max_endpoints: usize,
+    /// Largest gRPC message accepted, in bytes.
+    #[arg(long, env = "COUNT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_bytes: usize,
     /// After SIGINT/SIGTERM, how long open streams may go on before they are
     /// ended (what they sent is committed).
     #[arg(long, env = "COUNT_SHUTDOWN_GRACE", default_value = "30s")]
@@ -233,13 +248,17 @@ impl ServeArgs {
                 rules: EntryRules {
                     max_future: *self.max_future,
                     max_path_bytes: self.max_path_bytes,
+                    max_entry_count: self.max_entry_count,
                 },
                 flush_interval: *self.flush_interval,
                 max_batch_keys: self.max_batch_keys as usize,
+                max_batch_entries: self.max_batch_entries,
+                max_endpoints: self.max_endpoints,
             },
             shutdown_grace: *self.shutdown_grace,
             health_interval: *self.health_interval,
             rollup_every: self.rollup_every.map(Into::into),
+            max_message_bytes: self.max_message_bytes,
         }
     }
 
@@ -278,6 +297,10 @@ impl ServeArgs {
             ("max-batch-keys", self.max_batch_keys.to_string()),
             ("max-future", format!("{:?}", self.max_future.to_string())),
             ("max-path-bytes", self.max_path_bytes.to_string()),
+            ("max-entry-count", self.max_entry_count.to_string()),
+            ("max-batch-entries", self.max_batch_entries.to_string()),
+            ("max-endpoints", self.max_endpoints.to_string()),
+            ("max-message-bytes", self.max_message_bytes.to_string()),
             (
                 "shutdown-grace",
                 format!("{:?}", self.shutdown_grace.to_string()),
@@ -370,19 +393,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(address) = args.metrics_listen {
         crate::metrics::install(address)?;
     }
-    let (database, store) = args.database.open_store().await?;
+    let database = args.database.location().open().await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(Error::io(format!("binding {}", args.listen)))?;
     let address = listener
         .local_addr()
         .map_err(Error::io("reading the bound address"))?;
-    tracing::info!(
-        %address,
-        backend = store.backend().name(),
-        database = ?database.config.get_dbname(),
-        "count serving"
-    );
+    tracing::info!(%address, database = ?database.config.get_dbname(), "count serving");
+    // The database may not be up yet: the server serves meanwhile (health
+    // NOT_SERVING, calls UNAVAILABLE) and connects as soon as it can.
+    let store = StoreSource::Connect {
+        config: Box::new(database.config.clone()),
+        pool_size: args.database.pool_size,
+    };
     server::run(listener, store, args.server_config(), shutdown::signal()).await?;
     tracing::info!("stopped");
     drop(database);

@@ -13,6 +13,10 @@ pub struct IngestConfig {
     pub flush_interval: Duration,
     /// A stream's aggregate is written as soon as it holds this many keys.
     pub max_batch_keys: usize,
+    /// The most entries one `AddBatch` may carry.
+    pub max_batch_entries: usize,
+    /// The most distinct endpoints (method + path) the database may hold.
+    pub max_endpoints: usize,
 }
 
 impl Default for IngestConfig {
@@ -21,6 +25,8 @@ impl Default for IngestConfig {
             rules: EntryRules::default(),
             flush_interval: Duration::from_secs(1),
             max_batch_keys: 10_000,
+            max_batch_entries: 10_000,
+            max_endpoints: 100_000,
         }
     }
 }
@@ -37,6 +43,8 @@ pub struct ServerConfig {
     pub health_interval: Duration,
     /// How often `count.rollup_due()` runs; never when `None`.
     pub rollup_every: Option<Duration>,
+    /// The largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +54,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             health_interval: Duration::from_secs(2),
             rollup_every: None,
+            max_message_bytes: 4 * 1024 * 1024,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct EntryRules {
     pub max_future: Duration,
     /// The longest path accepted, in bytes.
     pub max_path_bytes: usize,
+    /// The largest `count` one entry may carry: bounds what one client can
+    /// add, and keeps daily sums far from bigint's limit.
+    pub max_entry_count: i64,
 }
 
 impl Default for EntryRules {
@@ -33,6 +36,7 @@ impl Default for EntryRules {
         EntryRules {
             max_future: Duration::from_secs(5 * 60),
             max_path_bytes: 1024,
+            max_entry_count: 1_000_000_000,
         }
     }
 }
@@ -65,6 +69,14 @@ impl EntryRules {
                     request.path.len(),
                     self.max_path_bytes
                 ),
+            ));
+        }
+        // PostgreSQL text cannot hold NUL, and no route has control
+        // characters: refuse them here rather than fail a whole flush.
+        if let Some(at) = request.path.find(char::is_control) {
+            return Err(Error::invalid(
+                "path",
+                format!("has a control character at byte {at}"),
             ));
         }
         let Some(timestamp) = request.request_timestamp else {
@@ -102,6 +114,12 @@ impl EntryRules {
                 return Err(Error::invalid(
                     "count",
                     format!("must not be negative, got {n}"),
+                ));
+            }
+            n if n > self.max_entry_count => {
+                return Err(Error::invalid(
+                    "count",
+                    format!("{n} is above the limit of {}", self.max_entry_count),
                 ));
             }
             n => n,
@@ -196,9 +214,89 @@ mod tests {
                 request(3, "/a", Some(now), -2),
                 "count: must not be negative, got -2",
             ),
+            (
+                request(3, "/a", Some(now), 1_000_000_001),
+                "count: 1000000001 is above the limit of 1000000000",
+            ),
+            (
+                request(3, "/a\0b", Some(now), 1),
+                "path: has a control character at byte 2",
+            ),
+            (
+                request(3, "/a\nb", Some(now), 1),
+                "path: has a control character at byte 2",
+            ),
+            (
+                AddRequest {
+                    request_timestamp: Some(Timestamp {
+                        seconds: now,
+                        nanos: -1,
+                    }),
+                    ..request(3, "/a", None, 1)
+                },
+                "request_timestamp.nanos: must be within 0..999999999, got -1",
+            ),
         ];
         for (request, expected) in cases {
             assert_eq!(check(request).unwrap_err(), expected);
+        }
+    }
+
+    mod fuzz {
+        //! Property tests on the decode + validation path: whatever arrives,
+        //! the server answers with a valid entry or a named field, and never
+        //! panics.
+        use super::*;
+        use proptest::prelude::*;
+
+        const FIELDS: [&str; 5] = [
+            "method",
+            "path",
+            "request_timestamp",
+            "request_timestamp.nanos",
+            "count",
+        ];
+
+        fn assert_sound(result: Result<Entry, Error>) {
+            let rules = EntryRules::default();
+            match result {
+                Ok(entry) => {
+                    assert_ne!(entry.method, Method::Unspecified);
+                    assert!(!entry.path.is_empty() && entry.path.len() <= rules.max_path_bytes);
+                    assert!(!entry.path.contains(char::is_control));
+                    assert!((1..=rules.max_entry_count).contains(&entry.count));
+                    assert!((0..=NOW as i64 + 300).contains(&entry.second));
+                }
+                Err(Error::InvalidArgument { field, .. }) => {
+                    assert!(FIELDS.contains(&field.as_str()), "{field}")
+                }
+                Err(other) => panic!("not a field error: {other}"),
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_decode_to_an_entry_or_a_named_error(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                if let Ok(request) = <AddRequest as prost::Message>::decode(bytes.as_slice()) {
+                    assert_sound(EntryRules::default().check(request, UNIX_EPOCH + Duration::from_secs(NOW)));
+                }
+            }
+
+            #[test]
+            fn any_fields_check_to_an_entry_or_a_named_error(
+                method in any::<i32>(),
+                path in any::<String>(),
+                timestamp in proptest::option::of((any::<i64>(), any::<i32>())),
+                count in any::<i64>(),
+            ) {
+                let request = AddRequest {
+                    method,
+                    path,
+                    request_timestamp: timestamp.map(|(seconds, nanos)| Timestamp { seconds, nanos }),
+                    count,
+                };
+                assert_sound(EntryRules::default().check(request, UNIX_EPOCH + Duration::from_secs(NOW)));
+            }
         }
     }
 }

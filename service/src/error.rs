@@ -17,6 +17,12 @@ pub enum Error {
     /// A read found no rolled-up totals (the original service's NOT_FOUND).
     #[error("{0}")]
     NotFound(String),
+    /// The service cannot answer yet (the database is not connected).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A limit that protects the service was reached (endpoint cap).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A statement failed or the connection broke.
     #[error("database: {0}")]
     Database(#[from] tokio_postgres::Error),
@@ -71,6 +77,8 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Unavailable(_) => Code::Unavailable,
             Error::Database(e) => database_code(e),
             Error::Pool(_) => Code::Unavailable,
             Error::Rpc(status) => status.code(),

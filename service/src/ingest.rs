@@ -19,6 +19,7 @@ use crate::aggregate::{Aggregate, FlushBatch};
 use crate::config::IngestConfig;
 use crate::error::Error;
 use crate::metrics;
+use crate::state::State;
 use crate::store::Store;
 
 /// How many rejection reasons an `AddResponse` carries at most.
@@ -28,7 +29,7 @@ const MAX_REJECTIONS: usize = 10;
 /// committed. When `drain` turns true (server shutdown after the grace
 /// period), stops reading, commits what it has and answers.
 pub async fn ingest_stream<S>(
-    store: Store,
+    state: State,
     config: IngestConfig,
     mut stream: S,
     mut drain: watch::Receiver<bool>,
@@ -37,7 +38,7 @@ where
     S: Stream<Item = Result<AddRequest, Status>> + Unpin,
 {
     let mut aggregate = Aggregate::default();
-    let mut writer = Writer::new(store);
+    let mut writer = Writer::new(state.store()?.clone());
     let mut response = AddResponse::default();
     let mut received: u64 = 0;
     // When the oldest unflushed entry must be written at the latest.
@@ -60,7 +61,10 @@ where
                     let added = config
                         .rules
                         .check(request, SystemTime::now())
-                        .and_then(|entry| aggregate.add(entry));
+                        .and_then(|entry| {
+                            state.endpoints.admit(entry.method, &entry.path)?;
+                            aggregate.add(entry)
+                        });
                     match added {
                         Ok(()) => {
                             flush_at.get_or_insert_with(|| Instant::now() + config.flush_interval);
@@ -90,8 +94,9 @@ where
 }
 
 fn reject(response: &mut AddResponse, message: u64, error: &Error) {
-    if let Error::InvalidArgument { field, .. } = error {
-        metrics::rejected("add", field);
+    match error {
+        Error::InvalidArgument { field, .. } => metrics::rejected("add", field),
+        _ => metrics::rejected("add", "endpoint"),
     }
     response.rejected += 1;
     if response.rejections.len() < MAX_REJECTIONS {

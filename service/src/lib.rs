@@ -16,6 +16,8 @@
 //! - [`api`]: the `CountService` handlers.
 //! - [`ingest`]: the `Add` stream: validate, aggregate, flush in the background.
 //! - [`entry`]: validation of one `AddRequest`.
+//! - [`endpoints`]: the cap on distinct endpoints (cardinality guard).
+//! - [`state`]: what handlers share: the store once connected, the guard.
 //! - [`aggregate`]: summing entries by key into flush batches.
 //! - [`dates`]: `google.type.Date` days and periods.
 //! - [`store`]: migrations, the SQL API, and the calls made through it.
@@ -36,10 +38,12 @@ pub mod config;
 pub mod config_file;
 pub mod database;
 pub mod dates;
+pub mod endpoints;
 pub mod entry;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
+pub mod state;
 pub mod store;

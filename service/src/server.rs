@@ -17,10 +17,13 @@ use tonic_health::server::HealthReporter;
 use crate::api::CountApi;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::state::{State, StoreSource};
 
 /// How long connections may stay open after open streams were told to end.
 const FINAL_WAIT: Duration = Duration::from_secs(10);
+
+/// How often the endpoint guard rereads `count.methods`.
+const ENDPOINT_RELOAD: Duration = Duration::from_secs(60);
 
 /// The health service's name for the count API.
 const SERVICE_NAME: &str = "count.v1.CountService";
@@ -33,10 +36,23 @@ const SERVICE_NAME: &str = "count.v1.CountService";
 /// before calling this, so nothing waits on a timer for the server.
 pub async fn run(
     listener: TcpListener,
-    store: Store,
+    store: impl Into<StoreSource>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let state = State::new(config.ingest.max_endpoints);
+    let connecting = match store.into() {
+        StoreSource::Open(store) => {
+            state.install(store).await?;
+            None
+        }
+        StoreSource::Connect { config, pool_size } => {
+            let state = state.clone();
+            Some(tokio::spawn(async move {
+                state.connect(*config, pool_size).await
+            }))
+        }
+    };
     let (drain_tx, drain_rx) = watch::channel(false);
     let (health, health_service) = tonic_health::server::health_reporter();
     // Both protocol versions: grpcurl before 1.9 asks v1alpha.
@@ -48,15 +64,16 @@ pub async fn run(
     let reflection_error = |e| Error::Cluster(format!("reflection descriptors: {e}"));
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
-    crate::metrics::backend(store.backend().name());
-    let background = tokio::spawn(background(store.clone(), config, health));
-    let api = CountApi::new(store, config.ingest, drain_rx);
+    let background = tokio::spawn(background(state.clone(), config, health));
+    let api = CountApi::new(state, config.ingest, drain_rx);
     let signal = shutdown.shared();
     let serve = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(CountServiceServer::new(api))
+        .add_service(
+            CountServiceServer::new(api).max_decoding_message_size(config.max_message_bytes),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal.clone());
     tokio::pin!(serve);
     let result = async {
@@ -85,6 +102,9 @@ pub async fn run(
     }
     .await;
     background.abort();
+    if let Some(connecting) = connecting {
+        connecting.abort();
+    }
     result
 }
 
@@ -99,8 +119,12 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 }
 
 /// Checks the database every `health_interval` (SERVING only while it
-/// answers) and, if configured, runs `count.rollup_due()` on its schedule.
-async fn background(store: Store, config: ServerConfig, health: HealthReporter) {
+/// answers), reloads the known endpoints every `ENDPOINT_RELOAD` (other
+/// servers add some too) and, if configured, runs `count.rollup_due()` on
+/// its schedule.
+async fn background(state: State, config: ServerConfig, health: HealthReporter) {
+    let mut reload = tokio::time::interval(ENDPOINT_RELOAD);
+    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rollup = config.rollup_every.map(|every| {
         let mut interval = tokio::time::interval(every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,7 +135,10 @@ async fn background(store: Store, config: ServerConfig, health: HealthReporter) 
     loop {
         tokio::select! {
             _ = check.tick() => {
-                let ok = tokio::time::timeout(config.health_interval, store.ping()).await.unwrap_or(false);
+                let ok = match state.store() {
+                    Ok(store) => tokio::time::timeout(config.health_interval, store.ping()).await.unwrap_or(false),
+                    Err(_) => false,
+                };
                 if serving != Some(ok) {
                     let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
                     health.set_service_status("", status).await;
@@ -124,7 +151,16 @@ async fn background(store: Store, config: ServerConfig, health: HealthReporter) 
                     serving = Some(ok);
                 }
             }
+            _ = reload.tick() => {
+                if let Ok(store) = state.store() {
+                    match store.endpoints().await {
+                        Ok(endpoints) => state.endpoints.reload(endpoints),
+                        Err(error) => tracing::warn!(%error, "reloading endpoints failed"),
+                    }
+                }
+            }
             () = tick(&mut rollup) => {
+                let Ok(store) = state.store() else { continue };
                 match store.rollup_due().await {
                     Ok(days) => tracing::info!(days, "scheduled rollup"),
                     Err(error) => tracing::warn!(%error, "scheduled rollup failed; next period retries"),

@@ -120,6 +120,15 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// Every endpoint (method, path) the database holds.
+    pub async fn endpoints(&self) -> Result<Vec<(String, String)>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(include_str!("../queries/endpoints.sql"), &[])
+            .await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
     /// Whether the database answers a trivial query; reports the pool's
     /// connections to the metrics as it goes.
     pub async fn ping(&self) -> bool {

@@ -146,19 +146,21 @@ async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut address, mut url, mut serving) = (None, None, String::new());
+    let (mut address, mut url, mut ready) = (None, None, String::new());
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split("url=").nth(1) {
             url = Some(rest.trim().to_owned());
         }
         if line.contains("count serving") {
-            serving = line.clone();
             address = line
                 .split("address=")
                 .nth(1)
                 .and_then(|a| a.split_whitespace().next())
                 .map(str::to_owned);
+        }
+        if line.contains("database ready") {
+            ready = line.clone();
             break;
         }
     }
@@ -211,10 +213,7 @@ async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
         .unwrap()
         .get(0);
     let backend = if available { "extension" } else { "sql" };
-    assert!(
-        serving.contains(&format!("backend=\"{backend}\"")),
-        "{serving}"
-    );
+    assert!(ready.contains(&format!("backend=\"{backend}\"")), "{ready}");
     drop(sql);
 
     nix::sys::signal::kill(

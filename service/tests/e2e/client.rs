@@ -102,6 +102,7 @@ fn spawn_server(db: &TestDatabase, address: SocketAddr) -> Child {
             &db.cluster.url("count"),
         ])
         .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()

@@ -1,0 +1,1 @@
+SELECT method, path FROM count.methods

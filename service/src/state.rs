@@ -1,0 +1,94 @@
+//! What the handlers share: the store once the database is connected, and
+//! the endpoint guard.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use crate::endpoints::Endpoints;
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Where the server gets its store.
+#[derive(Debug)]
+pub enum StoreSource {
+    /// Already open (tests, and callers that want start-up to fail fast).
+    Open(Store),
+    /// Opened in the background, retrying with backoff until the database
+    /// answers; the server serves (answering UNAVAILABLE, health
+    /// NOT_SERVING) meanwhile.
+    Connect {
+        /// How to connect.
+        config: Box<tokio_postgres::Config>,
+        /// Most connections kept open.
+        pool_size: usize,
+    },
+}
+
+impl From<Store> for StoreSource {
+    fn from(store: Store) -> Self {
+        StoreSource::Open(store)
+    }
+}
+
+/// The server's shared state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct State {
+    store: Arc<OnceCell<Store>>,
+    /// The cardinality guard.
+    pub endpoints: Arc<Endpoints>,
+}
+
+/// Longest wait between two attempts to open the store.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl State {
+    /// State without a store yet, admitting at most `max_endpoints`.
+    pub fn new(max_endpoints: usize) -> Self {
+        State {
+            store: Arc::new(OnceCell::new()),
+            endpoints: Arc::new(Endpoints::new(max_endpoints)),
+        }
+    }
+
+    /// The store, or UNAVAILABLE while the database is not connected yet.
+    pub fn store(&self) -> Result<&Store> {
+        self.store.get().ok_or_else(|| {
+            Error::Unavailable("the database is not connected yet; retry shortly".to_owned())
+        })
+    }
+
+    /// Makes `store` the server's store once its endpoints are loaded.
+    pub async fn install(&self, store: Store) -> Result<()> {
+        self.endpoints.reload(store.endpoints().await?);
+        crate::metrics::backend(store.backend().name());
+        tracing::info!(
+            backend = store.backend().name(),
+            endpoints = self.endpoints.len(),
+            "database ready"
+        );
+        // Set once: only `connect` and `run`'s `Open` path call this.
+        let _ = self.store.set(store);
+        Ok(())
+    }
+
+    /// Opens the store from `source`, retrying with backoff forever.
+    pub async fn connect(&self, config: tokio_postgres::Config, pool_size: usize) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let opened = match Store::open(config.clone(), pool_size).await {
+                Ok(store) => self.install(store).await,
+                Err(error) => Err(error),
+            };
+            match opened {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "database not ready");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
