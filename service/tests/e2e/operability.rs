@@ -149,23 +149,26 @@ async fn metrics_count_a_known_workload() {
     let db = TestDatabase::start().await;
     let _store = db.store().await;
     let (grpc, metrics) = (free_address(), free_address());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_count"))
-        .args([
-            "serve",
-            "--listen",
-            &grpc.to_string(),
-            "--metrics-listen",
-            &metrics.to_string(),
-        ])
-        .args([
-            "--database-url",
-            &db.cluster.url("count"),
-            "--health-interval",
-            "100ms",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_count"))
+            .args([
+                "serve",
+                "--listen",
+                &grpc.to_string(),
+                "--metrics-listen",
+                &metrics.to_string(),
+            ])
+            .args([
+                "--database-url",
+                &db.cluster.url("count"),
+                "--health-interval",
+                "100ms",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     eventually(Duration::from_secs(30), || async move {
         tokio::net::TcpStream::connect(grpc).await.is_ok()
     })
