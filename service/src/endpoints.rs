@@ -4,8 +4,8 @@
 //! cannot grow the database without bound.
 //!
 //! Each server keeps the set, loaded from `count.methods` at start-up and
-//! reloaded periodically to see what other servers added; between reloads,
-//! several servers may each admit a few endpoints past the cap.
+//! merged with it periodically to see what other servers added; between
+//! merges, several servers may each admit a few endpoints past the cap.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -51,23 +51,23 @@ impl Endpoints {
         }
     }
 
-    /// Replaces the set with what the database holds.
-    pub fn reload(&self, endpoints: impl IntoIterator<Item = (String, String)>) {
-        let mut known: HashMap<String, u16> = HashMap::new();
-        let mut count = 0;
+    /// Adds what the database holds (endpoints other servers added). The set
+    /// only grows, as `count.methods` does: a merge, so endpoints admitted
+    /// while the database was being read are kept.
+    pub fn merge(&self, endpoints: impl IntoIterator<Item = (String, String)>) {
+        let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+        let mut added = 0;
         for (method, path) in endpoints {
             if let Some(method) = Method::from_str_name(&method) {
                 let bits = known.entry(path).or_default();
                 if *bits & bit(method) == 0 {
                     *bits |= bit(method);
-                    count += 1;
+                    added += 1;
                 }
             }
         }
-        let mut guard = self.known.write().unwrap_or_else(|p| p.into_inner());
-        *guard = known;
         self.count
-            .store(count, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(added, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Admits (method, path): known, or new and under the cap.
@@ -115,10 +115,11 @@ mod tests {
     #[test]
     fn known_endpoints_pass_and_new_ones_stop_at_the_cap() {
         let endpoints = Endpoints::new(3);
-        endpoints.reload([
+        endpoints.merge([
             ("GET".to_owned(), "/a".to_owned()),
             ("POST".to_owned(), "/a".to_owned()),
         ]);
+        endpoints.merge([("GET".to_owned(), "/a".to_owned())]);
         assert_eq!(endpoints.len(), 2);
         assert!(endpoints.admit(Method::Get, "/a").is_ok());
         assert!(endpoints.admit(Method::Put, "/a").is_ok());

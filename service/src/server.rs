@@ -123,7 +123,11 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 /// servers add some too) and, if configured, runs `count.rollup_due()` on
 /// its schedule.
 async fn background(state: State, config: ServerConfig, health: HealthReporter) {
-    let mut reload = tokio::time::interval(ENDPOINT_RELOAD);
+    // The store's endpoints were just loaded: the first reload is one period on.
+    let mut reload = tokio::time::interval_at(
+        tokio::time::Instant::now() + ENDPOINT_RELOAD,
+        ENDPOINT_RELOAD,
+    );
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rollup = config.rollup_every.map(|every| {
         let mut interval = tokio::time::interval(every);
@@ -154,7 +158,7 @@ async fn background(state: State, config: ServerConfig, health: HealthReporter) 
             _ = reload.tick() => {
                 if let Ok(store) = state.store() {
                     match store.endpoints().await {
-                        Ok(endpoints) => state.endpoints.reload(endpoints),
+                        Ok(endpoints) => state.endpoints.merge(endpoints),
                         Err(error) => tracing::warn!(%error, "reloading endpoints failed"),
                     }
                 }

@@ -61,7 +61,7 @@ impl State {
 
     /// Makes `store` the server's store once its endpoints are loaded.
     pub async fn install(&self, store: Store) -> Result<()> {
-        self.endpoints.reload(store.endpoints().await?);
+        self.endpoints.merge(store.endpoints().await?);
         crate::metrics::backend(store.backend().name());
         tracing::info!(
             backend = store.backend().name(),

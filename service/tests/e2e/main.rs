@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod concurrency;
 mod extension;
+mod hardening;
 mod operability;
 mod rpc;
 mod sql;

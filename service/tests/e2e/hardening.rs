@@ -1,0 +1,326 @@
+//! Bad input and faults: every limit answered with a clear error that
+//! names the field, never losing the valid data around it; and exact totals
+//! through database outages, restarts, stalls, shutdowns and racing rollups.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use count_proto::v1::{AddBatchRequest, AddRequest, Method};
+use count_service::config::{IngestConfig, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_stream_refuses_bad_paths_and_huge_counts_and_keeps_the_rest() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start(&db).await;
+    let mut client = server.client().await;
+    let t = day_start(1) + 9;
+    let messages = vec![
+        entry(Method::Get, "/ok", t, 2),
+        entry(Method::Get, "/nul\0byte", t, 1),
+        entry(Method::Get, "/tab\there", t, 1),
+        entry(Method::Get, "/ok", t, 1_000_000_001),
+        entry(Method::Get, &"/x".repeat(600), t, 1),
+        AddRequest {
+            request_timestamp: Some(prost_types::Timestamp {
+                seconds: t,
+                nanos: 1_000_000_000,
+            }),
+            ..entry(Method::Get, "/ok", t, 1)
+        },
+        entry(Method::Get, "/ok", t, 3),
+    ];
+    let response = client
+        .add(tokio_stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((response.accepted, response.rejected), (5, 5));
+    assert_eq!(
+        response.rejections,
+        vec![
+            "message 2: path: has a control character at byte 4",
+            "message 3: path: has a control character at byte 4",
+            "message 4: count: 1000000001 is above the limit of 1000000000",
+            "message 5: path: is 1200 bytes long, the limit is 1024",
+            "message 6: request_timestamp.nanos: must be within 0..999999999, got 1000000000",
+        ]
+    );
+    let counts = roll_up(&mut client, day_of(t)).await;
+    assert_eq!(
+        totals(&counts),
+        Totals::from([(("GET".into(), "/ok".into()), 5)])
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_batches_and_messages_are_refused_whole() {
+    let db = TestDatabase::start().await;
+    let config = ServerConfig {
+        ingest: IngestConfig {
+            max_batch_entries: 100,
+            ..IngestConfig::default()
+        },
+        max_message_bytes: 64 * 1024,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(db.store().await, config).await;
+    let mut client = server.client().await;
+    let t = day_start(1);
+    let batch = |entries: usize, path: &str| AddBatchRequest {
+        producer_id: "big".into(),
+        sequence: 1,
+        entries: (0..entries)
+            .map(|_| entry(Method::Get, path, t, 1))
+            .collect(),
+    };
+    let status = client.add_batch(batch(101, "/b")).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::InvalidArgument,
+            "entries: 101 entries, the limit is 100"
+        )
+    );
+    let status = client
+        .add_batch(batch(100, &"/p".repeat(500)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains("the limit is: 65536 bytes"),
+        "{}",
+        status.message()
+    );
+    // Nothing was applied, and the sequence is still free.
+    let applied = client
+        .add_batch(batch(100, "/b"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((applied.accepted, applied.duplicate), (100, false));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_endpoint_cap_refuses_new_endpoints_and_keeps_counting_known_ones() {
+    let db = TestDatabase::start().await;
+    let config = ServerConfig {
+        ingest: IngestConfig {
+            max_endpoints: 3,
+            ..IngestConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(db.store().await, config).await;
+    let mut client = server.client().await;
+    let t = day_start(1) + 3;
+    let messages: Vec<_> = (0..6)
+        .map(|i| entry(Method::Get, &format!("/random/{i}"), t, 1))
+        .chain([entry(Method::Get, "/random/0", t, 10)])
+        .collect();
+    let response = client
+        .add(tokio_stream::iter(messages))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((response.accepted, response.rejected), (13, 3));
+    assert_eq!(
+        response.rejections[0],
+        "message 4: the limit of 3 endpoints (method + path) is reached: new endpoints are refused"
+    );
+    let batch = AddBatchRequest {
+        producer_id: "cap".into(),
+        sequence: 1,
+        entries: vec![
+            entry(Method::Get, "/random/1", t, 1),
+            entry(Method::Post, "/random/1", t, 1),
+        ],
+    };
+    let status = client.add_batch(batch).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::ResourceExhausted,
+            "entries[1]: the limit of 3 endpoints (method + path) is reached: new endpoints are refused"
+        )
+    );
+    let sql = db.sql().await;
+    let endpoints: i64 = sql
+        .query_one("SELECT count(*) FROM count.methods", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(endpoints, 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_on_the_port_leaves_the_server_serving() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start(&db).await;
+    for garbage in [
+        &b"\x00\x01\x02garbage that is not HTTP/2\r\n\r\n"[..],
+        b"GET /count.v1.CountService/Add HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(server.address)
+            .await
+            .unwrap();
+        stream.write_all(garbage).await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await;
+    }
+    // A gRPC call with the wrong content type gets a gRPC error, not a crash.
+    let mut stream = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    stream.write_all(b"POST /count.v1.CountService/GetPeriodTotals HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc").await.unwrap();
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await;
+    let mut client = server.client().await;
+    let t = day_start(1);
+    let response = client
+        .add(tokio_stream::iter(vec![entry(Method::Get, "/after", t, 1)]))
+        .await
+        .unwrap();
+    assert_eq!(response.into_inner().accepted, 1);
+    server.stop().await;
+}
+
+fn count_command(args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_count"))
+        .args(args)
+        .env_remove("COUNT_DATABASE_URL")
+        .env_remove("DB_URL")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_flags_and_environment_are_refused_with_the_flag_named() {
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["serve", "--flush-interval", "soon", "--print-config"],
+            2,
+            "invalid value 'soon' for '--flush-interval <FLUSH_INTERVAL>'",
+        ),
+        (
+            &["serve", "--listen", "nowhere", "--print-config"],
+            2,
+            "invalid value 'nowhere' for '--listen <LISTEN>'",
+        ),
+        (
+            &["serve", "--max-batch-keys", "0", "--print-config"],
+            2,
+            "invalid value '0' for '--max-batch-keys <MAX_BATCH_KEYS>'",
+        ),
+        (
+            &["serve", "--max-entry-count=-5", "--print-config"],
+            2,
+            "invalid value '-5' for '--max-entry-count <MAX_ENTRY_COUNT>'",
+        ),
+        (
+            &["migrate", "--database-url", "postgresql://host:port/db"],
+            1,
+            "count: --database-url: ",
+        ),
+        (
+            &["totals", "--from", "2026-13-01", "--to", "2026-01-01"],
+            2,
+            "invalid value '2026-13-01' for '--from <FROM>'",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let (actual, stderr) = count_command(args);
+        assert_eq!(actual, code, "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_count"))
+        .args(["serve", "--print-config"])
+        .env("COUNT_MAX_PATH_BYTES", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("invalid value 'lots' for '--max-path-bytes <MAX_PATH_BYTES>'")
+    );
+}
+
+/// `count serve` as a process, on `grpc`, against `url`.
+fn spawn_serve(grpc: SocketAddr, url: &str, extra: &[&str]) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_count"))
+            .args([
+                "serve",
+                "--listen",
+                &grpc.to_string(),
+                "--database-url",
+                url,
+                "--health-interval",
+                "100ms",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn free_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_before_its_database_serves_once_the_database_is_up() {
+    let mut db = TestDatabase::start().await;
+    let url = db.cluster.url("count");
+    tokio::task::block_in_place(|| db.cluster.stop()).unwrap();
+    let grpc = free_address();
+    let _server = spawn_serve(grpc, &url, &[]);
+    eventually(Duration::from_secs(30), || async move {
+        tokio::net::TcpStream::connect(grpc).await.is_ok()
+    })
+    .await;
+    let mut client = count_proto::v1::count_service_client::CountServiceClient::connect(format!(
+        "http://{grpc}"
+    ))
+    .await
+    .unwrap();
+    let t = day_start(1);
+    let status = client
+        .add(tokio_stream::iter(vec![entry(Method::Get, "/early", t, 1)]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    tokio::task::block_in_place(|| db.cluster.restart()).unwrap();
+    eventually(Duration::from_secs(30), || {
+        let mut client = client.clone();
+        async move {
+            client
+                .add(tokio_stream::iter(vec![entry(Method::Get, "/late", t, 1)]))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let counts = roll_up(&mut client, day_of(t)).await;
+    assert_eq!(
+        totals(&counts),
+        Totals::from([(("GET".into(), "/late".into()), 1)])
+    );
+}
