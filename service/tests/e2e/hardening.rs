@@ -324,3 +324,277 @@ async fn a_server_started_before_its_database_serves_once_the_database_is_up() {
         Totals::from([(("GET".into(), "/late".into()), 1)])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_under_load_loses_and_doubles_nothing_acknowledged() {
+    let mut db = TestDatabase::start().await;
+    let server = TestServer::start(&db).await;
+    let counter = count_client::Counter::builder(format!("http://{}", server.address))
+        .flush_interval(Duration::from_millis(50))
+        .max_batch_keys(100)
+        .build()
+        .unwrap();
+    let mut recorded = 0;
+    for round in 0..40 {
+        for i in 0..500 {
+            counter.record(Method::Post, &format!("/restart/{}", i % 50));
+            recorded += 1;
+        }
+        if round == 10 {
+            tokio::task::block_in_place(|| db.cluster.kill()).unwrap();
+        }
+        if round == 20 {
+            tokio::task::block_in_place(|| db.cluster.restart()).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), counter.flush())
+        .await
+        .expect("delivered after the restart");
+    let stats = counter.stats();
+    assert_eq!(
+        (stats.delivered, stats.dropped, stats.pending),
+        (recorded, 0, 0),
+        "{stats:?}"
+    );
+    assert!(stats.retries > 0, "{stats:?}");
+    // Streams work again too.
+    let mut client = server.client().await;
+    let t = day_start(1);
+    let response = client
+        .add(tokio_stream::iter(vec![entry(
+            Method::Get,
+            "/after-restart",
+            t,
+            4,
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(response.into_inner().accepted, 4);
+    let sql = db.sql().await;
+    let stored: i64 = sql
+        .query_one("SELECT sum(count)::bigint FROM count.requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, recorded as i64 + 4);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_commits_everything_acknowledged_and_exits_zero() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let grpc = free_address();
+    let mut server = spawn_serve(grpc, &db.cluster.url("count"), &["--shutdown-grace", "1s"]);
+    eventually(Duration::from_secs(30), || async move {
+        tokio::net::TcpStream::connect(grpc).await.is_ok()
+    })
+    .await;
+    let counter = count_client::Counter::builder(format!("http://{grpc}"))
+        .flush_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let t = day_start(1);
+    let mut streams = Vec::new();
+    let mut senders = Vec::new();
+    for s in 0..4 {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<AddRequest>(64);
+        let mut client = count_proto::v1::count_service_client::CountServiceClient::connect(
+            format!("http://{grpc}"),
+        )
+        .await
+        .unwrap();
+        streams.push(tokio::spawn(async move {
+            client
+                .add(tokio_stream::wrappers::ReceiverStream::new(receiver))
+                .await
+        }));
+        // Keep sending until the server stops reading.
+        senders.push(tokio::spawn(async move {
+            for i in 0i64.. {
+                if sender
+                    .send(entry(Method::Get, &format!("/term/{s}"), t + i % 100, 1))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                if i % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }));
+    }
+    let recorder = {
+        let counter = counter.clone();
+        tokio::spawn(async move {
+            for i in 0..20_000 {
+                counter.record(Method::Put, &format!("/term/client/{}", i % 10));
+                if i % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = nix::unistd::Pid::from_raw(server.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::task::block_in_place(|| server.0.wait()).unwrap();
+    assert!(status.success(), "{status}");
+    let mut acknowledged = 0;
+    for stream in streams {
+        if let Ok(Ok(response)) = stream.await {
+            acknowledged += response.into_inner().accepted;
+        }
+    }
+    for sender in senders {
+        sender.abort();
+    }
+    recorder.abort();
+    assert!(
+        acknowledged > 0,
+        "the streams were answered before the server exited"
+    );
+    acknowledged += counter.stats().delivered as i64;
+    let sql = db.sql().await;
+    let stored: i64 = sql
+        .query_one(
+            "SELECT coalesce(sum(count), 0)::bigint FROM count.requests",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored, acknowledged,
+        "everything acknowledged is committed, nothing else"
+    );
+}
+
+/// The resident memory of process `pid`, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_database_keeps_server_memory_bounded_and_recovers() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let grpc = free_address();
+    let server = spawn_serve(
+        grpc,
+        &db.cluster.url("count"),
+        &["--max-batch-keys", "2000"],
+    );
+    eventually(Duration::from_secs(30), || async move {
+        tokio::net::TcpStream::connect(grpc).await.is_ok()
+    })
+    .await;
+    // Hold a lock that stalls every insert.
+    let locker = db.sql().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE count.requests IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let t = day_start(1);
+    const STREAMS: i64 = 8;
+    const ENTRIES: i64 = 100_000;
+    let mut streams = Vec::new();
+    for s in 0..STREAMS {
+        let mut client = count_proto::v1::count_service_client::CountServiceClient::connect(
+            format!("http://{grpc}"),
+        )
+        .await
+        .unwrap();
+        let entries = (0..ENTRIES).map(move |i| {
+            entry(
+                Method::Get,
+                &format!("/stall/{s}/{}", i % 1000),
+                t + i % 3600,
+                1,
+            )
+        });
+        streams.push(tokio::spawn(async move {
+            client.add(tokio_stream::iter(entries)).await
+        }));
+    }
+    let mut peak = 0;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_kb(server.0.id()));
+    }
+    assert!(
+        peak < 150 * 1024,
+        "server RSS reached {peak} kB while the database stalled"
+    );
+    assert!(
+        streams.iter().all(|s| !s.is_finished()),
+        "backpressure holds the streams"
+    );
+    locker.batch_execute("COMMIT").await.unwrap();
+    let mut accepted = 0;
+    for stream in streams {
+        accepted += stream.await.unwrap().unwrap().into_inner().accepted;
+    }
+    assert_eq!(accepted, STREAMS * ENTRIES);
+    let stored: i64 = locker
+        .query_one("SELECT sum(count)::bigint FROM count.requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, STREAMS * ENTRIES);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rollups_racing_ingest_count_each_request_once() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start(&db).await;
+    let day = day_of(day_start(1));
+    let t = day_start(1) + 100;
+    let mut tasks = Vec::new();
+    for s in 0..4 {
+        let mut client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0;
+            for round in 0..20 {
+                let entries: Vec<_> = (0..200)
+                    .map(|i| entry(Method::Get, &format!("/race/{}", (i + s) % 7), t + round, 1))
+                    .collect();
+                sent += client
+                    .add(tokio_stream::iter(entries))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .accepted;
+            }
+            sent
+        }));
+    }
+    let mut rollers = Vec::new();
+    for _ in 0..4 {
+        let mut client = server.client().await;
+        rollers.push(tokio::spawn(async move {
+            for _ in 0..30 {
+                roll_up(&mut client, day).await;
+            }
+        }));
+    }
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await.unwrap();
+    }
+    for roller in rollers {
+        roller.await.unwrap();
+    }
+    let mut client = server.client().await;
+    let counts = roll_up(&mut client, day).await;
+    assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), sent);
+    assert_eq!(sent, 4 * 20 * 200);
+    server.stop().await;
+}
