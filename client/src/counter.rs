@@ -16,9 +16,60 @@ use crate::tally::{Recorded, Tally};
 /// The longest path the count server accepts by default, in bytes.
 const MAX_PATH_BYTES: usize = 1024;
 
+/// A tonic interceptor adding `authorization: Bearer <token>` to every
+/// call, when a token is set: for servers started with tokens.
+///
+/// ```
+/// use count_client::BearerToken;
+///
+/// let token = BearerToken::new(Some("ingest-token-0123456789"))?;
+/// # Ok::<(), count_client::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl BearerToken {
+    /// Presents `token`, or nothing when `None`.
+    pub fn new(token: Option<&str>) -> Result<Self, Error> {
+        match token {
+            Some(token) => Ok(BearerToken(Some(
+                format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| Error::Token)?,
+            ))),
+            None => Ok(BearerToken(None)),
+        }
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "BearerToken(***)"
+        } else {
+            "BearerToken(None)"
+        })
+    }
+}
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// How a [`Counter`] delivers; see [`CounterBuilder`] for the defaults.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
+    pub(crate) bearer_token: BearerToken,
     pub(crate) producer_id: String,
     pub(crate) flush_interval: Duration,
     pub(crate) max_batch_keys: usize,
@@ -76,6 +127,7 @@ impl std::fmt::Debug for Counter {
 #[derive(Debug, Clone)]
 pub struct CounterBuilder {
     url: String,
+    bearer_token: Option<String>,
     producer_id: Option<String>,
     flush_interval: Duration,
     max_batch_keys: usize,
@@ -88,6 +140,13 @@ impl CounterBuilder {
     /// [default: `pid-<pid>-<random>`, unique per counter].
     pub fn producer_id(mut self, id: impl Into<String>) -> Self {
         self.producer_id = Some(id.into());
+        self
+    }
+
+    /// The bearer token to present (a server with tokens needs one with the
+    /// `ingest` role) [default: none].
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.bearer_token = Some(token.into());
         self
     }
 
@@ -130,6 +189,7 @@ impl CounterBuilder {
             .connect_timeout(self.request_timeout)
             .timeout(self.request_timeout);
         let config = Config {
+            bearer_token: BearerToken::new(self.bearer_token.as_deref())?,
             producer_id: self.producer_id.unwrap_or_else(|| {
                 format!("pid-{}-{:016x}", std::process::id(), fastrand::u64(..))
             }),
@@ -166,6 +226,7 @@ impl Counter {
     pub fn builder(url: impl Into<String>) -> CounterBuilder {
         CounterBuilder {
             url: url.into(),
+            bearer_token: None,
             producer_id: None,
             flush_interval: Duration::from_secs(1),
             max_batch_keys: 5_000,

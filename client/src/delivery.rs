@@ -13,9 +13,10 @@ use count_proto::v1::count_service_client::CountServiceClient;
 use count_proto::v1::{AddBatchRequest, AddRequest};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::counter::{Config, Shared};
+use crate::counter::{BearerToken, Config, Shared};
 use crate::tally::Key;
 
 /// Sent by counter handles to the task.
@@ -30,7 +31,7 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from
 pub(crate) struct Delivery {
     shared: Arc<Shared>,
     config: Config,
-    client: CountServiceClient<Channel>,
+    client: CountServiceClient<InterceptedService<Channel, BearerToken>>,
     commands: mpsc::UnboundedReceiver<Command>,
     outbox: VecDeque<Key>,
     /// Keys moved from the tally to the outbox, ever.
@@ -51,10 +52,11 @@ impl Delivery {
         channel: Channel,
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
+        let token = config.bearer_token.clone();
         Delivery {
             shared,
             config,
-            client: CountServiceClient::new(channel),
+            client: CountServiceClient::with_interceptor(channel, token),
             commands,
             outbox: VecDeque::new(),
             queued: 0,

@@ -12,6 +12,9 @@ pub enum Error {
         /// Why it was refused.
         source: tonic::transport::Error,
     },
+    /// The bearer token cannot be sent as an HTTP header value.
+    #[error("the bearer token has characters an HTTP header cannot carry")]
+    Token,
     /// `shutdown` ran out of time with requests still undelivered.
     #[error("{requests} recorded requests could not be delivered before the deadline")]
     Undelivered {

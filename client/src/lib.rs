@@ -25,7 +25,7 @@ pub mod stats;
 mod tally;
 
 pub use count_proto::v1::Method;
-pub use counter::{Counter, CounterBuilder};
+pub use counter::{BearerToken, Counter, CounterBuilder};
 pub use error::Error;
 pub use layer::{CountLayer, Counting, RequestInfo};
 pub use stats::Stats;

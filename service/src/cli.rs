@@ -6,12 +6,14 @@ use std::path::PathBuf;
 
 use chrono::{Datelike, NaiveDate};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use count_client::BearerToken;
 use count_proto::google::r#type::Date;
 use count_proto::v1::count_service_client::CountServiceClient;
 use count_proto::v1::{GetPeriodTotalsRequest, ListDailyTotalsRequest, Method, MethodCount};
 use tokio::net::TcpListener;
 use tonic::Code;
 
+use crate::auth::Tokens;
 use crate::bench::BenchOptions;
 use crate::config::{IngestConfig, ServerConfig};
 use crate::database::DatabaseLocation;
@@ -142,6 +144,14 @@ pub struct ServeArgs {
     /// How often the database is checked for the health service.
     #[arg(long, env = "COUNT_HEALTH_INTERVAL", default_value = "2s")]
     pub health_interval: humantime::Duration,
+    /// A file of bearer tokens with roles (`role[,role…] token` lines); the
+    /// COUNT_TOKENS variable may hold more. Tokens never go on the command
+    /// line.
+    #[arg(long, env = "COUNT_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Serve on a non-loopback address without tokens (refused otherwise).
+    #[arg(long, env = "COUNT_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -241,9 +251,9 @@ impl DatabaseArgs {
 }
 
 impl ServeArgs {
-    /// The server configuration these flags describe.
-    pub fn server_config(&self) -> ServerConfig {
-        ServerConfig {
+    /// The server configuration these flags describe, tokens loaded.
+    pub fn server_config(&self) -> Result<ServerConfig> {
+        Ok(ServerConfig {
             ingest: IngestConfig {
                 rules: EntryRules {
                     max_future: *self.max_future,
@@ -259,7 +269,8 @@ impl ServeArgs {
             health_interval: *self.health_interval,
             rollup_every: self.rollup_every.map(Into::into),
             max_message_bytes: self.max_message_bytes,
-        }
+            tokens: Tokens::load(self.tokens_file.as_deref())?,
+        })
     }
 
     /// The effective configuration as TOML (a valid `--config` file), with
@@ -390,6 +401,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         print!("{}", args.describe());
         return Ok(());
     }
+    let config = args.server_config()?;
+    if config.tokens.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+        return Err(Error::invalid(
+            "--listen",
+            format!(
+                "refusing to serve {} without tokens: set --tokens-file or COUNT_TOKENS, \
+                 or pass --allow-unauthenticated",
+                args.listen
+            ),
+        ));
+    }
     if let Some(address) = args.metrics_listen {
         crate::metrics::install(address)?;
     }
@@ -407,7 +429,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         config: Box::new(database.config.clone()),
         pool_size: args.database.pool_size,
     };
-    server::run(listener, store, args.server_config(), shutdown::signal()).await?;
+    server::run(listener, store, config, shutdown::signal()).await?;
     tracing::info!("stopped");
     drop(database);
     Ok(())
@@ -423,7 +445,15 @@ async fn totals(args: &TotalsArgs) -> Result<Vec<Row>> {
             format!("{} is before --from {}", args.to, args.from),
         ));
     }
-    let mut client = CountServiceClient::connect(args.server.clone()).await?;
+    // The token comes from the environment, never from the command line.
+    let token = std::env::var("COUNT_TOKEN").ok();
+    let token = BearerToken::new(token.as_deref())
+        .map_err(|e| Error::invalid("COUNT_TOKEN", e.to_string()))?;
+    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
+        .map_err(|e| Error::invalid("--server", e.to_string()))?
+        .connect()
+        .await?;
+    let mut client = CountServiceClient::with_interceptor(channel, token);
     let mut rows = Vec::new();
     if args.by == Granularity::Day {
         let request = ListDailyTotalsRequest {

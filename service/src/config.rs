@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::auth::Tokens;
 use crate::entry::EntryRules;
 
 /// How `Add` streams and batches are checked and written.
@@ -32,7 +33,7 @@ impl Default for IngestConfig {
 }
 
 /// Everything [`crate::server::run`] needs besides the listener and store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Ingest limits.
     pub ingest: IngestConfig,
@@ -45,6 +46,8 @@ pub struct ServerConfig {
     pub rollup_every: Option<Duration>,
     /// The largest gRPC message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Bearer tokens every call must present; none when `None`.
+    pub tokens: Option<Tokens>,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             health_interval: Duration::from_secs(2),
             rollup_every: None,
             max_message_bytes: 4 * 1024 * 1024,
+            tokens: None,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`server`]: serving the gRPC API (with health and reflection) on a
 //!   bound listener until shutdown, and the server's background tasks.
 //! - [`api`]: the `CountService` handlers.
+//! - [`auth`]: bearer tokens with roles (a tower layer).
 //! - [`ingest`]: the `Add` stream: validate, aggregate, flush in the background.
 //! - [`entry`]: validation of one `AddRequest`.
 //! - [`endpoints`]: the cap on distinct endpoints (cardinality guard).
@@ -31,6 +32,7 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod cluster;

@@ -15,6 +15,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::api::CountApi;
+use crate::auth::AuthLayer;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::state::{State, StoreSource};
@@ -64,10 +65,11 @@ pub async fn run(
     let reflection_error = |e| Error::Cluster(format!("reflection descriptors: {e}"));
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
-    let background = tokio::spawn(background(state.clone(), config, health));
+    let background = tokio::spawn(background(state.clone(), config.clone(), health));
     let api = CountApi::new(state, config.ingest, drain_rx);
     let signal = shutdown.shared();
     let serve = Server::builder()
+        .layer(AuthLayer::new(config.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

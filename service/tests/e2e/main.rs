@@ -12,4 +12,5 @@ mod extension;
 mod hardening;
 mod operability;
 mod rpc;
+mod security;
 mod sql;

@@ -349,7 +349,7 @@ async fn two_servers_with_a_rollup_schedule_roll_each_request_up_once() {
         ..ServerConfig::default()
     };
     let servers = [
-        TestServer::start_with(db.store().await, config).await,
+        TestServer::start_with(db.store().await, config.clone()).await,
         TestServer::start_with(db.store().await, config).await,
     ];
     let yesterday = day_start(1) + 5;

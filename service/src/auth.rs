@@ -1,0 +1,331 @@
+//! Bearer-token authentication with roles, as a tower layer in front of
+//! every gRPC service.
+//!
+//! Tokens come from a file (`--tokens-file`) or the `COUNT_TOKENS`
+//! environment variable, never from the command line, where other users of
+//! the machine could read them. Each line is `role[,role…] token`; blank
+//! lines and `#` comments are skipped (in `COUNT_TOKENS`, `;` also ends a
+//! line). Roles: `ingest` (Add, AddBatch), `read` (ListDailyTotals,
+//! GetPeriodTotals), `admin` (CountDailyTotals, which rolls up, and
+//! everything else). Health checks need no token; reflection needs any
+//! valid token.
+//!
+//! Tokens are compared as SHA-256 digests in constant time, so neither a
+//! token's length nor its matching prefix shows in response times.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::{Either, Ready, ready};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::Status;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::{Error, Result};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Add and AddBatch.
+    Ingest,
+    /// ListDailyTotals and GetPeriodTotals.
+    Read,
+    /// Everything, CountDailyTotals (a rollup) included.
+    Admin,
+}
+
+impl Role {
+    fn parse(text: &str) -> Option<Role> {
+        match text {
+            "ingest" => Some(Role::Ingest),
+            "read" => Some(Role::Read),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Read => "read",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The configured tokens, kept as digests.
+#[derive(Clone)]
+pub struct Tokens {
+    entries: Vec<([u8; 32], Vec<Role>)>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tokens({} configured)", self.entries.len())
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl Tokens {
+    /// Parses `role[,role…] token` lines; `source` names them in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Tokens> {
+        let mut entries = Vec::new();
+        for (number, line) in text.split(['\n', ';']).enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let field = || format!("{source}, entry {}", number + 1);
+            let (roles, token) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| Error::invalid(field(), "expected `role[,role…] token`"))?;
+            let token = token.trim();
+            if token.len() < 16 {
+                return Err(Error::invalid(
+                    field(),
+                    "a token must be at least 16 characters",
+                ));
+            }
+            let roles = roles
+                .split(',')
+                .map(|r| {
+                    Role::parse(r).ok_or_else(|| {
+                        Error::invalid(field(), format!("unknown role '{r}' (ingest, read, admin)"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            entries.push((digest(token), roles));
+        }
+        if entries.is_empty() {
+            return Err(Error::invalid(source, "no tokens"));
+        }
+        Ok(Tokens { entries })
+    }
+
+    /// The tokens of `file` and of `COUNT_TOKENS`, if either is set.
+    pub fn load(file: Option<&Path>) -> Result<Option<Tokens>> {
+        let mut text = String::new();
+        if let Some(file) = file {
+            text = std::fs::read_to_string(file)
+                .map_err(Error::io(format!("reading {}", file.display())))?;
+        }
+        if let Ok(variable) = std::env::var("COUNT_TOKENS") {
+            text.push('\n');
+            text.push_str(&variable);
+        }
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        Tokens::parse(&text, "tokens").map(Some)
+    }
+
+    /// The roles of `token`; every entry is compared, in constant time.
+    fn roles(&self, token: &str) -> Option<&[Role]> {
+        let presented = digest(token);
+        let mut found = None;
+        for (stored, roles) in &self.entries {
+            if bool::from(stored.ct_eq(&presented)) {
+                found = Some(roles.as_slice());
+            }
+        }
+        found
+    }
+}
+
+/// The role a gRPC method needs; `None` for health checks (open to all).
+fn required(path: &str) -> Option<Role> {
+    match path {
+        "/count.v1.CountService/Add" | "/count.v1.CountService/AddBatch" => Some(Role::Ingest),
+        "/count.v1.CountService/ListDailyTotals" | "/count.v1.CountService/GetPeriodTotals" => {
+            Some(Role::Read)
+        }
+        p if p.starts_with("/grpc.health.v1.Health/") => None,
+        // CountDailyTotals, reflection, anything unknown: checked below.
+        _ => Some(Role::Admin),
+    }
+}
+
+/// Checks the request's bearer token against `tokens` for `path`.
+fn check(
+    tokens: &Tokens,
+    path: &str,
+    authorization: Option<&http::HeaderValue>,
+) -> Result<(), Status> {
+    let Some(needed) = required(path) else {
+        return Ok(());
+    };
+    let token = authorization
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            Status::unauthenticated(
+                "missing bearer token: send the header `authorization: Bearer <token>`",
+            )
+        })?;
+    let roles = tokens
+        .roles(token.trim())
+        .ok_or_else(|| Status::unauthenticated("invalid bearer token"))?;
+    let reflection = path.starts_with("/grpc.reflection.");
+    if reflection || roles.contains(&Role::Admin) || roles.contains(&needed) {
+        return Ok(());
+    }
+    Err(Status::permission_denied(format!(
+        "this token lacks the '{}' role that {} needs",
+        needed.name(),
+        path.trim_start_matches('/')
+    )))
+}
+
+/// Authenticates every request when tokens are configured; passes all
+/// through when they are not.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    tokens: Option<Arc<Tokens>>,
+}
+
+impl AuthLayer {
+    /// A layer enforcing `tokens`, or none.
+    pub fn new(tokens: Option<Tokens>) -> Self {
+        AuthLayer {
+            tokens: tokens.map(Arc::new),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticated<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticated {
+            inner,
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps.
+#[derive(Debug, Clone)]
+pub struct Authenticated<S> {
+    inner: S,
+    tokens: Option<Arc<Tokens>>,
+}
+
+impl<S, B, R> Service<http::Request<B>> for Authenticated<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    R: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Self::Response, Self::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if let Some(tokens) = &self.tokens {
+            let authorization = request.headers().get(http::header::AUTHORIZATION);
+            if let Err(status) = check(tokens, request.uri().path(), authorization) {
+                return Either::Left(ready(Ok(status.into_http())));
+            }
+        }
+        Either::Right(self.inner.call(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens::parse(
+            "# comment\ningest ingest-token-0123456789\nread,ingest both-token-0123456789\nadmin admin-token-0123456789",
+            "test",
+        )
+        .unwrap()
+    }
+
+    fn outcome(path: &str, token: Option<&str>) -> String {
+        let header = token.map(|t| http::HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
+        match check(&tokens(), path, header.as_ref()) {
+            Ok(()) => "ok".to_owned(),
+            Err(status) => format!("{:?}: {}", status.code(), status.message()),
+        }
+    }
+
+    #[test]
+    fn each_method_needs_its_role() {
+        let add = "/count.v1.CountService/Add";
+        let get = "/count.v1.CountService/GetPeriodTotals";
+        let roll = "/count.v1.CountService/CountDailyTotals";
+        let cases = [
+            (add, Some("ingest-token-0123456789"), "ok"),
+            (
+                get,
+                Some("ingest-token-0123456789"),
+                "PermissionDenied: this token lacks the 'read' role that count.v1.CountService/GetPeriodTotals needs",
+            ),
+            (get, Some("both-token-0123456789"), "ok"),
+            (
+                roll,
+                Some("both-token-0123456789"),
+                "PermissionDenied: this token lacks the 'admin' role that count.v1.CountService/CountDailyTotals needs",
+            ),
+            (roll, Some("admin-token-0123456789"), "ok"),
+            (add, Some("admin-token-0123456789"), "ok"),
+            (
+                add,
+                Some("wrong-token-0123456789"),
+                "Unauthenticated: invalid bearer token",
+            ),
+            (
+                add,
+                None,
+                "Unauthenticated: missing bearer token: send the header `authorization: Bearer <token>`",
+            ),
+            ("/grpc.health.v1.Health/Check", None, "ok"),
+            (
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                Some("ingest-token-0123456789"),
+                "ok",
+            ),
+            (
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                None,
+                "Unauthenticated: missing bearer token: send the header `authorization: Bearer <token>`",
+            ),
+        ];
+        for (path, token, expected) in cases {
+            assert_eq!(outcome(path, token), expected, "{path} {token:?}");
+        }
+    }
+
+    #[test]
+    fn bad_token_lines_are_refused() {
+        let cases = [
+            ("ingest", "test, entry 1: expected `role[,role…] token`"),
+            (
+                "ingest short",
+                "test, entry 1: a token must be at least 16 characters",
+            ),
+            (
+                "writer token-0123456789abcdef",
+                "test, entry 1: unknown role 'writer' (ingest, read, admin)",
+            ),
+            ("# only a comment", "test: no tokens"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(
+                Tokens::parse(text, "test").unwrap_err().to_string(),
+                expected
+            );
+        }
+    }
+}

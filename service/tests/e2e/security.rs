@@ -1,0 +1,190 @@
+//! Security: bearer tokens with roles over real gRPC, the secure default
+//! for non-loopback addresses, and TLS.
+
+use std::process::Command;
+use std::time::Duration;
+
+use count_client::{BearerToken, Counter};
+use count_proto::v1::count_service_client::CountServiceClient;
+use count_proto::v1::{GetPeriodTotalsRequest, Method};
+use count_service::auth::Tokens;
+use count_service::config::ServerConfig;
+use tonic::Code;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::harness::*;
+
+const INGEST: &str = "ingest-token-0123456789";
+const READ: &str = "read-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+
+async fn client_with(
+    server: &TestServer,
+    token: Option<&str>,
+) -> CountServiceClient<InterceptedService<Channel, BearerToken>> {
+    let channel = Channel::from_shared(format!("http://{}", server.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    CountServiceClient::with_interceptor(channel, BearerToken::new(token).unwrap())
+}
+
+#[tokio::test]
+async fn tokens_admit_each_role_to_its_calls_only() {
+    let db = TestDatabase::start().await;
+    let tokens = Tokens::parse(
+        &format!("ingest {INGEST}\nread {READ}\nadmin {ADMIN}"),
+        "test",
+    )
+    .unwrap();
+    let config = ServerConfig {
+        tokens: Some(tokens),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(db.store().await, config).await;
+    let t = day_start(1) + 1;
+    let stream = || tokio_stream::iter(vec![entry(Method::Get, "/secure", t, 2)]);
+    let period = || GetPeriodTotalsRequest {
+        period: date(day_of(t)),
+    };
+
+    let status = client_with(&server, None)
+        .await
+        .add(stream())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::Unauthenticated,
+            "missing bearer token: send the header `authorization: Bearer <token>`"
+        )
+    );
+    let status = client_with(&server, Some("forged-token-0123456789"))
+        .await
+        .add(stream())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unauthenticated, "invalid bearer token")
+    );
+
+    let mut ingest = client_with(&server, Some(INGEST)).await;
+    assert_eq!(ingest.add(stream()).await.unwrap().into_inner().accepted, 2);
+    let status = ingest.get_period_totals(period()).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (
+            Code::PermissionDenied,
+            "this token lacks the 'read' role that count.v1.CountService/GetPeriodTotals needs"
+        )
+    );
+    let mut read = client_with(&server, Some(READ)).await;
+    let status = read
+        .count_daily_totals(count_proto::v1::CountDailyTotalsRequest {
+            date: date(day_of(t)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let mut admin = client_with(&server, Some(ADMIN)).await;
+    admin
+        .count_daily_totals(count_proto::v1::CountDailyTotalsRequest {
+            date: date(day_of(t)),
+        })
+        .await
+        .unwrap();
+    let counts = read
+        .get_period_totals(period())
+        .await
+        .unwrap()
+        .into_inner()
+        .method_counts;
+    assert_eq!(
+        totals(&counts),
+        Totals::from([(("GET".into(), "/secure".into()), 2)])
+    );
+
+    // Health needs no token; the client library presents its own.
+    let channel = Channel::from_shared(format!("http://{}", server.address))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    let counter = Counter::builder(format!("http://{}", server.address))
+        .bearer_token(INGEST)
+        .build()
+        .unwrap();
+    counter.record(Method::Post, "/secure");
+    tokio::time::timeout(Duration::from_secs(10), counter.flush())
+        .await
+        .unwrap();
+    assert_eq!(counter.stats().delivered, 1);
+    let refused = Counter::builder(format!("http://{}", server.address))
+        .bearer_token(READ)
+        .build()
+        .unwrap();
+    refused.record(Method::Post, "/secure");
+    tokio::time::timeout(Duration::from_secs(10), refused.flush())
+        .await
+        .unwrap();
+    assert_eq!(
+        (refused.stats().delivered, refused.stats().dropped),
+        (0, 1),
+        "refused for good, not retried forever"
+    );
+    server.stop().await;
+}
+
+#[test]
+fn serving_beyond_loopback_needs_tokens_or_an_explicit_opt_out() {
+    let run = |extra: &[&str], tokens: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_count"));
+        command
+            .args([
+                "serve",
+                "--listen",
+                "0.0.0.0:0",
+                "--database-url",
+                "postgresql://count@127.0.0.1:1/count",
+            ])
+            .args(extra)
+            .env_remove("COUNT_TOKENS")
+            .env_remove("COUNT_TOKENS_FILE");
+        if let Some(tokens) = tokens {
+            command.env("COUNT_TOKENS", tokens);
+        }
+        let mut child = command
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        let exited = child.try_wait().unwrap();
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        (
+            exited.map(|s| s.code()),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (exited, stderr) = run(&[], None);
+    assert_eq!(exited, Some(Some(1)), "{stderr}");
+    assert!(
+        stderr.contains("count: --listen: refusing to serve 0.0.0.0:0 without tokens: set --tokens-file or COUNT_TOKENS, or pass --allow-unauthenticated"),
+        "{stderr}"
+    );
+    let (exited, stderr) = run(&["--allow-unauthenticated"], None);
+    assert_eq!(exited, None, "still serving: {stderr}");
+    let (exited, stderr) = run(&[], Some(&format!("ingest {INGEST}")));
+    assert_eq!(exited, None, "still serving: {stderr}");
+}
