@@ -55,7 +55,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server (on the embedded PostgreSQL unless a database is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending schema migrations and install the SQL API, then exit.
     Migrate(DatabaseArgs),
     /// Roll raw counts up into daily totals.
@@ -342,7 +342,7 @@ impl Cli {
     /// Runs the subcommand; text for people goes to stdout, logs to stderr.
     pub async fn run(self) -> Result<()> {
         match self.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Migrate(args) => {
                 let (_database, store) = args.open_store().await?;
                 println!(
