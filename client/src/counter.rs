@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use count_proto::v1::Method;
 use tokio::sync::{Notify, mpsc, oneshot};
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use crate::delivery::{Command, Delivery};
 use crate::error::Error;
@@ -128,6 +128,7 @@ impl std::fmt::Debug for Counter {
 pub struct CounterBuilder {
     url: String,
     bearer_token: Option<String>,
+    tls: Option<ClientTlsConfig>,
     producer_id: Option<String>,
     flush_interval: Duration,
     max_batch_keys: usize,
@@ -147,6 +148,13 @@ impl CounterBuilder {
     /// `ingest` role) [default: none].
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// TLS settings for an `https://` server: a private CA, a client
+    /// identity for mutual TLS [default for `https://`: the system's roots].
+    pub fn tls(mut self, tls: ClientTlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -181,13 +189,24 @@ impl CounterBuilder {
     /// Starts the counter's delivery task on the current tokio runtime. The
     /// server need not be up: the connection is made, and remade, as needed.
     pub fn build(self) -> Result<Counter, Error> {
-        let endpoint = Endpoint::from_shared(self.url.clone())
-            .map_err(|source| Error::Endpoint {
-                url: self.url.clone(),
-                source,
-            })?
+        let endpoint_error = |source| Error::Endpoint {
+            url: self.url.clone(),
+            source,
+        };
+        let mut endpoint = Endpoint::from_shared(self.url.clone())
+            .map_err(endpoint_error)?
             .connect_timeout(self.request_timeout)
             .timeout(self.request_timeout);
+        let tls = match self.tls.clone() {
+            Some(tls) => Some(tls),
+            None if self.url.starts_with("https:") => {
+                Some(ClientTlsConfig::new().with_native_roots())
+            }
+            None => None,
+        };
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).map_err(endpoint_error)?;
+        }
         let config = Config {
             bearer_token: BearerToken::new(self.bearer_token.as_deref())?,
             producer_id: self.producer_id.unwrap_or_else(|| {
@@ -227,6 +246,7 @@ impl Counter {
         CounterBuilder {
             url: url.into(),
             bearer_token: None,
+            tls: None,
             producer_id: None,
             flush_interval: Duration::from_secs(1),
             max_batch_keys: 5_000,

@@ -12,6 +12,7 @@ use count_proto::v1::count_service_client::CountServiceClient;
 use count_proto::v1::{GetPeriodTotalsRequest, ListDailyTotalsRequest, Method, MethodCount};
 use tokio::net::TcpListener;
 use tonic::Code;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::auth::Tokens;
 use crate::bench::BenchOptions;
@@ -149,6 +150,15 @@ pub struct ServeArgs {
     /// line.
     #[arg(long, env = "COUNT_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for the gRPC listener; with --tls-key.
+    #[arg(long, env = "COUNT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the gRPC listener; with --tls-cert.
+    #[arg(long, env = "COUNT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that client certificates must chain to: mutual TLS.
+    #[arg(long, env = "COUNT_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Serve on a non-loopback address without tokens (refused otherwise).
     #[arg(long, env = "COUNT_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
@@ -179,9 +189,13 @@ pub struct RollupArgs {
 /// `count totals`.
 #[derive(Debug, Args)]
 pub struct TotalsArgs {
-    /// The count server's URL.
+    /// The count server's URL (`https://` for TLS).
     #[arg(long, env = "COUNT_SERVER", default_value = "http://127.0.0.1:7777")]
     pub server: String,
+    /// CA (PEM) the server's certificate chains to [default for https:
+    /// the system's roots].
+    #[arg(long, env = "COUNT_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// First day (YYYY-MM-DD).
     #[arg(long, env = "COUNT_TOTALS_FROM")]
     pub from: NaiveDate,
@@ -270,7 +284,22 @@ impl ServeArgs {
             rollup_every: self.rollup_every.map(Into::into),
             max_message_bytes: self.max_message_bytes,
             tokens: Tokens::load(self.tokens_file.as_deref())?,
+            tls: self.tls()?,
         })
+    }
+
+    fn tls(&self) -> Result<Option<ServerTlsConfig>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(Error::io(format!("reading {}", path.display())))
+        };
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(Some(tls))
     }
 
     /// The effective configuration as TOML (a valid `--config` file), with
@@ -449,10 +478,20 @@ async fn totals(args: &TotalsArgs) -> Result<Vec<Row>> {
     let token = std::env::var("COUNT_TOKEN").ok();
     let token = BearerToken::new(token.as_deref())
         .map_err(|e| Error::invalid("COUNT_TOKEN", e.to_string()))?;
-    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
-        .map_err(|e| Error::invalid("--server", e.to_string()))?
-        .connect()
-        .await?;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(args.server.clone())
+        .map_err(|e| Error::invalid("--server", e.to_string()))?;
+    if args.server.starts_with("https:") {
+        let tls = match &args.ca_cert {
+            Some(ca) => {
+                let pem =
+                    std::fs::read(ca).map_err(Error::io(format!("reading {}", ca.display())))?;
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+            }
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint.connect().await?;
     let mut client = CountServiceClient::with_interceptor(channel, token);
     let mut rows = Vec::new();
     if args.by == Granularity::Day {

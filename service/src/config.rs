@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Bearer tokens every call must present; none when `None`.
     pub tokens: Option<Tokens>,
+    /// TLS for the gRPC listener (with a client CA: mutual TLS); plaintext
+    /// when `None`.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             rollup_every: None,
             max_message_bytes: 4 * 1024 * 1024,
             tokens: None,
+            tls: None,
         }
     }
 }

@@ -68,7 +68,11 @@ pub async fn run(
     let background = tokio::spawn(background(state.clone(), config.clone(), health));
     let api = CountApi::new(state, config.ingest, drain_rx);
     let signal = shutdown.shared();
-    let serve = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = config.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    let serve = builder
         .layer(AuthLayer::new(config.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)

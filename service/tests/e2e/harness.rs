@@ -132,6 +132,17 @@ impl TestServer {
             .expect("client connects")
     }
 
+    /// Whether a plaintext client fails against this server (it serves TLS).
+    pub(crate) async fn client_plaintext_fails(&self) -> bool {
+        match CountServiceClient::connect(format!("http://{}", self.address)).await {
+            Err(_) => true,
+            Ok(mut client) => client
+                .add(tokio_stream::iter(Vec::<AddRequest>::new()))
+                .await
+                .is_err(),
+        }
+    }
+
     /// Signals shutdown and waits for the server to return.
     pub(crate) async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {

@@ -188,3 +188,198 @@ fn serving_beyond_loopback_needs_tokens_or_an_explicit_opt_out() {
     let (exited, stderr) = run(&[], Some(&format!("ingest {INGEST}")));
     assert_eq!(exited, None, "still serving: {stderr}");
 }
+
+/// A private certificate authority for the TLS tests.
+struct Pki {
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        Pki {
+            ca,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A certificate for `name` and its key, as PEM.
+    fn leaf(&self, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Writes `contents` to a file named `name`; returns its path.
+    fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    }
+}
+
+async fn tls_channel(
+    address: std::net::SocketAddr,
+    ca: &str,
+    identity: Option<(String, String)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
+    Channel::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+#[tokio::test]
+async fn grpc_over_tls_and_mutual_tls() {
+    let db = TestDatabase::start().await;
+    let pki = Pki::new();
+    let ca = pki.ca.pem();
+    let (cert, key) = pki.leaf("localhost");
+    let tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(&cert, &key));
+    let server = TestServer::start_with(
+        db.store().await,
+        ServerConfig {
+            tls: Some(tls.clone()),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let t = day_start(1);
+    let mut client = CountServiceClient::new(tls_channel(server.address, &ca, None).await.unwrap());
+    let stream = || tokio_stream::iter(vec![entry(Method::Get, "/tls", t, 3)]);
+    assert_eq!(client.add(stream()).await.unwrap().into_inner().accepted, 3);
+    assert!(
+        server.client_plaintext_fails().await,
+        "plaintext is refused on a TLS port"
+    );
+    let counter = Counter::builder(format!("https://localhost:{}", server.address.port()))
+        .tls(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&ca)),
+        )
+        .build()
+        .unwrap();
+    counter.record(Method::Get, "/tls");
+    tokio::time::timeout(Duration::from_secs(10), counter.flush())
+        .await
+        .unwrap();
+    assert_eq!(counter.stats().delivered, 1);
+    server.stop().await;
+
+    // Mutual TLS: a client certificate from the CA is required.
+    let mutual = tls.client_ca_root(tonic::transport::Certificate::from_pem(&ca));
+    let server = TestServer::start_with(
+        db.store().await,
+        ServerConfig {
+            tls: Some(mutual),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let anonymous = tls_channel(server.address, &ca, None).await;
+    let refused = match anonymous {
+        Err(_) => true,
+        Ok(channel) => CountServiceClient::new(channel)
+            .add(stream())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a client without a certificate is refused");
+    let mut client = CountServiceClient::new(
+        tls_channel(server.address, &ca, Some(pki.leaf("client")))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(client.add(stream()).await.unwrap().into_inner().accepted, 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_tls_from_its_flags_and_count_totals_reads_it() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("localhost");
+    let (cert, key, ca) = (
+        pki.file("cert.pem", &cert),
+        pki.file("key.pem", &key),
+        pki.file("ca.pem", &pki.ca.pem()),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_count"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                &db.cluster.url("count"),
+            ])
+            .args(["--tls-cert", &cert, "--tls-key", &key])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    eventually(Duration::from_secs(30), || async move {
+        tokio::net::TcpStream::connect(address).await.is_ok()
+    })
+    .await;
+    let t = day_start(1);
+    let ca_pem = std::fs::read_to_string(&ca).unwrap();
+    let mut client = CountServiceClient::new(tls_channel(address, &ca_pem, None).await.unwrap());
+    client
+        .add(tokio_stream::iter(vec![entry(
+            Method::Head,
+            "/tls-cli",
+            t,
+            6,
+        )]))
+        .await
+        .unwrap();
+    roll_up(&mut client, day_of(t)).await;
+    let day = day_of(t).to_string();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_count"))
+        .args([
+            "totals",
+            "--server",
+            &format!("https://localhost:{port}"),
+            "--ca-cert",
+            &ca,
+            "--from",
+            &day,
+            "--to",
+            &day,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let out = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        out.ends_with(&format!("{day}  HEAD    /tls-cli  6\n")),
+        "{out}"
+    );
+}
