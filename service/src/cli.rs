@@ -451,7 +451,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let address = listener
         .local_addr()
         .map_err(Error::io("reading the bound address"))?;
-    tracing::info!(%address, database = ?database.config.get_dbname(), "count serving");
+    tracing::info!(%address, database = ?database.config.postgres.get_dbname(), "count serving");
     // The database may not be up yet: the server serves meanwhile (health
     // NOT_SERVING, calls UNAVAILABLE) and connects as soon as it can.
     let store = StoreSource::Connect {

@@ -139,6 +139,25 @@ impl Cluster {
         )
     }
 
+    /// The base directory (data, sockets, log, password).
+    pub fn base_dir(&self) -> &Path {
+        &self.options.base_dir
+    }
+
+    /// The password of user `postgres` for TCP connections on 127.0.0.1.
+    pub fn password(&self) -> Result<String> {
+        let path = self.options.base_dir.join("password");
+        let text =
+            fs::read_to_string(&path).map_err(Error::io(format!("reading {}", path.display())))?;
+        Ok(text.trim().to_owned())
+    }
+
+    /// Gives `path` to the OS user the cluster runs as (for files the server
+    /// must read, such as TLS keys).
+    pub fn give(&self, path: &Path) -> Result<()> {
+        self.give_to_owner(path)
+    }
+
     /// A tokio-postgres configuration for `database`.
     pub fn config(&self, database: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::error::{Error, Result};
+use crate::postgres_tls::ConnectConfig;
 
 /// The database count uses in its embedded cluster.
 pub const EMBEDDED_DATABASE: &str = "count";
@@ -14,7 +15,7 @@ pub const EMBEDDED_DATABASE: &str = "count";
 #[derive(Debug)]
 pub struct Database {
     /// How to connect.
-    pub config: tokio_postgres::Config,
+    pub config: ConnectConfig,
     /// The embedded cluster, stopped on drop if this process started it.
     pub cluster: Option<Cluster>,
 }
@@ -35,11 +36,8 @@ impl DatabaseLocation {
     /// database.
     pub async fn open(&self) -> Result<Database> {
         if let Some(url) = &self.url {
-            let config: tokio_postgres::Config = url
-                .parse()
-                .map_err(|e| Error::invalid("--database-url", format!("{e}")))?;
             return Ok(Database {
-                config,
+                config: ConnectConfig::parse(url)?,
                 cluster: None,
             });
         }
@@ -58,7 +56,7 @@ impl DatabaseLocation {
         }
         tracing::info!(url = %cluster.url(EMBEDDED_DATABASE), "embedded PostgreSQL (psql takes this URL)");
         Ok(Database {
-            config: cluster.config(EMBEDDED_DATABASE),
+            config: cluster.config(EMBEDDED_DATABASE).into(),
             cluster: Some(cluster),
         })
     }

@@ -23,6 +23,7 @@
 //! - [`dates`]: `google.type.Date` days and periods.
 //! - [`store`]: migrations, the SQL API, and the calls made through it.
 //! - [`database`]: choosing the database: a URL or the embedded cluster.
+//! - [`postgres_tls`]: TLS to PostgreSQL with libpq's `sslmode` semantics.
 //! - [`cluster`]: a private PostgreSQL cluster (embedded default, test harness).
 //! - [`config`]: the server's tunables.
 //! - [`config_file`]: the optional TOML file, layered under flags and env.
@@ -45,6 +46,7 @@ pub mod entry;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod postgres_tls;
 pub mod server;
 pub mod shutdown;
 pub mod state;

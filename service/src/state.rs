@@ -8,6 +8,7 @@ use tokio::sync::OnceCell;
 
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
+use crate::postgres_tls::ConnectConfig;
 use crate::store::Store;
 
 /// Where the server gets its store.
@@ -20,7 +21,7 @@ pub enum StoreSource {
     /// NOT_SERVING) meanwhile.
     Connect {
         /// How to connect.
-        config: Box<tokio_postgres::Config>,
+        config: Box<ConnectConfig>,
         /// Most connections kept open.
         pool_size: usize,
     },
@@ -74,7 +75,7 @@ impl State {
     }
 
     /// Opens the store from `source`, retrying with backoff forever.
-    pub async fn connect(&self, config: tokio_postgres::Config, pool_size: usize) {
+    pub async fn connect(&self, config: ConnectConfig, pool_size: usize) {
         let mut backoff = Duration::from_millis(200);
         loop {
             let opened = match Store::open(config.clone(), pool_size).await {

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::aggregate::FlushBatch;
 use crate::error::Result;
+use crate::postgres_tls::ConnectConfig;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -75,11 +76,13 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Connects, applies pending migrations, installs the views, and the
     /// portable SQL functions unless the extension is installed.
-    pub async fn open(config: tokio_postgres::Config, pool_size: usize) -> Result<Store> {
-        let backend = prepare_schema(&config).await?;
+    pub async fn open(config: impl Into<ConnectConfig>, pool_size: usize) -> Result<Store> {
+        let config = config.into();
+        let tls = config.connector()?;
+        let backend = prepare_schema(&config.postgres, tls.clone()).await?;
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            config.postgres,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -218,8 +221,11 @@ impl Store {
 /// its own. Another server may be doing the same at the same moment (two
 /// servers starting against one database): a conflict fails one of them, and
 /// the retry finds the work done. No advisory locks: CockroachDB has none.
-async fn prepare_schema(config: &tokio_postgres::Config) -> Result<Backend> {
-    let (mut client, connection) = config.connect(NoTls).await?;
+async fn prepare_schema(
+    config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+) -> Result<Backend> {
+    let (mut client, connection) = config.connect(tls).await?;
     tokio::spawn(connection);
     let mut tries = 0;
     loop {

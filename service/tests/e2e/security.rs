@@ -383,3 +383,96 @@ async fn the_binary_serves_tls_from_its_flags_and_count_totals_reads_it() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn postgres_tls_honours_sslmode_and_sslrootcert() {
+    let db = TestDatabase::start().await;
+    let pki = Pki::new();
+    let (cert, key) = pki.leaf("localhost");
+    let base = db.cluster.base_dir();
+    for (name, contents) in [("server.crt", &cert), ("server.key", &key)] {
+        let path = base.join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        db.cluster.give(&path).unwrap();
+    }
+    let admin = db.sql().await;
+    for statement in [
+        format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}'",
+            base.join("server.crt").display()
+        ),
+        format!(
+            "ALTER SYSTEM SET ssl_key_file = '{}'",
+            base.join("server.key").display()
+        ),
+        "ALTER SYSTEM SET ssl = on".to_owned(),
+        "SELECT pg_reload_conf()".to_owned(),
+    ] {
+        admin.batch_execute(&statement).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ca = pki.file("ca.pem", &pki.ca.pem());
+    let wrong_ca = pki.file("wrong.pem", &Pki::new().ca.pem());
+    let password = db.cluster.password().unwrap();
+    let port = db.cluster.port();
+    let url = |host: &str, options: &str| {
+        format!("postgresql://postgres:{password}@{host}:{port}/count?{options}")
+    };
+    let encrypted = "SELECT count(*) FROM pg_stat_ssl AS s JOIN pg_stat_activity AS a USING (pid)
+                      WHERE s.ssl AND a.application_name = 'count-tls-test'";
+    let cases = [
+        (url("localhost", "sslmode=disable"), Some(false)),
+        (url("localhost", "sslmode=require"), Some(true)),
+        (
+            url(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            Some(true),
+        ),
+        (
+            url(
+                "localhost",
+                &format!("sslmode=verify-full&sslrootcert={wrong_ca}"),
+            ),
+            None,
+        ),
+        (
+            url(
+                "127.0.0.1",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            None,
+        ),
+        (
+            url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")),
+            Some(true),
+        ),
+    ];
+    for (url, expected) in cases {
+        let config = count_service::postgres_tls::ConnectConfig::parse(&format!(
+            "{url}&application_name=count-tls-test"
+        ))
+        .unwrap();
+        let opened = count_service::store::Store::open(config, 1).await;
+        match (opened, expected) {
+            (Ok(store), Some(tls)) => {
+                assert!(store.ping().await, "{url}");
+                let count: i64 = admin.query_one(encrypted, &[]).await.unwrap().get(0);
+                assert_eq!(count > 0, tls, "{url}");
+                drop(store);
+            }
+            (Err(error), None) => assert!(
+                error.to_string().starts_with("database: "),
+                "{url}: {error}"
+            ),
+            (opened, expected) => {
+                panic!("{url}: expected {expected:?}, got {:?}", opened.map(|_| ()))
+            }
+        }
+        // Let the dropped pool's connections close before the next case.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
