@@ -91,6 +91,10 @@ pub struct DatabaseArgs {
     /// Most database connections kept open.
     #[arg(long, env = "COUNT_POOL_SIZE", default_value_t = 16)]
     pub pool_size: usize,
+    /// Use the schema and SQL API as they are: `count migrate` ran as their
+    /// owner, and this role has only the grants of sql/roles.sql.
+    #[arg(long, env = "COUNT_NO_MIGRATE")]
+    pub no_migrate: bool,
 }
 
 /// `count serve`.
@@ -259,7 +263,11 @@ impl DatabaseArgs {
 
     async fn open_store(&self) -> Result<(crate::database::Database, Store)> {
         let database = self.location().open().await?;
-        let store = Store::open(database.config.clone(), self.pool_size).await?;
+        let store = if self.no_migrate {
+            Store::open_existing(database.config.clone(), self.pool_size).await?
+        } else {
+            Store::open(database.config.clone(), self.pool_size).await?
+        };
         Ok((database, store))
     }
 }
@@ -329,6 +337,7 @@ impl ServeArgs {
                 ),
             ),
             ("pool-size", database.pool_size.to_string()),
+            ("no-migrate", database.no_migrate.to_string()),
             ("listen", format!("{:?}", self.listen.to_string())),
             (
                 "flush-interval",
@@ -457,6 +466,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let store = StoreSource::Connect {
         config: Box::new(database.config.clone()),
         pool_size: args.database.pool_size,
+        migrate: !args.database.no_migrate,
     };
     server::run(listener, store, config, shutdown::signal()).await?;
     tracing::info!("stopped");

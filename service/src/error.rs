@@ -32,8 +32,9 @@ pub enum Error {
     /// The pool could not be built from the configuration.
     #[error("database pool configuration: {0}")]
     PoolBuild(#[from] deadpool_postgres::BuildError),
-    /// A schema migration failed.
-    #[error("migration: {0}")]
+    /// A schema migration failed; the message carries its causes, which is
+    /// where refinery keeps the database's words.
+    #[error("migration: {}", with_causes(.0))]
     Migration(#[from] refinery::Error),
     /// The embedded PostgreSQL cluster could not be set up, started or stopped.
     #[error("embedded PostgreSQL: {0}")]
@@ -52,6 +53,18 @@ pub enum Error {
     /// A gRPC call made by the CLI failed.
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(#[from] Status),
+}
+
+/// `error` and each of its sources, joined by ": ".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// A `Result` with this crate's [`Error`].

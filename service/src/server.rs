@@ -47,10 +47,14 @@ pub async fn run(
             state.install(store).await?;
             None
         }
-        StoreSource::Connect { config, pool_size } => {
+        StoreSource::Connect {
+            config,
+            pool_size,
+            migrate,
+        } => {
             let state = state.clone();
             Some(tokio::spawn(async move {
-                state.connect(*config, pool_size).await
+                state.connect(*config, pool_size, migrate).await
             }))
         }
     };

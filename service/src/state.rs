@@ -24,6 +24,9 @@ pub enum StoreSource {
         config: Box<ConnectConfig>,
         /// Most connections kept open.
         pool_size: usize,
+        /// Apply migrations and install the SQL API first (false: another
+        /// role did, see `sql/roles.sql`).
+        migrate: bool,
     },
 }
 
@@ -75,10 +78,15 @@ impl State {
     }
 
     /// Opens the store from `source`, retrying with backoff forever.
-    pub async fn connect(&self, config: ConnectConfig, pool_size: usize) {
+    pub async fn connect(&self, config: ConnectConfig, pool_size: usize, migrate: bool) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let opened = match Store::open(config.clone(), pool_size).await {
+            let store = if migrate {
+                Store::open(config.clone(), pool_size).await
+            } else {
+                Store::open_existing(config.clone(), pool_size).await
+            };
+            let opened = match store {
                 Ok(store) => self.install(store).await,
                 Err(error) => Err(error),
             };

@@ -77,9 +77,21 @@ impl Store {
     /// Connects, applies pending migrations, installs the views, and the
     /// portable SQL functions unless the extension is installed.
     pub async fn open(config: impl Into<ConnectConfig>, pool_size: usize) -> Result<Store> {
-        let config = config.into();
+        Self::connect(config.into(), pool_size, Schema::Prepare).await
+    }
+
+    /// Connects to a database whose schema and SQL API another role set up
+    /// (`count migrate` as the owner): needs no privilege beyond using them.
+    pub async fn open_existing(
+        config: impl Into<ConnectConfig>,
+        pool_size: usize,
+    ) -> Result<Store> {
+        Self::connect(config.into(), pool_size, Schema::Existing).await
+    }
+
+    async fn connect(config: ConnectConfig, pool_size: usize, schema: Schema) -> Result<Store> {
         let tls = config.connector()?;
-        let backend = prepare_schema(&config.postgres, tls.clone()).await?;
+        let backend = prepare_schema(&config.postgres, tls.clone(), schema).await?;
         let manager = Manager::from_config(
             config.postgres,
             tls,
@@ -224,12 +236,13 @@ impl Store {
 async fn prepare_schema(
     config: &tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    schema: Schema,
 ) -> Result<Backend> {
     let (mut client, connection) = config.connect(tls).await?;
     tokio::spawn(connection);
     let mut tries = 0;
     loop {
-        match prepare_once(&mut client).await {
+        match prepare_once(&mut client, schema).await {
             Err(e) if tries < 5 => {
                 tries += 1;
                 tracing::warn!(%e, tries, "schema set-up conflicted; retrying");
@@ -240,15 +253,35 @@ async fn prepare_schema(
     }
 }
 
-async fn prepare_once(client: &mut tokio_postgres::Client) -> Result<Backend> {
-    let report = embedded::migrations::runner().run_async(client).await?;
-    for migration in report.applied_migrations() {
-        tracing::info!(migration = %migration, "applied migration");
+/// Whether opening a store sets the schema up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// Apply migrations, install the SQL API (needs the schema's owner).
+    Prepare,
+    /// Use what is there.
+    Existing,
+}
+
+async fn prepare_once(client: &mut tokio_postgres::Client, schema: Schema) -> Result<Backend> {
+    if schema == Schema::Prepare {
+        let report = embedded::migrations::runner()
+            .run_async(&mut *client)
+            .await?;
+        for migration in report.applied_migrations() {
+            tracing::info!(migration = %migration, "applied migration");
+        }
     }
     let installed: bool = client
         .query_one(include_str!("../queries/extension_installed.sql"), &[])
         .await?
         .get(0);
+    if schema == Schema::Existing {
+        return Ok(if installed {
+            Backend::Extension
+        } else {
+            Backend::Sql
+        });
+    }
     let backend = if installed {
         Backend::Extension
     } else {

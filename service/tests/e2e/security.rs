@@ -476,3 +476,60 @@ async fn postgres_tls_honours_sslmode_and_sslrootcert() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn the_service_runs_as_a_least_privilege_role_after_the_owner_migrates() {
+    let db = TestDatabase::start().await;
+    let _owner = db.store().await;
+    db.sql()
+        .await
+        .batch_execute(include_str!("../../../sql/roles.sql"))
+        .await
+        .unwrap();
+    let mut app = db.config();
+    app.user("count_app");
+    // The role cannot set the schema up...
+    let refused = count_service::store::Store::open(app.clone(), 2)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("permission denied"),
+        "{refused}"
+    );
+    // ...but runs the service on it.
+    let store = count_service::store::Store::open_existing(app, 2)
+        .await
+        .unwrap();
+    assert_eq!(store.backend(), db.backend);
+    let server = TestServer::start_with(store, ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let t = day_start(1) + 77;
+    client
+        .add(tokio_stream::iter(vec![entry(
+            Method::Trace,
+            "/least",
+            t,
+            9,
+        )]))
+        .await
+        .unwrap();
+    let batch = count_proto::v1::AddBatchRequest {
+        producer_id: "app".into(),
+        sequence: 1,
+        entries: vec![entry(Method::Trace, "/least", t, 1)],
+    };
+    client.add_batch(batch).await.unwrap();
+    let counts = roll_up(&mut client, day_of(t)).await;
+    assert_eq!(
+        totals(&counts),
+        Totals::from([(("TRACE".into(), "/least".into()), 10)])
+    );
+    let period = client
+        .get_period_totals(GetPeriodTotalsRequest {
+            period: date(day_of(t)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(period.into_inner().method_counts.len(), 1);
+    server.stop().await;
+}
