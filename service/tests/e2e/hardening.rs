@@ -97,6 +97,12 @@ async fn oversized_batches_and_messages_are_refused_whole() {
         "{}",
         status.message()
     );
+    let long_producer = AddBatchRequest { producer_id: "p".repeat(257), ..batch(1, "/b") };
+    let status = client.add_batch(long_producer).await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::InvalidArgument, "producer_id: is 257 bytes long, the limit is 256")
+    );
     // Nothing was applied, and the sequence is still free.
     let applied = client
         .add_batch(batch(100, "/b"))
