@@ -87,12 +87,16 @@ BEGIN
     END IF;
 
     IF producer IS NOT NULL THEN
-        INSERT INTO count.producers AS p (producer_id, last_sequence)
-        VALUES (producer, seq)
-        ON CONFLICT (producer_id) DO UPDATE
-            SET last_sequence = excluded.last_sequence, updated_at = now()
-            WHERE p.last_sequence < excluded.last_sequence;
-        GET DIAGNOSTICS written = ROW_COUNT;
+        -- Row counts through RETURNING, not GET DIAGNOSTICS: portable.
+        WITH claimed AS (
+            INSERT INTO count.producers AS p (producer_id, last_sequence)
+            VALUES (producer, seq)
+            ON CONFLICT (producer_id) DO UPDATE
+                SET last_sequence = excluded.last_sequence, updated_at = now()
+                WHERE p.last_sequence < excluded.last_sequence
+            RETURNING 1
+        )
+        SELECT count(*) INTO written FROM claimed;
         IF written = 0 THEN
             RETURN NULL;
         END IF;
@@ -107,11 +111,14 @@ BEGIN
      WHERE NOT EXISTS (SELECT 1 FROM count.methods AS e WHERE e.method = k.m AND e.path = k.p)
     ON CONFLICT (method, path) DO NOTHING;
 
-    INSERT INTO count.requests (method_id, request_timestamp, count)
-    SELECT e.id, b.t, b.c
-      FROM unnest(methods, paths, timestamps, counts) AS b (m, p, t, c)
-      JOIN count.methods AS e ON e.method = b.m AND e.path = b.p;
-    GET DIAGNOSTICS written = ROW_COUNT;
+    WITH inserted AS (
+        INSERT INTO count.requests (method_id, request_timestamp, count)
+        SELECT e.id, b.t, b.c
+          FROM unnest(methods, paths, timestamps, counts) AS b (m, p, t, c)
+          JOIN count.methods AS e ON e.method = b.m AND e.path = b.p
+        RETURNING 1
+    )
+    SELECT count(*) INTO written FROM inserted;
     IF written <> n THEN
         -- An endpoint row was not visible (possible under snapshot isolation):
         -- fail the whole call so the caller retries instead of losing counts.
