@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use count_client::{CountLayer, Counter, Method, Stats};
@@ -34,13 +33,6 @@ fn counter(address: SocketAddr) -> count_client::CounterBuilder {
     Counter::builder(format!("http://{address}"))
         .flush_interval(Duration::from_millis(100))
         .request_timeout(Duration::from_secs(2))
-}
-
-fn free_address() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -91,37 +83,13 @@ async fn a_million_records_from_eight_tasks_are_counted_exactly() {
     server.stop().await;
 }
 
-/// `count serve` as its own process on `address`, so it can be killed.
-fn spawn_server(db: &TestDatabase, address: SocketAddr) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_count"))
-        .args([
-            "serve",
-            "--listen",
-            &address.to_string(),
-            "--database-url",
-            &db.cluster.url("count"),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_until_serving(address: SocketAddr) {
-    eventually(Duration::from_secs(30), || async move {
-        tokio::net::TcpStream::connect(address).await.is_ok()
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_and_restarted_mid_run_loses_and_doubles_nothing() {
     let db = TestDatabase::start().await;
     let _store = db.store().await;
     let address = free_address();
-    let mut server = spawn_server(&db, address);
-    wait_until_serving(address).await;
+    let mut server = spawn_serve(address, &db.cluster.url("count"), &[]);
+    wait_until_listening(address).await;
     let counter = counter(address).max_batch_keys(50).build().unwrap();
     let mut recorded = 0u64;
     for round in 0..30 {
@@ -130,15 +98,15 @@ async fn a_server_killed_and_restarted_mid_run_loses_and_doubles_nothing() {
             recorded += 1;
         }
         if round == 10 {
-            server.kill().unwrap();
-            server.wait().unwrap();
+            server.0.kill().unwrap();
+            server.0.wait().unwrap();
         }
         if round == 20 {
-            server = spawn_server(&db, address);
+            server = spawn_serve(address, &db.cluster.url("count"), &[]);
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    wait_until_serving(address).await;
+    wait_until_listening(address).await;
     tokio::time::timeout(Duration::from_secs(60), counter.flush())
         .await
         .expect("flush after restart");
@@ -157,8 +125,6 @@ async fn a_server_killed_and_restarted_mid_run_loses_and_doubles_nothing() {
         "the outage made the client retry: {stats:?}"
     );
     assert_eq!(stored(&db).await.values().sum::<i64>(), recorded as i64);
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 #[tokio::test]

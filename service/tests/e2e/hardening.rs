@@ -2,8 +2,7 @@
 //! names the field, never losing the valid data around it; and exact totals
 //! through database outages, restarts, stalls, shutdowns and racing rollups.
 
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use count_proto::v1::{AddBatchRequest, AddRequest, Method};
@@ -97,11 +96,17 @@ async fn oversized_batches_and_messages_are_refused_whole() {
         "{}",
         status.message()
     );
-    let long_producer = AddBatchRequest { producer_id: "p".repeat(257), ..batch(1, "/b") };
+    let long_producer = AddBatchRequest {
+        producer_id: "p".repeat(257),
+        ..batch(1, "/b")
+    };
     let status = client.add_batch(long_producer).await.unwrap_err();
     assert_eq!(
         (status.code(), status.message()),
-        (Code::InvalidArgument, "producer_id: is 257 bytes long, the limit is 256")
+        (
+            Code::InvalidArgument,
+            "producer_id: is 257 bytes long, the limit is 256"
+        )
     );
     // Nothing was applied, and the sequence is still free.
     let applied = client
@@ -263,34 +268,6 @@ fn bad_flags_and_environment_are_refused_with_the_flag_named() {
     );
 }
 
-/// `count serve` as a process, on `grpc`, against `url`.
-fn spawn_serve(grpc: SocketAddr, url: &str, extra: &[&str]) -> KillOnDrop {
-    KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_count"))
-            .args([
-                "serve",
-                "--listen",
-                &grpc.to_string(),
-                "--database-url",
-                url,
-                "--health-interval",
-                "100ms",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn free_address() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_before_its_database_serves_once_the_database_is_up() {
     let mut db = TestDatabase::start().await;
@@ -298,10 +275,7 @@ async fn a_server_started_before_its_database_serves_once_the_database_is_up() {
     tokio::task::block_in_place(|| db.cluster.stop()).unwrap();
     let grpc = free_address();
     let _server = spawn_serve(grpc, &url, &[]);
-    eventually(Duration::from_secs(30), || async move {
-        tokio::net::TcpStream::connect(grpc).await.is_ok()
-    })
-    .await;
+    wait_until_listening(grpc).await;
     let mut client = count_proto::v1::count_service_client::CountServiceClient::connect(format!(
         "http://{grpc}"
     ))
@@ -393,10 +367,7 @@ async fn sigterm_under_load_commits_everything_acknowledged_and_exits_zero() {
     let _store = db.store().await;
     let grpc = free_address();
     let mut server = spawn_serve(grpc, &db.cluster.url("count"), &["--shutdown-grace", "1s"]);
-    eventually(Duration::from_secs(30), || async move {
-        tokio::net::TcpStream::connect(grpc).await.is_ok()
-    })
-    .await;
+    wait_until_listening(grpc).await;
     let counter = count_client::Counter::builder(format!("http://{grpc}"))
         .flush_interval(Duration::from_millis(20))
         .build()
@@ -498,10 +469,7 @@ async fn a_stalled_database_keeps_server_memory_bounded_and_recovers() {
         &db.cluster.url("count"),
         &["--max-batch-keys", "2000"],
     );
-    eventually(Duration::from_secs(30), || async move {
-        tokio::net::TcpStream::connect(grpc).await.is_ok()
-    })
-    .await;
+    wait_until_listening(grpc).await;
     // Hold a lock that stalls every insert.
     let locker = db.sql().await;
     locker

@@ -241,3 +241,40 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A free port on 127.0.0.1 (for servers that must be restarted on it).
+pub(crate) fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+}
+
+/// `count serve` as its own process on `address` against `url`, with
+/// `extra` flags; killed when dropped.
+pub(crate) fn spawn_serve(address: std::net::SocketAddr, url: &str, extra: &[&str]) -> KillOnDrop {
+    KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_count"))
+            .args([
+                "serve",
+                "--listen",
+                &address.to_string(),
+                "--database-url",
+                url,
+            ])
+            .args(["--health-interval", "100ms"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("count serve starts"),
+    )
+}
+
+/// Waits until something accepts connections on `address`.
+pub(crate) async fn wait_until_listening(address: std::net::SocketAddr) {
+    eventually(Duration::from_secs(30), || async move {
+        tokio::net::TcpStream::connect(address).await.is_ok()
+    })
+    .await;
+}

@@ -4,7 +4,7 @@
 //! schedule with two servers.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use count_proto::v1::{AddBatchRequest, AddRequest, Method};
@@ -14,13 +14,6 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::harness::*;
-
-fn free_address() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 async fn health_status(address: SocketAddr) -> i32 {
     let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
@@ -149,30 +142,12 @@ async fn metrics_count_a_known_workload() {
     let db = TestDatabase::start().await;
     let _store = db.store().await;
     let (grpc, metrics) = (free_address(), free_address());
-    let _server = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_count"))
-            .args([
-                "serve",
-                "--listen",
-                &grpc.to_string(),
-                "--metrics-listen",
-                &metrics.to_string(),
-            ])
-            .args([
-                "--database-url",
-                &db.cluster.url("count"),
-                "--health-interval",
-                "100ms",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _server = spawn_serve(
+        grpc,
+        &db.cluster.url("count"),
+        &["--metrics-listen", &metrics.to_string()],
     );
-    eventually(Duration::from_secs(30), || async move {
-        tokio::net::TcpStream::connect(grpc).await.is_ok()
-    })
-    .await;
+    wait_until_listening(grpc).await;
     let mut client = count_proto::v1::count_service_client::CountServiceClient::connect(format!(
         "http://{grpc}"
     ))

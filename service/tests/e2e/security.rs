@@ -323,26 +323,13 @@ async fn the_binary_serves_tls_from_its_flags_and_count_totals_reads_it() {
         .local_addr()
         .unwrap()
         .port();
-    let _server = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_count"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--database-url",
-                &db.cluster.url("count"),
-            ])
-            .args(["--tls-cert", &cert, "--tls-key", &key])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
     let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually(Duration::from_secs(30), || async move {
-        tokio::net::TcpStream::connect(address).await.is_ok()
-    })
-    .await;
+    let _server = spawn_serve(
+        address,
+        &db.cluster.url("count"),
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    wait_until_listening(address).await;
     let t = day_start(1);
     let ca_pem = std::fs::read_to_string(&ca).unwrap();
     let mut client = CountServiceClient::new(tls_channel(address, &ca_pem, None).await.unwrap());
