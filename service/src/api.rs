@@ -148,7 +148,8 @@ impl CountService for CountApi {
         })?;
         let now = SystemTime::now();
         let mut aggregate = Aggregate::default();
-        metrics::received("add_batch", request.entries.len() as u64);
+        let entries = request.entries.len() as u64;
+        metrics::received("add_batch", entries);
         for (index, entry) in request.entries.into_iter().enumerate() {
             self.config
                 .rules
@@ -169,6 +170,7 @@ impl CountService for CountApi {
                     other => other,
                 })?;
         }
+        metrics::accepted("add_batch", entries);
         let batch = aggregate.take_batch();
         let started = std::time::Instant::now();
         let applied = self

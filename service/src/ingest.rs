@@ -67,6 +67,7 @@ where
                         });
                     match added {
                         Ok(()) => {
+                            metrics::accepted("add", 1);
                             flush_at.get_or_insert_with(|| Instant::now() + config.flush_interval);
                         }
                         Err(e) => reject(&mut response, received, &e),

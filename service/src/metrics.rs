@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::error::{Error, Result};
 
@@ -13,6 +13,17 @@ use crate::error::{Error, Result};
 pub fn install(address: SocketAddr) -> Result<()> {
     PrometheusBuilder::new()
         .with_http_listener(address)
+        // A real histogram (buckets), not the exporter's default summary.
+        .set_buckets_for_metric(
+            Matcher::Full("count_flush_duration_seconds".to_owned()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .map_err(|e| Error::Io {
+            context: "configuring metric buckets".to_owned(),
+            source: std::io::Error::other(e),
+        })?
         .install()
         .map_err(|e| Error::Io {
             context: format!("serving metrics on {address}"),
@@ -56,6 +67,11 @@ pub fn install(address: SocketAddr) -> Result<()> {
 /// `entries` entries arrived through `rpc`.
 pub fn received(rpc: &'static str, entries: u64) {
     counter!("count_entries_received_total", "rpc" => rpc).increment(entries);
+}
+
+/// `entries` valid entries of `rpc` were accepted.
+pub fn accepted(rpc: &'static str, entries: u64) {
+    counter!("count_entries_accepted_total", "rpc" => rpc).increment(entries);
 }
 
 /// One entry of `rpc` was rejected because of `field`.

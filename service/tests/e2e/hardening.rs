@@ -287,6 +287,11 @@ async fn a_server_started_before_its_database_serves_once_the_database_is_up() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        health_status(grpc).await,
+        2,
+        "NOT_SERVING while the database is down"
+    );
     tokio::task::block_in_place(|| db.cluster.restart()).unwrap();
     eventually(Duration::from_secs(30), || {
         let mut client = client.clone();
@@ -303,6 +308,10 @@ async fn a_server_started_before_its_database_serves_once_the_database_is_up() {
         totals(&counts),
         Totals::from([(("GET".into(), "/late".into()), 1)])
     );
+    eventually(Duration::from_secs(10), || async move {
+        health_status(grpc).await == 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

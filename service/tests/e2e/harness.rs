@@ -278,3 +278,22 @@ pub(crate) async fn wait_until_listening(address: std::net::SocketAddr) {
     })
     .await;
 }
+
+/// The health status of `count.v1.CountService` (1 SERVING, 2 NOT_SERVING;
+/// -1 when the check fails).
+pub(crate) async fn health_status(address: SocketAddr) -> i32 {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: "count.v1.CountService".to_owned(),
+    };
+    health
+        .check(request)
+        .await
+        .map(|r| r.into_inner().status)
+        .unwrap_or(-1)
+}

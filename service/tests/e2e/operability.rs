@@ -10,27 +10,8 @@ use std::time::Duration;
 use count_proto::v1::{AddBatchRequest, AddRequest, Method};
 use count_service::config::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
 use crate::harness::*;
-
-async fn health_status(address: SocketAddr) -> i32 {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = HealthClient::new(channel);
-    let request = HealthCheckRequest {
-        service: "count.v1.CountService".to_owned(),
-    };
-    health
-        .check(request)
-        .await
-        .map(|r| r.into_inner().status)
-        .unwrap_or(-1)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_follows_the_database_down_and_up() {
@@ -197,6 +178,9 @@ async fn metrics_count_a_known_workload() {
     for line in [
         "count_entries_received_total{rpc=\"add\"} 12".to_owned(),
         "count_entries_received_total{rpc=\"add_batch\"} 2".to_owned(),
+        "count_entries_accepted_total{rpc=\"add\"} 10".to_owned(),
+        "count_entries_accepted_total{rpc=\"add_batch\"} 2".to_owned(),
+        "count_flush_duration_seconds_bucket{le=\"+Inf\"} 3".to_owned(),
         "count_entries_rejected_total{rpc=\"add\",field=\"path\"} 1".to_owned(),
         "count_entries_rejected_total{rpc=\"add\",field=\"method\"} 1".to_owned(),
         "count_requests_committed_total{rpc=\"add\"} 10".to_owned(),
