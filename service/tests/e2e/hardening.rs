@@ -396,8 +396,10 @@ async fn sigterm_under_load_commits_everything_acknowledged_and_exits_zero() {
                 .add(tokio_stream::wrappers::ReceiverStream::new(receiver))
                 .await
         }));
-        // Keep sending until the server stops reading.
+        // Keep sending until the server stops reading; returns how many
+        // messages went out.
         senders.push(tokio::spawn(async move {
+            let mut sent = 0i64;
             for i in 0i64.. {
                 if sender
                     .send(entry(Method::Get, &format!("/term/{s}"), t + i % 100, 1))
@@ -406,10 +408,12 @@ async fn sigterm_under_load_commits_everything_acknowledged_and_exits_zero() {
                 {
                     break;
                 }
+                sent += 1;
                 if i % 100 == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
+            sent
         }));
     }
     let recorder = {
@@ -428,21 +432,28 @@ async fn sigterm_under_load_commits_everything_acknowledged_and_exits_zero() {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = tokio::task::block_in_place(|| server.0.wait()).unwrap();
     assert!(status.success(), "{status}");
+    // A client still sending when the server ends its stream may see the
+    // end as an error (HTTP/2 resets the unread request); what the server
+    // acknowledged is what counts.
     let mut acknowledged = 0;
     for stream in streams {
         if let Ok(Ok(response)) = stream.await {
             acknowledged += response.into_inner().accepted;
         }
     }
+    let mut sent = 0;
     for sender in senders {
-        sender.abort();
+        // The receivers are gone with the calls, so every sender ends.
+        sent += sender.await.unwrap();
     }
-    recorder.abort();
+    recorder.await.unwrap();
     assert!(
         acknowledged > 0,
         "the streams were answered before the server exited"
     );
-    acknowledged += counter.stats().delivered as i64;
+    let stats = counter.stats();
+    acknowledged += stats.delivered as i64;
+    sent += stats.recorded as i64;
     let sql = db.sql().await;
     let stored: i64 = sql
         .query_one(
@@ -452,9 +463,9 @@ async fn sigterm_under_load_commits_everything_acknowledged_and_exits_zero() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(
-        stored, acknowledged,
-        "everything acknowledged is committed, nothing else"
+    assert!(
+        acknowledged <= stored && stored <= sent,
+        "acknowledged {acknowledged} <= committed {stored} <= sent {sent}: nothing acknowledged lost, nothing counted twice"
     );
 }
 
