@@ -105,10 +105,13 @@ BEGIN
     -- Only endpoints not seen yet: inserting known ones would burn identity
     -- values. A concurrent first insert of the same endpoint makes this wait
     -- for it, and the next statement (a new snapshot) then sees its row.
+    -- Sorted, so that transactions inserting overlapping sets wait for each
+    -- other instead of deadlocking.
     INSERT INTO count.methods (method, path)
     SELECT DISTINCT k.m, k.p
       FROM unnest(methods, paths) AS k (m, p)
      WHERE NOT EXISTS (SELECT 1 FROM count.methods AS e WHERE e.method = k.m AND e.path = k.p)
+     ORDER BY k.m, k.p
     ON CONFLICT (method, path) DO NOTHING;
 
     WITH inserted AS (

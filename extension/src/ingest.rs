@@ -111,7 +111,11 @@ fn resolve(
         .map(|i| (methods[i], paths[i]))
         .collect();
     if !missing.is_empty() {
+        // Every transaction inserts new endpoints in the same order, so two
+        // inserting overlapping sets wait for each other instead of
+        // deadlocking.
         let mut keys: Vec<(usize, &str)> = missing.into_iter().collect();
+        keys.sort_unstable();
         // A warm cache's misses are most likely new endpoints: insert them
         // straight away (an existing one only costs an identity value), then
         // find those that were there or a concurrent transaction inserted

@@ -236,6 +236,22 @@ pub struct BenchArgs {
     /// How long each layer measurement sends HTTP requests.
     #[arg(long, env = "COUNT_BENCH_LAYER_TIME", default_value = "2s")]
     pub layer_time: humantime::Duration,
+    /// Requests per streaming measurement (split over 1, 4 and 16 streams).
+    #[arg(long, env = "COUNT_BENCH_STREAM_REQUESTS", default_value_t = 1_000_000)]
+    pub stream_requests: usize,
+    /// How long the original design's baseline runs.
+    #[arg(long, env = "COUNT_BENCH_BASELINE_TIME", default_value = "3s")]
+    pub baseline_time: humantime::Duration,
+    /// Raw rows for the COPY reference and the rollup.
+    #[arg(long, env = "COUNT_BENCH_ROLLUP_ROWS", default_value_t = 10_000_000)]
+    pub rollup_rows: usize,
+    /// Endpoints of the year query (x 365 days of totals).
+    #[arg(long, env = "COUNT_BENCH_YEAR_KEYS", default_value_t = 1_000)]
+    pub year_keys: usize,
+    /// Timed year queries.
+    #[arg(long, env = "COUNT_BENCH_QUERIES", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub queries: u32,
 }
 
 /// The period of `count totals` rows.
@@ -417,6 +433,11 @@ impl Cli {
                     calls: args.calls as usize,
                     records: args.records,
                     layer_time: *args.layer_time,
+                    stream_requests: args.stream_requests,
+                    baseline_time: *args.baseline_time,
+                    rollup_rows: args.rollup_rows,
+                    year_keys: args.year_keys,
+                    queries: args.queries as usize,
                 };
                 print!("{}", crate::bench::run(&options).await?);
                 Ok(())

@@ -4,13 +4,20 @@
 //! the figures are rates, never pass/fail thresholds.
 //!
 //! Scenarios:
+//! - [`ingest`]: the protocol ceiling, streaming ingest into `count serve`
+//!   (a child process, so its memory and CPU are its own), the original
+//!   design, and binary COPY.
 //! - [`sql_api`]: `count.add_batch` through the fallback and the extension.
+//! - [`storage`]: a rollup against a bare scan; the year query's latency.
 //! - [`client`]: `Counter::record` on the caller's thread, and the
 //!   `CountLayer` on an axum handler against the same handler without it.
 
 mod client;
+mod ingest;
 mod sql_api;
+mod storage;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,6 +37,141 @@ pub struct BenchOptions {
     pub records: usize,
     /// How long each layer measurement sends requests.
     pub layer_time: Duration,
+    /// Requests per streaming measurement (split over the streams).
+    pub stream_requests: usize,
+    /// How long the original design's baseline runs.
+    pub baseline_time: Duration,
+    /// Raw rows for the COPY reference and the rollup.
+    pub rollup_rows: usize,
+    /// Endpoints of the year query (× 365 days of totals).
+    pub year_keys: usize,
+    /// Timed year queries.
+    pub queries: usize,
+}
+
+/// An error of the bench itself (a failed self-check, a task that died).
+fn bench_error(message: String) -> Error {
+    Error::Cluster(message)
+}
+
+/// A connection to the bench cluster's `count` database.
+async fn connect(cluster: &Cluster) -> Result<tokio_postgres::Client> {
+    let (client, connection) = cluster
+        .config("count")
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// `count serve` as a child process of this binary, killed on drop.
+struct ServerProcess {
+    child: std::process::Child,
+    address: SocketAddr,
+}
+
+impl ServerProcess {
+    async fn start(cluster: &Cluster) -> Result<ServerProcess> {
+        let exe = std::env::current_exe().map_err(Error::io("finding the count binary"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(Error::io("finding a free port"))?;
+        let child = std::process::Command::new(exe)
+            .args([
+                "serve",
+                "--listen",
+                &port.to_string(),
+                "--log-level",
+                "warn",
+            ])
+            .args(["--database-url", &cluster.url("count")])
+            .env_remove("COUNT_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(Error::io("starting count serve"))?;
+        let server = ServerProcess {
+            child,
+            address: port,
+        };
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(port).await.is_ok() {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(bench_error(
+            "count serve did not start listening".to_owned(),
+        ))
+    }
+
+    /// User + system CPU seconds the server has used.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 (11 and 12 after the name);
+        // the kernel counts 100 ticks a second on Linux.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// Samples the server's resident memory until stopped.
+    fn sample_rss(&self) -> RssSampler {
+        let pid = self.child.id();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut peak = 0;
+            loop {
+                peak = peak.max(rss_kb(pid));
+                tokio::select! {
+                    _ = &mut stopped => return peak,
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+        });
+        RssSampler { stop, task }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running peak-RSS sampler.
+struct RssSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    /// The peak in kB.
+    async fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(0)
+    }
+}
+
+/// Resident memory of `pid` in kB (0 if unreadable).
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Runs every scenario and returns the report as text.
@@ -41,9 +183,61 @@ pub async fn run(options: &BenchOptions) -> Result<String> {
         .await
         .map_err(|e| Error::Cluster(format!("start-up task failed: {e}")))??;
     cluster.create_database().await?;
-    let sql_api = sql_api::run(&cluster, &options.keys_per_call, options.calls).await;
+    let report = scenarios(&cluster, options).await;
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
+    report
+}
+
+async fn scenarios(cluster: &Cluster, options: &BenchOptions) -> Result<String> {
+    let sql_api = sql_api::run(cluster, &options.keys_per_call, options.calls).await?;
+    // The server runs on the backend sql_api measured last: the extension
+    // where it is installed.
+    let server = ServerProcess::start(cluster).await?;
+    let streams = ingest::streaming(cluster, &server, options.stream_requests).await?;
+    let sql = connect(cluster).await?;
+    sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+        .await?;
+    let original = ingest::original_design(cluster, options.baseline_time).await?;
+    sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+        .await?;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+    sql.execute(
+        include_str!("../../queries/bench_endpoints.sql"),
+        &[&(1000i64)],
+    )
+    .await?;
+    let copy = ingest::copy_rows(cluster, options.rollup_rows, day).await?;
+    let (scan, rollup) = storage::rollup(cluster, day, options.rollup_rows).await?;
+    sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+        .await?;
+    let (p50, p99) =
+        storage::year_query(cluster, &server, options.year_keys, options.queries).await?;
+    drop(server);
     let client = client::run(options.records, options.layer_time).await?;
-    Ok(format!("{}\n{client}", sql_api?))
+
+    let at = |n: usize| {
+        streams
+            .iter()
+            .find(|f| f.streams() == n)
+            .map_or(0.0, |f| f.ratio())
+    };
+    let summary = format!(
+        "summary: streaming ingest {:.2}x/{:.2}x the protocol ceiling at 4/16 streams, {:.0}x the original design; \
+         rollup {:.2}x the bare scan; year query p99 {p99:.1} ms",
+        at(4),
+        at(16),
+        streams.iter().map(|f| f.ingest()).fold(0.0, f64::max) / original,
+        rollup / scan,
+    );
+    Ok(format!(
+        "{}\n{sql_api}\nrollup of {} raw rows            bare scan s   rollup s   rollup/scan\n{:<40}{scan:>9.2}{rollup:>11.2}{:>13.2}x\n\n\
+         year query (GetPeriodTotals, {} endpoints x 365 days, {} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms\n\n{client}\n{summary}\n",
+        ingest::render(&streams, original, copy),
+        options.rollup_rows,
+        "",
+        rollup / scan,
+        options.year_keys,
+        options.queries,
+    ))
 }

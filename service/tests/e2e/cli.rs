@@ -246,29 +246,50 @@ async fn bench_runs_its_scenarios_and_checks_what_it_wrote() {
         "6400",
         "--layer-time",
         "50ms",
+        "--stream-requests",
+        "1600",
+        "--baseline-time",
+        "100ms",
+        "--rollup-rows",
+        "5000",
+        "--year-keys",
+        "10",
+        "--queries",
+        "3",
     ])
     .await;
+    // Each scenario checks what it wrote and fails the run otherwise.
     assert_eq!(code, 0, "{err}");
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 12, "{out}");
-    assert!(lines[6].starts_with("client"), "{out}");
-    assert!(lines[7].starts_with("record, 1 thread"), "{out}");
-    assert!(
-        lines[8].starts_with("record, 8 threads contending"),
-        "{out}"
-    );
-    assert!(lines[11].starts_with("trivial handler"), "{out}");
-    assert!(lines[11].ends_with('%'), "{out}");
-    assert!(lines[0].starts_with("scenario"), "{out}");
-    for (line, name) in lines[1..5].iter().zip([
+    let line = |start: &str| {
+        out.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line `{start}…` in:\n{out}"))
+            .to_owned()
+    };
+    for streams in ["1  stream", "4  streams", "16 streams"] {
+        let row = line(streams);
+        assert!(row.ends_with(|c: char| c.is_ascii_digit()), "{row}");
+    }
+    line("original design, 16 connections");
+    line("COPY (FORMAT binary) rows/s");
+    for name in [
         "add_batch, 5 keys/call, fresh",
         "add_batch, 5 keys/call, repeated",
         "add_batch, 7 keys/call, fresh",
         "add_batch, 7 keys/call, repeated",
-    ]) {
-        assert!(line.starts_with(name), "{line}");
-        let figures: Vec<&str> = line[name.len()..].split_whitespace().collect();
-        assert_eq!(figures.len(), 3, "{line}");
-        assert!(figures[0].parse::<f64>().unwrap() > 0.0, "{line}");
+    ] {
+        let row = line(name);
+        let figures: Vec<&str> = row[name.len()..].split_whitespace().collect();
+        assert_eq!(figures.len(), 3, "{row}");
+        assert!(figures[0].parse::<f64>().unwrap() > 0.0, "{row}");
     }
+    line("rollup of 5000 raw rows");
+    assert!(line("year query").contains("p99"), "{out}");
+    line("record, 1 thread");
+    line("record, 8 threads contending");
+    assert!(line("trivial handler").ends_with('%'), "{out}");
+    assert!(
+        line("summary: streaming ingest").contains("year query p99"),
+        "{out}"
+    );
 }

@@ -157,3 +157,52 @@ async fn two_servers_on_one_database_race_on_new_endpoints_without_losing_a_coun
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_batches_of_the_same_new_endpoints_never_deadlock() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start(&db).await;
+    let t = day_start(1) + 7;
+    for round in 0..4 {
+        let mut calls = Vec::new();
+        for caller in 0..8u64 {
+            let mut client = server.client().await;
+            // The same 500 new endpoints; the server's aggregation orders
+            // them differently in each call.
+            let entries: Vec<_> = (0..500)
+                .map(|k| {
+                    entry(
+                        Method::Post,
+                        &format!("/overlap/{round}/{}", (k * 7 + caller * 13) % 500),
+                        t,
+                        1,
+                    )
+                })
+                .collect();
+            calls.push(tokio::spawn(async move {
+                let request = AddBatchRequest {
+                    producer_id: format!("overlap-{caller}"),
+                    sequence: round,
+                    entries,
+                };
+                client
+                    .add_batch(request)
+                    .await
+                    .map(|r| r.into_inner().accepted)
+            }));
+        }
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap(), 500);
+        }
+    }
+    let sql = db.sql().await;
+    let (endpoints, total): (i64, i64) = {
+        let row = sql
+            .query_one("SELECT (SELECT count(*) FROM count.methods), (SELECT sum(count)::bigint FROM count.requests)", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((endpoints, total), (4 * 500, 4 * 8 * 500));
+    server.stop().await;
+}

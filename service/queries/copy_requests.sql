@@ -1,0 +1,1 @@
+COPY count.requests (method_id, request_timestamp, count) FROM STDIN (FORMAT binary)

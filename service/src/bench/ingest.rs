@@ -1,0 +1,290 @@
+//! Ingest scenarios: the protocol ceiling (the same tonic stack with an
+//! `Add` that discards), streaming ingest into `count serve` (committed and
+//! visible), and the original design (one upserting statement per request),
+//! plus PostgreSQL's own bulk-load rate (binary COPY) for reference.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use count_proto::v1::count_service_client::CountServiceClient;
+use count_proto::v1::count_service_server::{CountService, CountServiceServer};
+use count_proto::v1::{
+    AddBatchRequest, AddBatchResponse, AddRequest, AddResponse, CountDailyTotalsRequest,
+    CountDailyTotalsResponse, GetPeriodTotalsRequest, GetPeriodTotalsResponse,
+    ListDailyTotalsRequest, ListDailyTotalsResponse, Method,
+};
+use futures::StreamExt;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{ServerProcess, bench_error, connect};
+use crate::cluster::Cluster;
+use crate::error::Result;
+
+/// Distinct paths the load uses.
+const PATHS: usize = 1_000;
+
+/// A `CountService` whose `Add` reads and discards: the protocol's ceiling.
+struct Discard;
+
+#[tonic::async_trait]
+impl CountService for Discard {
+    async fn add(
+        &self,
+        request: Request<Streaming<AddRequest>>,
+    ) -> Result<Response<AddResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut accepted = 0;
+        while let Some(message) = stream.next().await {
+            message?;
+            accepted += 1;
+        }
+        Ok(Response::new(AddResponse {
+            accepted,
+            ..AddResponse::default()
+        }))
+    }
+
+    async fn count_daily_totals(
+        &self,
+        _: Request<CountDailyTotalsRequest>,
+    ) -> Result<Response<CountDailyTotalsResponse>, Status> {
+        Err(Status::unimplemented("discard server"))
+    }
+
+    async fn list_daily_totals(
+        &self,
+        _: Request<ListDailyTotalsRequest>,
+    ) -> Result<Response<ListDailyTotalsResponse>, Status> {
+        Err(Status::unimplemented("discard server"))
+    }
+
+    async fn get_period_totals(
+        &self,
+        _: Request<GetPeriodTotalsRequest>,
+    ) -> Result<Response<GetPeriodTotalsResponse>, Status> {
+        Err(Status::unimplemented("discard server"))
+    }
+
+    async fn add_batch(
+        &self,
+        _: Request<AddBatchRequest>,
+    ) -> Result<Response<AddBatchResponse>, Status> {
+        Err(Status::unimplemented("discard server"))
+    }
+}
+
+/// Starts the discard server on a free port.
+async fn discard_server() -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(crate::error::Error::io("binding the discard server"))?;
+    let address = listener
+        .local_addr()
+        .map_err(crate::error::Error::io("discard address"))?;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CountServiceServer::new(Discard))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    Ok(address)
+}
+
+/// The messages of one stream: one request each, over `PATHS` paths and
+/// yesterday's seconds.
+fn messages(stream: usize, count: usize) -> Vec<AddRequest> {
+    let yesterday = (chrono::Utc::now().timestamp() / 86_400 - 1) * 86_400;
+    (0..count)
+        .map(|i| AddRequest {
+            method: Method::Get as i32,
+            path: format!("/bench/{}", (i * 7 + stream) % PATHS),
+            request_timestamp: Some(prost_types::Timestamp {
+                seconds: yesterday + (i % 86_400) as i64,
+                nanos: 0,
+            }),
+            count: 0,
+        })
+        .collect()
+}
+
+/// Streams `total` requests over `streams` streams; returns requests/s from
+/// the first message until every stream is answered (for count serve:
+/// committed), and the requests the answers accepted.
+async fn stream_load(address: SocketAddr, streams: usize, total: usize) -> Result<(f64, i64)> {
+    let per_stream = total / streams;
+    let mut clients = Vec::new();
+    for stream in 0..streams {
+        let client = CountServiceClient::connect(format!("http://{address}")).await?;
+        clients.push((client, messages(stream, per_stream)));
+    }
+    let start = Instant::now();
+    let calls: Vec<_> = clients
+        .into_iter()
+        .map(|(mut client, messages)| {
+            tokio::spawn(async move { client.add(tokio_stream::iter(messages)).await })
+        })
+        .collect();
+    let mut accepted = 0;
+    for call in calls {
+        accepted += call
+            .await
+            .map_err(|e| bench_error(format!("stream task: {e}")))??
+            .into_inner()
+            .accepted;
+    }
+    Ok((
+        (per_stream * streams) as f64 / start.elapsed().as_secs_f64(),
+        accepted,
+    ))
+}
+
+/// One row of the ingest table.
+pub(super) struct StreamFigure {
+    streams: usize,
+    ceiling: f64,
+    ingest: f64,
+    peak_rss_kb: u64,
+    cpu_seconds: f64,
+}
+
+impl StreamFigure {
+    /// Streams used.
+    pub(super) fn streams(&self) -> usize {
+        self.streams
+    }
+
+    /// count serve's committed requests/s.
+    pub(super) fn ingest(&self) -> f64 {
+        self.ingest
+    }
+
+    /// Committed rate over the protocol ceiling.
+    pub(super) fn ratio(&self) -> f64 {
+        self.ingest / self.ceiling
+    }
+}
+
+/// The ceiling and count serve's committed rate at each stream count.
+pub(super) async fn streaming(
+    cluster: &Cluster,
+    server: &ServerProcess,
+    total: usize,
+) -> Result<Vec<StreamFigure>> {
+    let discard = discard_server().await?;
+    let sql = connect(cluster).await?;
+    let mut figures = Vec::new();
+    for streams in [1, 4, 16] {
+        let (ceiling, _) = stream_load(discard, streams, total).await?;
+        sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+            .await?;
+        let cpu_before = server.cpu_seconds();
+        let sampler = server.sample_rss();
+        let (ingest, accepted) = stream_load(server.address, streams, total).await?;
+        let peak_rss_kb = sampler.stop().await;
+        let stored: i64 = sql
+            .query_one(include_str!("../../queries/raw_requests.sql"), &[])
+            .await?
+            .get(0);
+        let sent = (total / streams * streams) as i64;
+        if accepted != sent || stored != sent {
+            return Err(bench_error(format!(
+                "bench self-check failed: sent {sent} requests, {accepted} accepted, {stored} stored"
+            )));
+        }
+        figures.push(StreamFigure {
+            streams,
+            ceiling,
+            ingest,
+            peak_rss_kb,
+            cpu_seconds: server.cpu_seconds() - cpu_before,
+        });
+    }
+    Ok(figures)
+}
+
+/// Statements/s of the original design: one statement per request that
+/// upserts the endpoint and inserts one raw row, on 16 connections with
+/// durable commits, for `time`.
+pub(super) async fn original_design(cluster: &Cluster, time: Duration) -> Result<f64> {
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..16 {
+        let client = connect(cluster).await?;
+        workers.push(tokio::spawn(async move {
+            let statement = client
+                .prepare(include_str!("../../queries/original_design.sql"))
+                .await?;
+            let now = chrono::Utc::now();
+            let mut done = 0u64;
+            while start.elapsed() < time {
+                let path = format!("/bench/{}", (done as usize * 16 + worker) % PATHS);
+                client.execute(&statement, &[&"GET", &path, &now]).await?;
+                done += 1;
+            }
+            Ok::<u64, crate::error::Error>(done)
+        }));
+    }
+    let mut total = 0;
+    for worker in workers {
+        total += worker
+            .await
+            .map_err(|e| bench_error(format!("baseline worker: {e}")))??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Rows/s of `COPY … (FORMAT binary)` of `rows` raw rows (count 1 each) for
+/// `day`, over `PATHS` endpoint ids.
+pub(super) async fn copy_rows(
+    cluster: &Cluster,
+    rows: usize,
+    day: chrono::NaiveDate,
+) -> Result<f64> {
+    let client = connect(cluster).await?;
+    let start_of_day = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let start = Instant::now();
+    let sink = client
+        .copy_in(include_str!("../../queries/copy_requests.sql"))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TIMESTAMPTZ, Type::INT8]);
+    let mut writer = pin!(writer);
+    for i in 0..rows {
+        let id = (i % PATHS) as i64 + 1;
+        let at = start_of_day + chrono::Duration::seconds((i % 86_400) as i64);
+        writer.as_mut().write(&[&id, &at, &1i64]).await?;
+    }
+    let written = writer.finish().await?;
+    if written != rows as u64 {
+        return Err(bench_error(format!(
+            "bench self-check failed: copied {written} of {rows} rows"
+        )));
+    }
+    Ok(rows as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The ingest table.
+pub(super) fn render(figures: &[StreamFigure], original: f64, copy: f64) -> String {
+    let mut out = String::from(
+        "ingest (requests/s)          ceiling    count serve  serve/ceiling  serve/original  server peak RSS  server CPU s\n",
+    );
+    for f in figures {
+        out.push_str(&format!(
+            "{:<2} stream{:<18}{:>10.0}{:>15.0}{:>14.2}x{:>15.0}x{:>14} MB{:>14.1}\n",
+            f.streams,
+            if f.streams == 1 { " " } else { "s" },
+            f.ceiling,
+            f.ingest,
+            f.ingest / f.ceiling,
+            f.ingest / original,
+            f.peak_rss_kb / 1024,
+            f.cpu_seconds,
+        ));
+    }
+    out.push_str(&format!(
+        "original design, 16 connections{original:>12.0}\n"
+    ));
+    out.push_str(&format!("COPY (FORMAT binary) rows/s{copy:>17.0}\n"));
+    out
+}

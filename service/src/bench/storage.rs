@@ -1,0 +1,90 @@
+//! Storage scenarios: rolling up a day against a bare aggregate scan of the
+//! same rows, and the year query's latency over a year of daily totals.
+
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use count_proto::v1::GetPeriodTotalsRequest;
+use count_proto::v1::count_service_client::CountServiceClient;
+
+use super::{ServerProcess, bench_error, connect};
+use crate::cluster::Cluster;
+use crate::error::Result;
+
+/// Seconds of the bare `GROUP BY` scan and of `count.rollup` over the same
+/// `rows` raw rows of `day` (already loaded).
+pub(super) async fn rollup(cluster: &Cluster, day: NaiveDate, rows: usize) -> Result<(f64, f64)> {
+    let client = connect(cluster).await?;
+    let start = Instant::now();
+    let groups = client
+        .query(include_str!("../../queries/bench_scan.sql"), &[&day])
+        .await?;
+    let scan = start.elapsed().as_secs_f64();
+    let scanned: i64 = groups.iter().map(|r| r.get::<_, i64>(1)).sum();
+    let start = Instant::now();
+    let moved: i64 = client
+        .query_one(include_str!("../../queries/rollup.sql"), &[&day])
+        .await?
+        .get(0);
+    let rollup = start.elapsed().as_secs_f64();
+    if scanned != rows as i64 || moved != rows as i64 {
+        return Err(bench_error(format!(
+            "bench self-check failed: {rows} rows loaded, the scan summed {scanned}, the rollup moved {moved}"
+        )));
+    }
+    Ok((scan, rollup))
+}
+
+/// p50 and p99 in ms of `GetPeriodTotals` for a whole year over `keys`
+/// endpoints × 365 days of totals, through `server`.
+pub(super) async fn year_query(
+    cluster: &Cluster,
+    server: &ServerProcess,
+    keys: usize,
+    calls: usize,
+) -> Result<(f64, f64)> {
+    let sql = connect(cluster).await?;
+    let year = 2025;
+    let first = NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or_default();
+    sql.execute(
+        include_str!("../../queries/bench_endpoints.sql"),
+        &[&(keys as i64)],
+    )
+    .await?;
+    sql.execute(
+        include_str!("../../queries/bench_year_totals.sql"),
+        &[&first, &(keys as i64)],
+    )
+    .await?;
+    sql.batch_execute("ANALYZE count.daily_method_totals, count.methods")
+        .await?;
+    let mut client = CountServiceClient::connect(format!("http://{}", server.address)).await?;
+    let request = || GetPeriodTotalsRequest {
+        period: Some(count_proto::google::r#type::Date {
+            year,
+            month: 0,
+            day: 0,
+        }),
+    };
+    // One call to warm the plan and caches.
+    client.get_period_totals(request()).await?;
+    let mut latencies = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let start = Instant::now();
+        let counts = client
+            .get_period_totals(request())
+            .await?
+            .into_inner()
+            .method_counts;
+        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+        if counts.len() != keys {
+            return Err(bench_error(format!(
+                "bench self-check failed: {keys} endpoints, {} totals",
+                counts.len()
+            )));
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
+    Ok((at(0.5), at(0.99)))
+}
