@@ -2,6 +2,7 @@
 //! second), so the database sees one row per key per flush.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as Entry_;
 
 use chrono::{DateTime, Utc};
 use count_proto::v1::Method;
@@ -32,19 +33,28 @@ pub struct FlushBatch {
 }
 
 impl Aggregate {
-    /// Adds `entry`. Fails, leaving the aggregate unchanged, when a sum
-    /// would overflow an `i64`.
-    pub fn add(&mut self, entry: Entry) -> Result<(), Error> {
+    /// Adds `entry`; a key new to this aggregate must first pass `admit`
+    /// (the endpoint guard), so known keys cost one hash lookup. Fails,
+    /// leaving the aggregate unchanged, when `admit` refuses or a sum would
+    /// overflow an `i64`.
+    pub fn add(
+        &mut self,
+        entry: Entry,
+        admit: impl FnOnce(Method, &str) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let overflow = || Error::invalid("count", "the sum of the counts would overflow int64");
         let requests = self
             .requests
             .checked_add(entry.count)
             .ok_or_else(overflow)?;
         // Every key's sum is at most the total, which just fit.
-        *self
-            .counts
-            .entry((entry.method, entry.path, entry.second))
-            .or_insert(0) += entry.count;
+        match self.counts.entry((entry.method, entry.path, entry.second)) {
+            Entry_::Occupied(mut slot) => *slot.get_mut() += entry.count,
+            Entry_::Vacant(slot) => {
+                admit(slot.key().0, &slot.key().1)?;
+                slot.insert(entry.count);
+            }
+        }
         self.requests = requests;
         Ok(())
     }
@@ -99,7 +109,7 @@ mod tests {
             entry(Method::Post, "/a", 10, 1),
             entry(Method::Get, "/a", 11, 1),
         ] {
-            aggregate.add(e).unwrap();
+            aggregate.add(e, |_, _| Ok(())).unwrap();
         }
         assert_eq!(aggregate.keys(), 3);
         let batch = aggregate.take_batch();
@@ -130,9 +140,11 @@ mod tests {
     fn overflow_is_refused_and_leaves_the_aggregate_unchanged() {
         let mut aggregate = Aggregate::default();
         aggregate
-            .add(entry(Method::Get, "/a", 10, i64::MAX))
+            .add(entry(Method::Get, "/a", 10, i64::MAX), |_, _| Ok(()))
             .unwrap();
-        let error = aggregate.add(entry(Method::Get, "/b", 10, 1)).unwrap_err();
+        let error = aggregate
+            .add(entry(Method::Get, "/b", 10, 1), |_, _| Ok(()))
+            .unwrap_err();
         assert_eq!(
             error.to_string(),
             "count: the sum of the counts would overflow int64"

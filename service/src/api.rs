@@ -154,10 +154,7 @@ impl CountService for CountApi {
             self.config
                 .rules
                 .check(entry, now)
-                .and_then(|entry| {
-                    self.state.endpoints.admit(entry.method, &entry.path)?;
-                    aggregate.add(entry)
-                })
+                .and_then(|entry| aggregate.add(entry, |m, p| self.state.endpoints.admit(m, p)))
                 .map_err(|e| match e {
                     Error::InvalidArgument { field, reason } => {
                         metrics::rejected("add_batch", &field);

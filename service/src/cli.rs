@@ -65,6 +65,15 @@ pub enum Command {
     Totals(TotalsArgs),
     /// Measure count on this machine, on a private PostgreSQL cluster.
     Bench(BenchArgs),
+    /// Serve a CountService whose Add discards what it reads: the protocol
+    /// ceiling `count bench` measures against (its own process, as count
+    /// serve is).
+    #[command(hide = true)]
+    BenchDiscard {
+        /// Address to serve on.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -419,6 +428,7 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::BenchDiscard { listen } => crate::bench::serve_discard(listen).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();
                 let mut script = Vec::new();

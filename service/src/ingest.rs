@@ -40,13 +40,13 @@ where
     let mut aggregate = Aggregate::default();
     let mut writer = Writer::new(state.store()?.clone());
     let mut response = AddResponse::default();
-    let mut received: u64 = 0;
+    let mut counted = StreamMetrics::default();
     // When the oldest unflushed entry must be written at the latest.
     let mut flush_at: Option<Instant> = None;
     loop {
         tokio::select! {
             () = drained(&mut drain) => {
-                tracing::info!(received, "server shutting down: ending an open Add stream");
+                tracing::info!(received = counted.received, "server shutting down: ending an open Add stream");
                 break;
             }
             () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
@@ -56,21 +56,17 @@ where
             message = stream.next() => match message {
                 None => break,
                 Some(Ok(request)) => {
-                    received += 1;
-                    metrics::received("add", 1);
+                    counted.received += 1;
                     let added = config
                         .rules
                         .check(request, SystemTime::now())
-                        .and_then(|entry| {
-                            state.endpoints.admit(entry.method, &entry.path)?;
-                            aggregate.add(entry)
-                        });
+                        .and_then(|entry| aggregate.add(entry, |m, p| state.endpoints.admit(m, p)));
                     match added {
                         Ok(()) => {
-                            metrics::accepted("add", 1);
+                            counted.accepted += 1;
                             flush_at.get_or_insert_with(|| Instant::now() + config.flush_interval);
                         }
-                        Err(e) => reject(&mut response, received, &e),
+                        Err(e) => reject(&mut response, counted.received, &e),
                     }
                     if aggregate.keys() >= config.max_batch_keys {
                         writer.write(aggregate.take_batch()).await?;
@@ -80,7 +76,7 @@ where
                 Some(Err(status)) => {
                     // The client is gone; what it sent is still counted, as
                     // the original service did.
-                    tracing::debug!(%status, received, "Add stream broke");
+                    tracing::debug!(%status, received = counted.received, "Add stream broke");
                     writer.write(aggregate.take_batch()).await?;
                     writer.finish().await?;
                     return Err(status);
@@ -92,6 +88,22 @@ where
     writer.finish().await?;
     response.accepted = writer.committed;
     Ok(response)
+}
+
+/// Received and accepted entries of one stream, reported to the metrics once
+/// when the stream ends however it ends (not per message: that is the hot
+/// path).
+#[derive(Default)]
+struct StreamMetrics {
+    received: u64,
+    accepted: u64,
+}
+
+impl Drop for StreamMetrics {
+    fn drop(&mut self) {
+        metrics::received("add", self.received);
+        metrics::accepted("add", self.accepted);
+    }
 }
 
 fn reject(response: &mut AddResponse, message: u64, error: &Error) {

@@ -25,6 +25,8 @@ use crate::error::Result;
 
 /// Distinct paths the load uses.
 const PATHS: usize = 1_000;
+/// Seconds the load's timestamps span.
+const SECONDS: usize = 10;
 
 /// A `CountService` whose `Add` reads and discards: the protocol's ceiling.
 struct Discard;
@@ -76,32 +78,26 @@ impl CountService for Discard {
     }
 }
 
-/// Starts the discard server on a free port.
-async fn discard_server() -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(crate::error::Error::io("binding the discard server"))?;
-    let address = listener
-        .local_addr()
-        .map_err(crate::error::Error::io("discard address"))?;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(CountServiceServer::new(Discard))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    Ok(address)
+/// Serves the discard service on `address` until killed (`count
+/// bench-discard`, spawned by the bench).
+pub async fn serve_discard(address: SocketAddr) -> Result<()> {
+    tonic::transport::Server::builder()
+        .add_service(CountServiceServer::new(Discard))
+        .serve(address)
+        .await?;
+    Ok(())
 }
 
-/// The messages of one stream: one request each, over `PATHS` paths and
-/// yesterday's seconds.
+/// The messages of one stream: one request each, over `PATHS` paths, with
+/// timestamps advancing over `SECONDS` seconds as a live service's would.
 fn messages(stream: usize, count: usize) -> Vec<AddRequest> {
-    let yesterday = (chrono::Utc::now().timestamp() / 86_400 - 1) * 86_400;
+    let start = chrono::Utc::now().timestamp() - SECONDS as i64;
     (0..count)
         .map(|i| AddRequest {
             method: Method::Get as i32,
             path: format!("/bench/{}", (i * 7 + stream) % PATHS),
             request_timestamp: Some(prost_types::Timestamp {
-                seconds: yesterday + (i % 86_400) as i64,
+                seconds: start + (i * SECONDS / count.max(1)) as i64,
                 nanos: 0,
             }),
             count: 0,
@@ -172,11 +168,11 @@ pub(super) async fn streaming(
     server: &ServerProcess,
     total: usize,
 ) -> Result<Vec<StreamFigure>> {
-    let discard = discard_server().await?;
+    let discard = ServerProcess::discard().await?;
     let sql = connect(cluster).await?;
     let mut figures = Vec::new();
     for streams in [1, 4, 16] {
-        let (ceiling, _) = stream_load(discard, streams, total).await?;
+        let (ceiling, _) = stream_load(discard.address, streams, total).await?;
         sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
             .await?;
         let cpu_before = server.cpu_seconds();

@@ -71,24 +71,31 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// `count serve` on the bench cluster.
     async fn start(cluster: &Cluster) -> Result<ServerProcess> {
+        let url = cluster.url("count");
+        Self::spawn(&["serve", "--log-level", "warn", "--database-url", &url]).await
+    }
+
+    /// The discard server of the protocol ceiling.
+    async fn discard() -> Result<ServerProcess> {
+        Self::spawn(&["bench-discard"]).await
+    }
+
+    /// This binary with `args` and `--listen` on a free port, once it
+    /// listens.
+    async fn spawn(args: &[&str]) -> Result<ServerProcess> {
         let exe = std::env::current_exe().map_err(Error::io("finding the count binary"))?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(Error::io("finding a free port"))?;
         let child = std::process::Command::new(exe)
-            .args([
-                "serve",
-                "--listen",
-                &port.to_string(),
-                "--log-level",
-                "warn",
-            ])
-            .args(["--database-url", &cluster.url("count")])
+            .args(args)
+            .args(["--listen", &port.to_string()])
             .env_remove("COUNT_CONFIG")
             .stdout(std::process::Stdio::null())
             .spawn()
-            .map_err(Error::io("starting count serve"))?;
+            .map_err(Error::io("starting a bench server"))?;
         let server = ServerProcess {
             child,
             address: port,
@@ -100,7 +107,7 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(bench_error(
-            "count serve did not start listening".to_owned(),
+            "a bench server did not start listening".to_owned(),
         ))
     }
 
@@ -173,6 +180,8 @@ fn rss_kb(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+pub use ingest::serve_discard;
 
 /// Runs every scenario and returns the report as text.
 pub async fn run(options: &BenchOptions) -> Result<String> {
