@@ -159,8 +159,10 @@ async fn background(state: State, config: ServerConfig, health: HealthReporter) 
                     health.set_service_status(SERVICE_NAME, status).await;
                     if ok {
                         tracing::info!("database reachable: SERVING");
-                    } else {
+                    } else if serving == Some(true) {
                         tracing::warn!("database unreachable: NOT_SERVING");
+                    } else {
+                        tracing::info!("NOT_SERVING until the database is connected");
                     }
                     serving = Some(ok);
                 }
