@@ -16,7 +16,7 @@ GRANT USAGE ON SEQUENCE count.methods_id_seq TO count_app;
 GRANT SELECT, INSERT, UPDATE ON count.producers TO count_app;
 -- Rollups move raw rows into daily totals.
 GRANT SELECT, INSERT, DELETE ON count.requests TO count_app;
-GRANT SELECT, INSERT, UPDATE ON count.daily_method_totals TO count_app;
+GRANT SELECT, INSERT, UPDATE ON count.daily_method_totals, count.monthly_method_totals TO count_app;
 -- Reads.
 GRANT SELECT ON count.daily_totals, count.monthly_totals, count.yearly_totals TO count_app;
 GRANT EXECUTE ON FUNCTION count.add_batch(text, bigint, text[], text[], timestamptz[], bigint[]),

@@ -4,7 +4,8 @@
 -- only wrap. Re-running this file is harmless: every statement replaces.
 
 -- Rolls up one UTC day: in one statement, moves that day's raw rows into
--- count.daily_method_totals, adding to what earlier rollups moved. Calling it
+-- count.daily_method_totals (and adds them to count.monthly_method_totals),
+-- adding to what earlier rollups moved. Calling it
 -- again picks up rows that arrived since (late data) and never double-counts.
 -- Returns the number of requests moved by this call.
 CREATE OR REPLACE FUNCTION count.rollup(rollup_day date) RETURNS bigint
@@ -27,6 +28,15 @@ BEGIN
         INSERT INTO count.daily_method_totals AS d (day, method_id, total)
         SELECT rollup_day, method_id, total FROM summed
         ON CONFLICT (day, method_id) DO UPDATE SET total = d.total + excluded.total
+        RETURNING 1
+    ), monthly AS (
+        -- In key order: rollups of other days of the month update the same
+        -- rows, and a common order makes them wait instead of deadlocking.
+        INSERT INTO count.monthly_method_totals AS m (month, method_id, total)
+        SELECT rollup_day - (extract(day FROM rollup_day)::int - 1), method_id, total
+          FROM summed
+         ORDER BY method_id
+        ON CONFLICT (month, method_id) DO UPDATE SET total = m.total + excluded.total
         RETURNING 1
     )
     SELECT coalesce(sum(total), 0)::bigint INTO moved FROM summed;
@@ -56,6 +66,14 @@ BEGIN
         INSERT INTO count.daily_method_totals AS d (day, method_id, total)
         SELECT day, method_id, total FROM summed
         ON CONFLICT (day, method_id) DO UPDATE SET total = d.total + excluded.total
+        RETURNING 1
+    ), monthly AS (
+        INSERT INTO count.monthly_method_totals AS m (month, method_id, total)
+        SELECT day - (extract(day FROM day)::int - 1), method_id, sum(total)::bigint
+          FROM summed
+         GROUP BY 1, 2
+         ORDER BY 1, 2
+        ON CONFLICT (month, method_id) DO UPDATE SET total = m.total + excluded.total
         RETURNING 1
     )
     SELECT count(DISTINCT day) INTO days FROM summed;

@@ -10,13 +10,12 @@ SELECT d.day AS period, m.method, m.path, d.total
   JOIN count.methods AS m ON m.id = d.method_id;
 
 CREATE OR REPLACE VIEW count.monthly_totals AS
-SELECT d.day - (extract(day FROM d.day)::int - 1) AS period, m.method, m.path, sum(d.total)::bigint AS total
-  FROM count.daily_method_totals AS d
-  JOIN count.methods AS m ON m.id = d.method_id
- GROUP BY 1, m.method, m.path;
+SELECT t.month AS period, m.method, m.path, t.total
+  FROM count.monthly_method_totals AS t
+  JOIN count.methods AS m ON m.id = t.method_id;
 
 CREATE OR REPLACE VIEW count.yearly_totals AS
-SELECT d.day - (extract(doy FROM d.day)::int - 1) AS period, m.method, m.path, sum(d.total)::bigint AS total
-  FROM count.daily_method_totals AS d
-  JOIN count.methods AS m ON m.id = d.method_id
+SELECT t.month - (extract(doy FROM t.month)::int - 1) AS period, m.method, m.path, sum(t.total)::bigint AS total
+  FROM count.monthly_method_totals AS t
+  JOIN count.methods AS m ON m.id = t.method_id
  GROUP BY 1, m.method, m.path;

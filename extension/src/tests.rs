@@ -6,13 +6,14 @@
 mod tests {
     use pgrx::prelude::*;
 
-    /// Creates count's tables (the first migration) once per test database, and
+    /// Creates count's tables (the migrations) once per test database, and
     /// a helper that runs a statement and returns `SQLSTATE: message` or `ok`.
     fn setup() {
         let exists = Spi::get_one::<bool>("SELECT to_regclass('count.requests') IS NOT NULL")
             .expect("catalog query");
         if exists != Some(true) {
             Spi::run(include_str!("../../migrations/V1__schema.sql")).expect("schema");
+            Spi::run(include_str!("../../migrations/V2__monthly_totals.sql")).expect("schema");
         }
         Spi::run(
             "CREATE OR REPLACE FUNCTION pg_temp.outcome(statement text) RETURNS text

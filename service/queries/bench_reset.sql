@@ -1,1 +1,1 @@
-TRUNCATE count.requests, count.daily_method_totals, count.producers, count.methods;
+TRUNCATE count.requests, count.daily_method_totals, count.monthly_method_totals, count.producers, count.methods;

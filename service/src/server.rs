@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use count_proto::v1::count_service_server::CountServiceServer;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -84,7 +84,7 @@ pub async fn run(
         .add_service(
             CountServiceServer::new(api).max_decoding_message_size(config.max_message_bytes),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal.clone());
+        .serve_with_incoming_shutdown(incoming(listener), signal.clone());
     tokio::pin!(serve);
     let result = async {
         tokio::select! {
@@ -116,6 +116,18 @@ pub async fn run(
         connecting.abort();
     }
     result
+}
+
+/// The accepted connections, with Nagle's algorithm off: gRPC writes whole
+/// messages, and delayed ACKs would otherwise hold a response back ~40 ms.
+fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 /// Waits for the interval's next tick; forever when there is none.

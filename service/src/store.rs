@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -210,12 +210,20 @@ impl Store {
             .collect())
     }
 
-    /// Rolled-up totals summed over `from` to `to`, both inclusive.
+    /// Rolled-up totals summed over `from` to `to`, both inclusive: whole
+    /// months (a month or a year) come from the monthly totals, anything
+    /// else from the daily ones.
     pub async fn period_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
+        let whole_months = from.day() == 1 && to.succ_opt().is_none_or(|next| next.day() == 1);
+        let (query, to) = if whole_months {
+            // The monthly rows are keyed by the first day of their month.
+            let last_month = to.with_day(1).unwrap_or(to);
+            (include_str!("../queries/monthly_totals.sql"), last_month)
+        } else {
+            (include_str!("../queries/period_totals.sql"), to)
+        };
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(include_str!("../queries/period_totals.sql"))
-            .await?;
+        let statement = client.prepare_cached(query).await?;
         let rows = client.query(&statement, &[&from, &to]).await?;
         Ok(rows
             .iter()

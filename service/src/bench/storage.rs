@@ -56,8 +56,12 @@ pub(super) async fn year_query(
         &[&first, &(keys as i64)],
     )
     .await?;
-    sql.batch_execute("ANALYZE count.daily_method_totals, count.methods")
+    sql.execute(include_str!("../../queries/bench_month_totals.sql"), &[])
         .await?;
+    sql.batch_execute(
+        "ANALYZE count.daily_method_totals, count.monthly_method_totals, count.methods",
+    )
+    .await?;
     let mut client = CountServiceClient::connect(format!("http://{}", server.address)).await?;
     let request = || GetPeriodTotalsRequest {
         period: Some(count_proto::google::r#type::Date {
