@@ -501,13 +501,29 @@ fn find_bin_dir() -> Result<PathBuf> {
     }
 }
 
+/// Ports the clusters pick from: below Linux's ephemeral range (32768 and
+/// up), so a port a stopped cluster will restart on is not handed to some
+/// other socket's `bind(0)` meanwhile.
+const CLUSTER_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free port from [`CLUSTER_PORTS`], picked at random.
 fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(Error::io("finding a free port"))?;
-    let port = listener
-        .local_addr()
-        .map_err(Error::io("finding a free port"))?
-        .port();
-    Ok(port)
+    use std::hash::{BuildHasher, Hasher};
+    let span = u64::from(CLUSTER_PORTS.end - CLUSTER_PORTS.start);
+    for _ in 0..100 {
+        // A fresh RandomState is randomly keyed: a cheap random number.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = CLUSTER_PORTS.start + (random % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(Error::Cluster(format!(
+        "no free port in {}..{} after 100 tries",
+        CLUSTER_PORTS.start, CLUSTER_PORTS.end
+    )))
 }
 
 fn random_password() -> Result<String> {
