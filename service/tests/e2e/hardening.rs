@@ -376,7 +376,7 @@ async fn sigterm_under_load_commits_everything_acknowledged_and_exits_zero() {
     let _store = db.store().await;
     let grpc = free_address();
     let mut server = spawn_serve(grpc, &db.cluster.url("count"), &["--shutdown-grace", "1s"]);
-    wait_until_listening(grpc).await;
+    wait_until_serving(grpc).await;
     let counter = count_client::Counter::builder(format!("http://{grpc}"))
         .flush_interval(Duration::from_millis(20))
         .build()
@@ -489,7 +489,7 @@ async fn a_stalled_database_keeps_server_memory_bounded_and_recovers() {
         &db.cluster.url("count"),
         &["--max-batch-keys", "2000"],
     );
-    wait_until_listening(grpc).await;
+    wait_until_serving(grpc).await;
     // Hold a lock that stalls every insert.
     let locker = db.sql().await;
     locker

@@ -271,6 +271,15 @@ pub(crate) fn spawn_serve(address: std::net::SocketAddr, url: &str, extra: &[&st
     )
 }
 
+/// Waits until the count server on `address` (plaintext) reports SERVING:
+/// connected to its database, migrations applied.
+pub(crate) async fn wait_until_serving(address: std::net::SocketAddr) {
+    eventually(Duration::from_secs(30), || async move {
+        health_status(address).await == 1
+    })
+    .await;
+}
+
 /// Waits until something accepts connections on `address`.
 pub(crate) async fn wait_until_listening(address: std::net::SocketAddr) {
     eventually(Duration::from_secs(30), || async move {
@@ -282,11 +291,13 @@ pub(crate) async fn wait_until_listening(address: std::net::SocketAddr) {
 /// The health status of `count.v1.CountService` (1 SERVING, 2 NOT_SERVING;
 /// -1 when the check fails).
 pub(crate) async fn health_status(address: SocketAddr) -> i32 {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .unwrap()
+    let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .expect("URL")
         .connect()
         .await
-        .unwrap();
+    else {
+        return -1;
+    };
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let request = tonic_health::pb::HealthCheckRequest {
         service: "count.v1.CountService".to_owned(),

@@ -128,7 +128,7 @@ async fn metrics_count_a_known_workload() {
         &db.cluster.url("count"),
         &["--metrics-listen", &metrics.to_string()],
     );
-    wait_until_listening(grpc).await;
+    wait_until_serving(grpc).await;
     let mut client = count_proto::v1::count_service_client::CountServiceClient::connect(format!(
         "http://{grpc}"
     ))

@@ -330,6 +330,25 @@ async fn the_binary_serves_tls_from_its_flags_and_count_totals_reads_it() {
         &["--tls-cert", &cert, "--tls-key", &key],
     );
     wait_until_listening(address).await;
+    // Connected to its database: its health says SERVING (over TLS).
+    let ca_for_health = std::fs::read_to_string(&ca).unwrap();
+    eventually(Duration::from_secs(30), || {
+        let ca = ca_for_health.clone();
+        async move {
+            let Ok(channel) = tls_channel(address, &ca, None).await else {
+                return false;
+            };
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            };
+            health
+                .check(request)
+                .await
+                .is_ok_and(|r| r.into_inner().status == 1)
+        }
+    })
+    .await;
     let t = day_start(1);
     let ca_pem = std::fs::read_to_string(&ca).unwrap();
     let mut client = CountServiceClient::new(tls_channel(address, &ca_pem, None).await.unwrap());
