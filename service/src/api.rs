@@ -1,8 +1,6 @@
 //! The `count.v1.CountService` handlers: thin adapters from gRPC to
 //! [`crate::ingest`] and [`Store`].
 
-use std::time::SystemTime;
-
 use count_proto::v1::count_service_server::CountService;
 use count_proto::v1::{
     AddBatchRequest, AddBatchResponse, AddRequest, AddResponse, CountDailyTotalsRequest,
@@ -15,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::aggregate::Aggregate;
 use crate::config::IngestConfig;
 use crate::dates;
+use crate::entry::Clock;
 use crate::error::Error;
 use crate::ingest::ingest_stream;
 use crate::metrics;
@@ -146,14 +145,14 @@ impl CountService for CountApi {
                 format!("must be at most {}, got {}", i64::MAX, request.sequence),
             )
         })?;
-        let now = SystemTime::now();
+        let mut clock = Clock::system();
         let mut aggregate = Aggregate::default();
         let entries = request.entries.len() as u64;
         metrics::received("add_batch", entries);
         for (index, entry) in request.entries.into_iter().enumerate() {
             self.config
                 .rules
-                .check(entry, now)
+                .check(entry, &mut clock)
                 .and_then(|entry| aggregate.add(entry, |m, p| self.state.endpoints.admit(m, p)))
                 .map_err(|e| match e {
                     Error::InvalidArgument { field, reason } => {

@@ -246,7 +246,7 @@ pub struct BenchArgs {
     #[arg(long, env = "COUNT_BENCH_LAYER_TIME", default_value = "2s")]
     pub layer_time: humantime::Duration,
     /// Requests per streaming measurement (split over 1, 4 and 16 streams).
-    #[arg(long, env = "COUNT_BENCH_STREAM_REQUESTS", default_value_t = 1_000_000)]
+    #[arg(long, env = "COUNT_BENCH_STREAM_REQUESTS", default_value_t = 5_000_000)]
     pub stream_requests: usize,
     /// How long the original design's baseline runs.
     #[arg(long, env = "COUNT_BENCH_BASELINE_TIME", default_value = "3s")]

@@ -6,7 +6,7 @@
 //! write has not finished, the stream is not read further, and HTTP/2 flow
 //! control pushes back on the client.
 
-use std::time::SystemTime;
+use std::pin::pin;
 
 use count_proto::v1::{AddRequest, AddResponse};
 use futures::{Stream, StreamExt};
@@ -17,10 +17,15 @@ use tonic::Status;
 
 use crate::aggregate::{Aggregate, FlushBatch};
 use crate::config::IngestConfig;
+use crate::entry::Clock;
 use crate::error::Error;
 use crate::metrics;
 use crate::state::State;
 use crate::store::Store;
+
+/// How many received messages are handled at most between two looks at the
+/// flush timer and the shutdown signal.
+const READY_MESSAGES: usize = 128;
 
 /// How many rejection reasons an `AddResponse` carries at most.
 const MAX_REJECTIONS: usize = 10;
@@ -31,7 +36,7 @@ const MAX_REJECTIONS: usize = 10;
 pub async fn ingest_stream<S>(
     state: State,
     config: IngestConfig,
-    mut stream: S,
+    stream: S,
     mut drain: watch::Receiver<bool>,
 ) -> Result<AddResponse, Status>
 where
@@ -41,45 +46,62 @@ where
     let mut writer = Writer::new(state.store()?.clone());
     let mut response = AddResponse::default();
     let mut counted = StreamMetrics::default();
-    // When the oldest unflushed entry must be written at the latest.
-    let mut flush_at: Option<Instant> = None;
+    // One timer and one drain future for the whole stream: creating them per
+    // message registered a timer per message, which cost more than the rest
+    // of the message's handling together.
+    let flush_timer = sleep_until(Instant::now());
+    let mut flush_timer = pin!(flush_timer);
+    // Whether the timer is set for the oldest unflushed entry.
+    let mut flush_armed = false;
+    let mut drained = pin!(drained(&mut drain));
+    let mut clock = Clock::system();
+    // The messages already received are handled together: going through
+    // the select for each one cost more than handling it.
+    let mut stream = stream.ready_chunks(READY_MESSAGES);
     loop {
         tokio::select! {
-            () = drained(&mut drain) => {
+            () = &mut drained => {
                 tracing::info!(received = counted.received, "server shutting down: ending an open Add stream");
                 break;
             }
-            () = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => {
+            () = &mut flush_timer, if flush_armed => {
                 writer.write(aggregate.take_batch()).await?;
-                flush_at = None;
+                flush_armed = false;
             }
-            message = stream.next() => match message {
-                None => break,
-                Some(Ok(request)) => {
-                    counted.received += 1;
-                    let added = config
-                        .rules
-                        .check(request, SystemTime::now())
-                        .and_then(|entry| aggregate.add(entry, |m, p| state.endpoints.admit(m, p)));
-                    match added {
-                        Ok(()) => {
-                            counted.accepted += 1;
-                            flush_at.get_or_insert_with(|| Instant::now() + config.flush_interval);
+            messages = stream.next() => {
+                let Some(messages) = messages else { break };
+                for message in messages {
+                    match message {
+                        Ok(request) => {
+                            counted.received += 1;
+                            let added = config
+                                .rules
+                                .check(request, &mut clock)
+                                .and_then(|entry| aggregate.add(entry, |m, p| state.endpoints.admit(m, p)));
+                            match added {
+                                Ok(()) => {
+                                    counted.accepted += 1;
+                                    if !flush_armed {
+                                        flush_timer.as_mut().reset(Instant::now() + config.flush_interval);
+                                        flush_armed = true;
+                                    }
+                                }
+                                Err(e) => reject(&mut response, counted.received, &e),
+                            }
+                            if aggregate.keys() >= config.max_batch_keys {
+                                writer.write(aggregate.take_batch()).await?;
+                                flush_armed = false;
+                            }
                         }
-                        Err(e) => reject(&mut response, counted.received, &e),
+                        Err(status) => {
+                            // The client is gone; what it sent is still
+                            // counted, as the original service did.
+                            tracing::debug!(%status, received = counted.received, "Add stream broke");
+                            writer.write(aggregate.take_batch()).await?;
+                            writer.finish().await?;
+                            return Err(status);
+                        }
                     }
-                    if aggregate.keys() >= config.max_batch_keys {
-                        writer.write(aggregate.take_batch()).await?;
-                        flush_at = None;
-                    }
-                }
-                Some(Err(status)) => {
-                    // The client is gone; what it sent is still counted, as
-                    // the original service did.
-                    tracing::debug!(%status, received = counted.received, "Add stream broke");
-                    writer.write(aggregate.take_batch()).await?;
-                    writer.finish().await?;
-                    return Err(status);
                 }
             }
         }
