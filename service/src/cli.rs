@@ -248,6 +248,21 @@ pub struct BenchArgs {
     /// Requests per streaming measurement (split over 1, 4 and 16 streams).
     #[arg(long, env = "COUNT_BENCH_STREAM_REQUESTS", default_value_t = 5_000_000)]
     pub stream_requests: usize,
+    /// Requests of the overload measurement: 16 streams of requests that are
+    /// each their own raw row, faster than the database can write them.
+    #[arg(
+        long,
+        env = "COUNT_BENCH_OVERLOAD_REQUESTS",
+        default_value_t = 2_000_000
+    )]
+    pub overload_requests: usize,
+    /// Requests recorded through count-client in its end-to-end measurement.
+    #[arg(
+        long,
+        env = "COUNT_BENCH_CLIENT_REQUESTS",
+        default_value_t = 50_000_000
+    )]
+    pub client_requests: usize,
     /// How long the original design's baseline runs.
     #[arg(long, env = "COUNT_BENCH_BASELINE_TIME", default_value = "3s")]
     pub baseline_time: humantime::Duration,
@@ -444,6 +459,8 @@ impl Cli {
                     records: args.records,
                     layer_time: *args.layer_time,
                     stream_requests: args.stream_requests,
+                    overload_requests: args.overload_requests,
+                    client_requests: args.client_requests,
                     baseline_time: *args.baseline_time,
                     rollup_rows: args.rollup_rows,
                     year_keys: args.year_keys,

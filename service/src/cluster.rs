@@ -402,7 +402,7 @@ impl Cluster {
     }
 
     /// The postmaster's pid when a server runs on this data directory.
-    fn postmaster_pid(&self) -> Result<Option<nix::unistd::Pid>> {
+    pub fn postmaster_pid(&self) -> Result<Option<nix::unistd::Pid>> {
         let pid_file = self.data_dir().join("postmaster.pid");
         let Ok(text) = fs::read_to_string(&pid_file) else {
             return Ok(None);

@@ -1,6 +1,8 @@
-//! The client library scenario: what `Counter::record` costs the caller's
-//! thread, alone and with 8 threads contending, and what `CountLayer` costs
-//! an axum handler over real HTTP/1.1, against the same handler without it.
+//! The client library scenarios: requests counted end to end (recorded by
+//! many threads, delivered, committed), what `Counter::record` costs the
+//! caller's thread, alone and with 8 threads contending, and what
+//! `CountLayer` costs an axum handler over real HTTP/1.1, against the same
+//! handler without it.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::process::{CpuMeter, cpu_seconds};
+use super::{ServerProcess, connect};
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 
 /// Calls timed together, so the clock's own cost spreads over them.
@@ -21,8 +26,91 @@ const PATHS: usize = 100;
 /// Concurrent HTTP connections of the layer measurement.
 const CONNECTIONS: usize = 4;
 
-/// Measures both and returns the table.
-pub(super) async fn run(records: usize, layer_time: Duration) -> Result<String> {
+/// Threads recording in the end-to-end measurement.
+const THREADS: usize = 4;
+
+/// The client library end to end: `THREADS` threads record `requests`
+/// requests through one `Counter` delivering to `server`; the rate runs from
+/// the first `record` until `shutdown` returns with every request
+/// acknowledged, that is committed. Returns the table's lines and the
+/// counted requests/s.
+pub(super) async fn end_to_end(
+    cluster: &Cluster,
+    server: &ServerProcess,
+    requests: usize,
+) -> Result<(String, f64)> {
+    let sql = connect(cluster).await?;
+    sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+        .await?;
+    let counter = Counter::builder(format!("http://{}", server.address))
+        .producer_id(PRODUCER)
+        .build()
+        .map_err(|e| Error::Cluster(format!("bench counter: {e}")))?;
+    let paths: Vec<String> = (0..PATHS).map(|p| format!("/bench/{p}")).collect();
+    let per_thread = requests / THREADS;
+    let cpu = CpuMeter::start(server.pid(), cluster);
+    let own_cpu = cpu_seconds(std::process::id(), false);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let counter = counter.clone();
+            let paths = paths.clone();
+            std::thread::spawn(move || {
+                for i in 0..per_thread {
+                    counter.record(Method::Get, &paths[(i + thread) % PATHS]);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| Error::Cluster("bench thread panicked".to_owned()))?;
+    }
+    let recorded = start.elapsed().as_secs_f64();
+    let stats = counter
+        .shutdown(Duration::from_secs(60))
+        .await
+        .map_err(|e| Error::Cluster(format!("bench counter shutdown: {e}")))?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let client_cpu = cpu_seconds(std::process::id(), false) - own_cpu;
+    let (server_cpu, postgres_cpu) = cpu.read();
+    let sent = (per_thread * THREADS) as u64;
+    let stored = sql
+        .query_one(include_str!("../../queries/bench_raw_rows.sql"), &[])
+        .await?;
+    let (rows, committed): (i64, i64) = (stored.get(0), stored.get(1));
+    let batches: i64 = sql
+        .query_one(
+            include_str!("../../queries/bench_batches.sql"),
+            &[&PRODUCER],
+        )
+        .await?
+        .get(0);
+    if stats.delivered != sent || stats.dropped != 0 || committed != sent as i64 {
+        return Err(Error::Cluster(format!(
+            "bench self-check failed: recorded {sent}, delivered {}, dropped {}, committed {committed}",
+            stats.delivered, stats.dropped
+        )));
+    }
+    let rate = sent as f64 / elapsed;
+    let table = format!(
+        "client end to end ({THREADS} threads, {sent} requests)   counted/s   recording/s   batches   raw rows   \
+         client CPU s   server CPU s   PostgreSQL CPU s\n\
+         {:<45}{:>11.0}{:>14.0}{batches:>10}{rows:>11}{client_cpu:>15.1}{server_cpu:>15.1}{postgres_cpu:>19.1}\n",
+        "",
+        rate,
+        sent as f64 / recorded,
+    );
+    Ok((table, rate))
+}
+
+/// The producer id of the end-to-end measurement's counter.
+const PRODUCER: &str = "count-bench";
+
+/// Measures what `record` and the layer cost their caller; returns the
+/// table.
+pub(super) async fn caller_costs(records: usize, layer_time: Duration) -> Result<String> {
     // Nothing listens on the discard port: records stay in memory, so this
     // measures the caller's cost only.
     let counter = Counter::builder("http://127.0.0.1:9")

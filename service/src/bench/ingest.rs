@@ -19,6 +19,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::process::{CpuMeter, RssSampler};
 use super::{ServerProcess, bench_error, connect};
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -88,19 +89,44 @@ pub async fn serve_discard(address: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// The messages of one stream: one request each, over `PATHS` paths, with
-/// timestamps advancing over `SECONDS` seconds as a live service's would.
-fn messages(stream: usize, count: usize) -> Vec<AddRequest> {
-    let start = chrono::Utc::now().timestamp() - SECONDS as i64;
+/// How the load's requests spread over keys (method, path, second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// Over `PATHS` paths, timestamps advancing over `SECONDS` seconds as a
+    /// live service's would: the server's aggregation folds them into few
+    /// rows.
+    Live,
+    /// Every request its own key (`PATHS` paths, one second further back
+    /// every `PATHS` requests): one raw row each, so the database, not the
+    /// load generator, sets the pace.
+    Distinct,
+}
+
+/// The messages of stream `stream` of `streams`: `count` requests, one per
+/// message.
+fn messages(keys: Keys, stream: usize, streams: usize, count: usize) -> Vec<AddRequest> {
+    let now = chrono::Utc::now().timestamp();
     (0..count)
-        .map(|i| AddRequest {
-            method: Method::Get as i32,
-            path: format!("/bench/{}", (i * 7 + stream) % PATHS),
-            request_timestamp: Some(prost_types::Timestamp {
-                seconds: start + (i * SECONDS / count.max(1)) as i64,
-                nanos: 0,
-            }),
-            count: 0,
+        .map(|i| {
+            let (path, second) = match keys {
+                Keys::Live => (
+                    (i * 7 + stream) % PATHS,
+                    now - SECONDS as i64 + (i * SECONDS / count.max(1)) as i64,
+                ),
+                Keys::Distinct => {
+                    let n = i * streams + stream;
+                    (n % PATHS, now - (n / PATHS) as i64)
+                }
+            };
+            AddRequest {
+                method: Method::Get as i32,
+                path: format!("/bench/{path}"),
+                request_timestamp: Some(prost_types::Timestamp {
+                    seconds: second,
+                    nanos: 0,
+                }),
+                count: 0,
+            }
         })
         .collect()
 }
@@ -108,12 +134,17 @@ fn messages(stream: usize, count: usize) -> Vec<AddRequest> {
 /// Streams `total` requests over `streams` streams; returns requests/s from
 /// the first message until every stream is answered (for count serve:
 /// committed), and the requests the answers accepted.
-async fn stream_load(address: SocketAddr, streams: usize, total: usize) -> Result<(f64, i64)> {
+async fn stream_load(
+    address: SocketAddr,
+    keys: Keys,
+    streams: usize,
+    total: usize,
+) -> Result<(f64, i64)> {
     let per_stream = total / streams;
     let mut clients = Vec::new();
     for stream in 0..streams {
         let client = CountServiceClient::connect(format!("http://{address}")).await?;
-        clients.push((client, messages(stream, per_stream)));
+        clients.push((client, messages(keys, stream, streams, per_stream)));
     }
     let start = Instant::now();
     let calls: Vec<_> = clients
@@ -136,13 +167,28 @@ async fn stream_load(address: SocketAddr, streams: usize, total: usize) -> Resul
     ))
 }
 
+/// What `count serve` did with one load: committed requests/s, and what it
+/// cost.
+pub(super) struct ServeFigure {
+    rate: f64,
+    rows: i64,
+    peak_rss_kb: u64,
+    server_cpu: f64,
+    postgres_cpu: f64,
+}
+
+impl ServeFigure {
+    /// The server's peak resident memory in MB.
+    pub(super) fn peak_rss_mb(&self) -> u64 {
+        self.peak_rss_kb / 1024
+    }
+}
+
 /// One row of the ingest table.
 pub(super) struct StreamFigure {
     streams: usize,
     ceiling: f64,
-    ingest: f64,
-    peak_rss_kb: u64,
-    cpu_seconds: f64,
+    serve: ServeFigure,
 }
 
 impl StreamFigure {
@@ -153,13 +199,49 @@ impl StreamFigure {
 
     /// count serve's committed requests/s.
     pub(super) fn ingest(&self) -> f64 {
-        self.ingest
+        self.serve.rate
     }
 
     /// Committed rate over the protocol ceiling.
     pub(super) fn ratio(&self) -> f64 {
-        self.ingest / self.ceiling
+        self.serve.rate / self.ceiling
     }
+}
+
+/// Streams `total` requests into `server` over `streams` streams on an
+/// emptied database, and checks that every one was accepted and stored.
+async fn serve_load(
+    cluster: &Cluster,
+    server: &ServerProcess,
+    keys: Keys,
+    streams: usize,
+    total: usize,
+) -> Result<ServeFigure> {
+    let sql = connect(cluster).await?;
+    sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+        .await?;
+    let cpu = CpuMeter::start(server.pid(), cluster);
+    let sampler = RssSampler::start(server.pid());
+    let (rate, accepted) = stream_load(server.address, keys, streams, total).await?;
+    let peak_rss_kb = sampler.stop().await;
+    let (server_cpu, postgres_cpu) = cpu.read();
+    let stored = sql
+        .query_one(include_str!("../../queries/bench_raw_rows.sql"), &[])
+        .await?;
+    let (rows, requests): (i64, i64) = (stored.get(0), stored.get(1));
+    let sent = (total / streams * streams) as i64;
+    if accepted != sent || requests != sent {
+        return Err(bench_error(format!(
+            "bench self-check failed: sent {sent} requests, {accepted} accepted, {requests} stored"
+        )));
+    }
+    Ok(ServeFigure {
+        rate,
+        rows,
+        peak_rss_kb,
+        server_cpu,
+        postgres_cpu,
+    })
 }
 
 /// The ceiling and count serve's committed rate at each stream count.
@@ -169,35 +251,28 @@ pub(super) async fn streaming(
     total: usize,
 ) -> Result<Vec<StreamFigure>> {
     let discard = ServerProcess::discard().await?;
-    let sql = connect(cluster).await?;
     let mut figures = Vec::new();
     for streams in [1, 4, 16] {
-        let (ceiling, _) = stream_load(discard.address, streams, total).await?;
-        sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
-            .await?;
-        let cpu_before = server.cpu_seconds();
-        let sampler = server.sample_rss();
-        let (ingest, accepted) = stream_load(server.address, streams, total).await?;
-        let peak_rss_kb = sampler.stop().await;
-        let stored: i64 = sql
-            .query_one(include_str!("../../queries/raw_requests.sql"), &[])
-            .await?
-            .get(0);
-        let sent = (total / streams * streams) as i64;
-        if accepted != sent || stored != sent {
-            return Err(bench_error(format!(
-                "bench self-check failed: sent {sent} requests, {accepted} accepted, {stored} stored"
-            )));
-        }
+        let (ceiling, _) = stream_load(discard.address, Keys::Live, streams, total).await?;
+        let serve = serve_load(cluster, server, Keys::Live, streams, total).await?;
         figures.push(StreamFigure {
             streams,
             ceiling,
-            ingest,
-            peak_rss_kb,
-            cpu_seconds: server.cpu_seconds() - cpu_before,
+            serve,
         });
     }
     Ok(figures)
+}
+
+/// Overload: 16 streams of requests that are each their own key, so every
+/// request becomes a raw row and the load generator outpaces the database;
+/// backpressure, not buffering, must bound the server's memory.
+pub(super) async fn overload(
+    cluster: &Cluster,
+    server: &ServerProcess,
+    total: usize,
+) -> Result<ServeFigure> {
+    serve_load(cluster, server, Keys::Distinct, 16, total).await
 }
 
 /// Statements/s of the original design: one statement per request that
@@ -261,23 +336,39 @@ pub(super) async fn copy_rows(
 }
 
 /// The ingest table.
-pub(super) fn render(figures: &[StreamFigure], original: f64, copy: f64) -> String {
+pub(super) fn render(
+    figures: &[StreamFigure],
+    overload: &ServeFigure,
+    original: f64,
+    copy: f64,
+) -> String {
     let mut out = String::from(
-        "ingest (requests/s)          ceiling    count serve  serve/ceiling  serve/original  server peak RSS  server CPU s\n",
+        "ingest (requests/s)          ceiling    count serve  serve/ceiling  serve/original  \
+         raw rows  server peak RSS  server CPU s  PostgreSQL CPU s\n",
     );
-    for f in figures {
+    let mut row = |name: String, ceiling: Option<f64>, f: &ServeFigure| {
+        let (ceiling, ratio) = ceiling.map_or(("n/a".to_owned(), "n/a".to_owned()), |c| {
+            (format!("{c:.0}"), format!("{:.2}x", f.rate / c))
+        });
         out.push_str(&format!(
-            "{:<2} stream{:<18}{:>10.0}{:>15.0}{:>14.2}x{:>15.0}x{:>14} MB{:>14.1}\n",
-            f.streams,
-            if f.streams == 1 { " " } else { "s" },
-            f.ceiling,
-            f.ingest,
-            f.ingest / f.ceiling,
-            f.ingest / original,
-            f.peak_rss_kb / 1024,
-            f.cpu_seconds,
+            "{name:<26}{ceiling:>10}{:>15.0}{ratio:>15}{:>15.0}x{:>10}{:>14} MB{:>14.1}{:>18.1}\n",
+            f.rate,
+            f.rate / original,
+            f.rows,
+            f.peak_rss_mb(),
+            f.server_cpu,
+            f.postgres_cpu,
         ));
+    };
+    for f in figures {
+        let name = format!(
+            "{} stream{}",
+            f.streams,
+            if f.streams == 1 { "" } else { "s" }
+        );
+        row(name, Some(f.ceiling), &f.serve);
     }
+    row("16 streams, overload".to_owned(), None, overload);
     out.push_str(&format!(
         "original design, 16 connections{original:>12.0}\n"
     ));

@@ -14,6 +14,7 @@
 
 mod client;
 mod ingest;
+mod process;
 mod sql_api;
 mod storage;
 
@@ -33,8 +34,12 @@ pub struct BenchOptions {
     pub keys_per_call: Vec<usize>,
     /// Timed `add_batch` calls per block.
     pub calls: usize,
-    /// `record` calls per client measurement.
+    /// `record` calls per client cost measurement.
     pub records: usize,
+    /// Requests recorded in the client library's end-to-end measurement.
+    pub client_requests: usize,
+    /// Requests of the overload measurement (each its own raw row).
+    pub overload_requests: usize,
     /// How long each layer measurement sends requests.
     pub layer_time: Duration,
     /// Requests per streaming measurement (split over the streams).
@@ -111,42 +116,9 @@ impl ServerProcess {
         ))
     }
 
-    /// User + system CPU seconds the server has used.
-    fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name, which is in parentheses.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, rest)| rest)
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 (11 and 12 after the name);
-        // the kernel counts 100 ticks a second on Linux.
-        (ticks(11) + ticks(12)) / 100.0
-    }
-
-    /// Samples the server's resident memory until stopped.
-    fn sample_rss(&self) -> RssSampler {
-        let pid = self.child.id();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let mut peak = 0;
-            loop {
-                peak = peak.max(rss_kb(pid));
-                tokio::select! {
-                    _ = &mut stopped => return peak,
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
-                }
-            }
-        });
-        RssSampler { stop, task }
+    /// The server's process id.
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -155,30 +127,6 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A running peak-RSS sampler.
-struct RssSampler {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<u64>,
-}
-
-impl RssSampler {
-    /// The peak in kB.
-    async fn stop(self) -> u64 {
-        let _ = self.stop.send(());
-        self.task.await.unwrap_or(0)
-    }
-}
-
-/// Resident memory of `pid` in kB (0 if unreadable).
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 pub use ingest::serve_discard;
@@ -204,6 +152,9 @@ async fn scenarios(cluster: &Cluster, options: &BenchOptions) -> Result<String> 
     // where it is installed.
     let server = ServerProcess::start(cluster).await?;
     let streams = ingest::streaming(cluster, &server, options.stream_requests).await?;
+    let overload = ingest::overload(cluster, &server, options.overload_requests).await?;
+    let (end_to_end, client_rate) =
+        client::end_to_end(cluster, &server, options.client_requests).await?;
     let sql = connect(cluster).await?;
     sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
         .await?;
@@ -223,7 +174,7 @@ async fn scenarios(cluster: &Cluster, options: &BenchOptions) -> Result<String> 
     let (p50, p99) =
         storage::year_query(cluster, &server, options.year_keys, options.queries).await?;
     drop(server);
-    let client = client::run(options.records, options.layer_time).await?;
+    let client = client::caller_costs(options.records, options.layer_time).await?;
 
     let at = |n: usize| {
         streams
@@ -233,16 +184,19 @@ async fn scenarios(cluster: &Cluster, options: &BenchOptions) -> Result<String> 
     };
     let summary = format!(
         "summary: streaming ingest {:.2}x/{:.2}x the protocol ceiling at 4/16 streams, {:.0}x the original design; \
-         rollup {:.2}x the bare scan; year query p99 {p99:.1} ms",
+         client library {:.1}M counted/s; rollup {:.2}x the bare scan; year query p99 {p99:.1} ms; \
+         server peak RSS {} MB (overload)",
         at(4),
         at(16),
         streams.iter().map(|f| f.ingest()).fold(0.0, f64::max) / original,
+        client_rate / 1e6,
         rollup / scan,
+        overload.peak_rss_mb(),
     );
     Ok(format!(
         "{}\n{sql_api}\nrollup of {} raw rows            bare scan s   rollup s   rollup/scan\n{:<40}{scan:>9.2}{rollup:>11.2}{:>13.2}x\n\n\
-         year query (GetPeriodTotals, {} endpoints x 365 days, {} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms\n\n{client}\n{summary}\n",
-        ingest::render(&streams, original, copy),
+         year query (GetPeriodTotals, {} endpoints x 365 days, {} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms\n\n{end_to_end}\n{client}\n{summary}\n",
+        ingest::render(&streams, &overload, original, copy),
         options.rollup_rows,
         "",
         rollup / scan,

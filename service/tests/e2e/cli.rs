@@ -248,6 +248,10 @@ async fn bench_runs_its_scenarios_and_checks_what_it_wrote() {
         "50ms",
         "--stream-requests",
         "1600",
+        "--overload-requests",
+        "3200",
+        "--client-requests",
+        "20000",
         "--baseline-time",
         "100ms",
         "--rollup-rows",
@@ -266,10 +270,25 @@ async fn bench_runs_its_scenarios_and_checks_what_it_wrote() {
             .unwrap_or_else(|| panic!("no line `{start}…` in:\n{out}"))
             .to_owned()
     };
-    for streams in ["1  stream", "4  streams", "16 streams"] {
+    for streams in ["1 stream ", "4 streams ", "16 streams "] {
         let row = line(streams);
         assert!(row.ends_with(|c: char| c.is_ascii_digit()), "{row}");
     }
+    // Under overload every request is its own raw row.
+    let overload = line("16 streams, overload");
+    let figures: Vec<&str> = overload.split_whitespace().collect();
+    assert_eq!(figures.get(7), Some(&"3200"), "raw rows: {overload}");
+    // The end-to-end figures follow their header line.
+    let end_to_end: Vec<f64> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("client end to end"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no client end-to-end figures in:\n{out}"))
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(end_to_end.len(), 7, "{out}");
+    assert!(end_to_end[0] > 0.0 && end_to_end[2] >= 1.0, "{out}");
     line("original design, 16 connections");
     line("COPY (FORMAT binary) rows/s");
     for name in [

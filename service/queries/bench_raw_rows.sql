@@ -1,0 +1,1 @@
+SELECT count(*), coalesce(sum(count), 0)::bigint FROM count.requests
