@@ -1,7 +1,43 @@
 -- count.rollup and count.rollup_due in portable SQL. The service installs
--- them with sql/add_batch.sql where the extension is absent; the extension
--- ships this same file, as rolling up is set-based SQL that native code would
--- only wrap. Re-running this file is harmless: every statement replaces.
+-- them with sql/add_batch.sql where the extension is absent. The extension
+-- ships this same file for count.add_totals, and replaces the two rollups
+-- with versions that roll up a day's partition whole (extension/queries/
+-- partitions.sql). Re-running this file is harmless: every statement
+-- replaces.
+
+-- Adds requests to count.daily_method_totals and
+-- count.monthly_method_totals: element i of the arrays is one (day,
+-- endpoint, requests), at most one element per (day, endpoint). Every rollup
+-- ends here. Returns the requests added.
+CREATE OR REPLACE FUNCTION count.add_totals(days date[], method_ids bigint[], totals bigint[])
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    added bigint;
+BEGIN
+    WITH summed AS (
+        SELECT day, method_id, total FROM unnest(days, method_ids, totals) AS t (day, method_id, total)
+    ), merged AS (
+        INSERT INTO count.daily_method_totals AS d (day, method_id, total)
+        SELECT day, method_id, total FROM summed
+        ON CONFLICT (day, method_id) DO UPDATE SET total = d.total + excluded.total
+        RETURNING 1
+    ), monthly AS (
+        -- In key order: rollups of other days of the month update the same
+        -- rows, and a common order makes them wait instead of deadlocking.
+        INSERT INTO count.monthly_method_totals AS m (month, method_id, total)
+        SELECT day - (extract(day FROM day)::int - 1), method_id, sum(total)::bigint
+          FROM summed
+         GROUP BY 1, 2
+         ORDER BY 1, 2
+        ON CONFLICT (month, method_id) DO UPDATE SET total = m.total + excluded.total
+        RETURNING 1
+    )
+    SELECT coalesce(sum(total), 0)::bigint INTO added FROM summed;
+    RETURN added;
+END;
+$$;
 
 -- Rolls up one UTC day: in one statement, moves that day's raw rows into
 -- count.daily_method_totals (and adds them to count.monthly_method_totals),
@@ -24,22 +60,10 @@ BEGIN
         RETURNING method_id, count
     ), summed AS (
         SELECT method_id, sum(count)::bigint AS total FROM gone GROUP BY method_id
-    ), merged AS (
-        INSERT INTO count.daily_method_totals AS d (day, method_id, total)
-        SELECT rollup_day, method_id, total FROM summed
-        ON CONFLICT (day, method_id) DO UPDATE SET total = d.total + excluded.total
-        RETURNING 1
-    ), monthly AS (
-        -- In key order: rollups of other days of the month update the same
-        -- rows, and a common order makes them wait instead of deadlocking.
-        INSERT INTO count.monthly_method_totals AS m (month, method_id, total)
-        SELECT rollup_day - (extract(day FROM rollup_day)::int - 1), method_id, total
-          FROM summed
-         ORDER BY method_id
-        ON CONFLICT (month, method_id) DO UPDATE SET total = m.total + excluded.total
-        RETURNING 1
     )
-    SELECT coalesce(sum(total), 0)::bigint INTO moved FROM summed;
+    SELECT count.add_totals(array_agg(rollup_day), array_agg(method_id), array_agg(total))
+      INTO moved
+      FROM summed;
     RETURN moved;
 END;
 $$;
@@ -53,6 +77,7 @@ AS $$
 DECLARE
     today_start timestamptz := ((now() AT TIME ZONE 'UTC')::date)::timestamp AT TIME ZONE 'UTC';
     days bigint;
+    moved bigint;
 BEGIN
     WITH gone AS (
         DELETE FROM count.requests
@@ -62,21 +87,10 @@ BEGIN
         SELECT (request_timestamp AT TIME ZONE 'UTC')::date AS day, method_id, sum(count)::bigint AS total
           FROM gone
          GROUP BY 1, 2
-    ), merged AS (
-        INSERT INTO count.daily_method_totals AS d (day, method_id, total)
-        SELECT day, method_id, total FROM summed
-        ON CONFLICT (day, method_id) DO UPDATE SET total = d.total + excluded.total
-        RETURNING 1
-    ), monthly AS (
-        INSERT INTO count.monthly_method_totals AS m (month, method_id, total)
-        SELECT day - (extract(day FROM day)::int - 1), method_id, sum(total)::bigint
-          FROM summed
-         GROUP BY 1, 2
-         ORDER BY 1, 2
-        ON CONFLICT (month, method_id) DO UPDATE SET total = m.total + excluded.total
-        RETURNING 1
     )
-    SELECT count(DISTINCT day) INTO days FROM summed;
+    SELECT count(DISTINCT day), count.add_totals(array_agg(day), array_agg(method_id), array_agg(total))
+      INTO days, moved
+      FROM summed;
     RETURN days;
 END;
 $$;

@@ -30,6 +30,7 @@ extension_sql_file!(
     name = "rollup",
     requires = ["bootstrap"]
 );
+extension_sql_file!("../queries/partitions.sql", name = "partitions", finalize);
 
 /// Adds one flush of aggregated counts: element i of the arrays is one
 /// (method, path, timestamp, count). With `producer` and `seq`, applies the

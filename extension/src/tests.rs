@@ -192,4 +192,121 @@ mod tests {
             "22004: count.rollup: rollup_day must not be NULL"
         );
     }
+
+    fn one<T: pgrx::IntoDatum + pgrx::FromDatum>(query: &str) -> Option<T> {
+        Spi::get_one::<T>(query).expect(query)
+    }
+
+    fn add(path: &str, at: &str, count: i64) {
+        Spi::run(&format!(
+            "SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['{path}'],
+                    ARRAY['{at}']::timestamptz[], ARRAY[{count}])"
+        ))
+        .expect("add_batch");
+    }
+
+    #[pg_test]
+    fn prepare_partitions_partitions_the_table_and_keeps_its_rows_and_grants() {
+        setup();
+        add("/p1", "2025-05-01 12:00:00+00", 4);
+        Spi::run("GRANT SELECT ON count.requests TO PUBLIC").expect("grant");
+        // 2025-05-01 has rows in what becomes the default partition: no
+        // partition of its own; the next two days get theirs.
+        assert_eq!(
+            one::<i32>("SELECT count.prepare_partitions('2025-05-01', 3)"),
+            Some(2)
+        );
+        assert_eq!(
+            one::<String>(
+                "SELECT relkind::text FROM pg_class WHERE oid = 'count.requests'::regclass"
+            ),
+            Some("p".to_owned())
+        );
+        assert_eq!(total("/p1"), 4);
+        add("/p1", "2025-05-02 00:00:00+00", 5);
+        assert_eq!(
+            one::<String>("SELECT tableoid::regclass::text FROM count.requests WHERE count = 5"),
+            Some("count.requests_20250502".to_owned())
+        );
+        assert_eq!(
+            one::<String>("SELECT tableoid::regclass::text FROM count.requests WHERE count = 4"),
+            Some("count.requests_default".to_owned())
+        );
+        assert_eq!(
+            one::<bool>("SELECT has_table_privilege('public', 'count.requests', 'SELECT')"),
+            Some(true)
+        );
+        assert_eq!(
+            one::<i32>("SELECT count.prepare_partitions('2025-05-01', 3)"),
+            Some(0)
+        );
+    }
+
+    #[pg_test]
+    fn a_partitioned_day_rolls_up_whole_and_late_rows_once_more() {
+        setup();
+        assert_eq!(
+            one::<i32>("SELECT count.prepare_partitions('2025-06-01', 1)"),
+            Some(1)
+        );
+        add("/p2", "2025-06-01 10:00:00+00", 2);
+        add("/p2", "2025-06-01 23:59:59+00", 3);
+        add("/p2", "2025-06-02 00:00:00+00", 7);
+        assert_eq!(one::<i64>("SELECT count.rollup('2025-06-01')"), Some(5));
+        assert_eq!(
+            one::<i64>("SELECT count(*) FROM count.requests_20250601"),
+            Some(0)
+        );
+        add("/p2", "2025-06-01 11:00:00+00", 4);
+        assert_eq!(one::<i64>("SELECT count.rollup('2025-06-01')"), Some(4));
+        assert_eq!(one::<i64>("SELECT count.rollup_due()"), Some(1));
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(d.day || '=' || d.total, ',' ORDER BY d.day)
+                   FROM count.daily_method_totals AS d JOIN count.methods AS m ON m.id = d.method_id
+                  WHERE m.path = '/p2'"
+            ),
+            Some("2025-06-01=9,2025-06-02=7".to_owned())
+        );
+        assert_eq!(
+            one::<i64>(
+                "SELECT t.total FROM count.monthly_method_totals AS t JOIN count.methods AS m ON m.id = t.method_id
+                  WHERE m.path = '/p2' AND t.month = '2025-06-01'"
+            ),
+            Some(16)
+        );
+    }
+
+    #[pg_test]
+    fn rollup_due_rolls_up_past_partitions_and_drops_the_emptied_old_ones() {
+        setup();
+        assert_eq!(
+            one::<i32>("SELECT count.prepare_partitions('2025-07-01', 2)"),
+            Some(2)
+        );
+        add("/p3", "2025-07-01 00:00:00+00", 1);
+        add("/p3", "2025-07-02 12:00:00+00", 2);
+        Spi::run(
+            "SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/p3'], ARRAY[now()], ARRAY[8])",
+        )
+        .expect("add_batch");
+        assert_eq!(one::<i64>("SELECT count.rollup_due()"), Some(2));
+        assert_eq!(
+            one::<bool>(
+                "SELECT to_regclass('count.requests_20250701') IS NULL
+                    AND to_regclass('count.requests_20250702') IS NULL"
+            ),
+            Some(true)
+        );
+        // Today stays raw.
+        assert_eq!(total("/p3"), 8);
+        assert_eq!(
+            one::<String>(
+                "SELECT string_agg(d.day || '=' || d.total, ',' ORDER BY d.day)
+                   FROM count.daily_method_totals AS d JOIN count.methods AS m ON m.id = d.method_id
+                  WHERE m.path = '/p3'"
+            ),
+            Some("2025-07-01=1,2025-07-02=2".to_owned())
+        );
+    }
 }

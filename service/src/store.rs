@@ -291,6 +291,11 @@ async fn prepare_once(client: &mut tokio_postgres::Client, schema: Schema) -> Re
         });
     }
     let backend = if installed {
+        // The extension partitions count.requests by day (the migrations
+        // create it plain wherever they ran after CREATE EXTENSION).
+        client
+            .batch_execute(include_str!("../queries/prepare_partitions.sql"))
+            .await?;
         Backend::Extension
     } else {
         for functions in SQL_FUNCTIONS {

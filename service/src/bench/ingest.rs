@@ -24,8 +24,8 @@ use super::{ServerProcess, bench_error, connect};
 use crate::cluster::Cluster;
 use crate::error::Result;
 
-/// Distinct paths the load uses.
-const PATHS: usize = 1_000;
+/// Distinct paths the load uses; the endpoints of the raw rows COPY writes.
+pub(super) const ENDPOINTS: usize = 1_000;
 /// Seconds the load's timestamps span.
 const SECONDS: usize = 10;
 
@@ -92,12 +92,12 @@ pub async fn serve_discard(address: SocketAddr) -> Result<()> {
 /// How the load's requests spread over keys (method, path, second).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keys {
-    /// Over `PATHS` paths, timestamps advancing over `SECONDS` seconds as a
+    /// Over `ENDPOINTS` paths, timestamps advancing over `SECONDS` seconds as a
     /// live service's would: the server's aggregation folds them into few
     /// rows.
     Live,
-    /// Every request its own key (`PATHS` paths, one second further back
-    /// every `PATHS` requests): one raw row each, so the database, not the
+    /// Every request its own key (`ENDPOINTS` paths, one second further back
+    /// every `ENDPOINTS` requests): one raw row each, so the database, not the
     /// load generator, sets the pace.
     Distinct,
 }
@@ -110,12 +110,12 @@ fn messages(keys: Keys, stream: usize, streams: usize, count: usize) -> Vec<AddR
         .map(|i| {
             let (path, second) = match keys {
                 Keys::Live => (
-                    (i * 7 + stream) % PATHS,
+                    (i * 7 + stream) % ENDPOINTS,
                     now - SECONDS as i64 + (i * SECONDS / count.max(1)) as i64,
                 ),
                 Keys::Distinct => {
                     let n = i * streams + stream;
-                    (n % PATHS, now - (n / PATHS) as i64)
+                    (n % ENDPOINTS, now - (n / ENDPOINTS) as i64)
                 }
             };
             AddRequest {
@@ -290,7 +290,7 @@ pub(super) async fn original_design(cluster: &Cluster, time: Duration) -> Result
             let now = chrono::Utc::now();
             let mut done = 0u64;
             while start.elapsed() < time {
-                let path = format!("/bench/{}", (done as usize * 16 + worker) % PATHS);
+                let path = format!("/bench/{}", (done as usize * 16 + worker) % ENDPOINTS);
                 client.execute(&statement, &[&"GET", &path, &now]).await?;
                 done += 1;
             }
@@ -307,7 +307,7 @@ pub(super) async fn original_design(cluster: &Cluster, time: Duration) -> Result
 }
 
 /// Rows/s of `COPY … (FORMAT binary)` of `rows` raw rows (count 1 each) for
-/// `day`, over `PATHS` endpoint ids.
+/// `day`, over `ENDPOINTS` endpoint ids.
 pub(super) async fn copy_rows(
     cluster: &Cluster,
     rows: usize,
@@ -322,7 +322,7 @@ pub(super) async fn copy_rows(
     let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TIMESTAMPTZ, Type::INT8]);
     let mut writer = pin!(writer);
     for i in 0..rows {
-        let id = (i % PATHS) as i64 + 1;
+        let id = (i % ENDPOINTS) as i64 + 1;
         let at = start_of_day + chrono::Duration::seconds((i % 86_400) as i64);
         writer.as_mut().write(&[&id, &at, &1i64]).await?;
     }

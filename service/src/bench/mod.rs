@@ -161,14 +161,7 @@ async fn scenarios(cluster: &Cluster, options: &BenchOptions) -> Result<String> 
     let original = ingest::original_design(cluster, options.baseline_time).await?;
     sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
         .await?;
-    let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
-    sql.execute(
-        include_str!("../../queries/bench_endpoints.sql"),
-        &[&(1000i64)],
-    )
-    .await?;
-    let copy = ingest::copy_rows(cluster, options.rollup_rows, day).await?;
-    let (scan, rollup) = storage::rollup(cluster, day, options.rollup_rows).await?;
+    let rollups = storage::rollups(cluster, options.rollup_rows).await?;
     sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
         .await?;
     let (p50, p99) =
@@ -190,16 +183,14 @@ async fn scenarios(cluster: &Cluster, options: &BenchOptions) -> Result<String> 
         at(16),
         streams.iter().map(|f| f.ingest()).fold(0.0, f64::max) / original,
         client_rate / 1e6,
-        rollup / scan,
+        rollups.ratio(),
         overload.peak_rss_mb(),
     );
     Ok(format!(
-        "{}\n{sql_api}\nrollup of {} raw rows            bare scan s   rollup s   rollup/scan\n{:<40}{scan:>9.2}{rollup:>11.2}{:>13.2}x\n\n\
+        "{}\n{sql_api}\n{}\n\
          year query (GetPeriodTotals, {} endpoints x 365 days, {} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms\n\n{end_to_end}\n{client}\n{summary}\n",
-        ingest::render(&streams, &overload, original, copy),
-        options.rollup_rows,
-        "",
-        rollup / scan,
+        ingest::render(&streams, &overload, original, rollups.copy),
+        rollups.render(),
         options.year_keys,
         options.queries,
     ))

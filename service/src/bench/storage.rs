@@ -1,5 +1,7 @@
 //! Storage scenarios: rolling up a day against a bare aggregate scan of the
-//! same rows, and the year query's latency over a year of daily totals.
+//! same rows (a day in its own partition where the extension partitions
+//! count.requests, and a day without one, as the SQL fallback and late data
+//! roll up), and the year query's latency over a year of daily totals.
 
 use std::time::Instant;
 
@@ -7,13 +9,116 @@ use chrono::NaiveDate;
 use count_proto::v1::GetPeriodTotalsRequest;
 use count_proto::v1::count_service_client::CountServiceClient;
 
+use super::ingest::{ENDPOINTS, copy_rows};
 use super::{ServerProcess, bench_error, connect};
 use crate::cluster::Cluster;
 use crate::error::Result;
 
+/// One rollup measurement.
+struct RollupFigure {
+    /// Where the day's rows were.
+    name: &'static str,
+    /// Seconds of the bare scan.
+    scan: f64,
+    /// Seconds of `count.rollup`.
+    rollup: f64,
+}
+
+/// The rollup measurements and the COPY rate of loading their rows.
+pub(super) struct Rollups {
+    rows: usize,
+    /// Rows/s of binary COPY into count.requests.
+    pub(super) copy: f64,
+    figures: Vec<RollupFigure>,
+}
+
+impl Rollups {
+    /// Rollup over scan of the first measurement: the partitioned day where
+    /// there is one.
+    pub(super) fn ratio(&self) -> f64 {
+        self.figures.first().map_or(0.0, |f| f.rollup / f.scan)
+    }
+
+    /// The rollup table.
+    pub(super) fn render(&self) -> String {
+        let mut out = format!(
+            "rollup of {} raw rows over 1000 endpoints          bare scan s   rollup s   rollup/scan\n",
+            self.rows
+        );
+        for f in &self.figures {
+            out.push_str(&format!(
+                "{:<50}{:>12.2}{:>11.2}{:>13.2}x\n",
+                f.name,
+                f.scan,
+                f.rollup,
+                f.rollup / f.scan
+            ));
+        }
+        out
+    }
+}
+
+/// Loads `rows` raw rows (binary COPY) for a day in its own partition
+/// (where the extension provides partitions) and for a day without one,
+/// and rolls each day up after a bare scan of its rows.
+pub(super) async fn rollups(cluster: &Cluster, rows: usize) -> Result<Rollups> {
+    let sql = connect(cluster).await?;
+    sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+        .await?;
+    sql.execute(
+        include_str!("../../queries/bench_endpoints.sql"),
+        &[&(ENDPOINTS as i64)],
+    )
+    .await?;
+    let partitioned = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+    let plain = NaiveDate::from_ymd_opt(2026, 1, 2).unwrap_or_default();
+    let available: bool = sql
+        .query_one(
+            include_str!("../../queries/bench_partitions_available.sql"),
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut figures = Vec::new();
+    let mut copy = None;
+    if available {
+        let created: i32 = sql
+            .query_one(
+                include_str!("../../queries/bench_prepare_partition.sql"),
+                &[&partitioned],
+            )
+            .await?
+            .get(0);
+        if created != 1 {
+            return Err(bench_error(format!(
+                "bench self-check failed: no partition created for {partitioned}"
+            )));
+        }
+        copy = Some(copy_rows(cluster, rows, partitioned).await?);
+        let (scan, rollup) = rollup(cluster, partitioned, rows).await?;
+        figures.push(RollupFigure {
+            name: "a day in its own partition (extension)",
+            scan,
+            rollup,
+        });
+    }
+    let rate = copy_rows(cluster, rows, plain).await?;
+    let (scan, rollup) = rollup(cluster, plain, rows).await?;
+    figures.push(RollupFigure {
+        name: "a day without a partition (SQL fallback)",
+        scan,
+        rollup,
+    });
+    Ok(Rollups {
+        rows,
+        copy: copy.unwrap_or(rate),
+        figures,
+    })
+}
+
 /// Seconds of the bare `GROUP BY` scan and of `count.rollup` over the same
 /// `rows` raw rows of `day` (already loaded).
-pub(super) async fn rollup(cluster: &Cluster, day: NaiveDate, rows: usize) -> Result<(f64, f64)> {
+async fn rollup(cluster: &Cluster, day: NaiveDate, rows: usize) -> Result<(f64, f64)> {
     let client = connect(cluster).await?;
     let start = Instant::now();
     let groups = client

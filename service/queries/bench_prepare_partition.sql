@@ -1,0 +1,1 @@
+SELECT count.prepare_partitions($1, 1)
