@@ -8,17 +8,19 @@ use std::collections::HashSet;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 
 use crate::batch::{Batch, METHODS};
 use crate::endpoints;
 use crate::error::Error;
+use crate::subtransaction;
 
 /// The plans `add_batch` runs, prepared on first use and kept for the
 /// backend's life (PostgreSQL replans them if the tables change).
 struct Plans {
     claim_sequence: OwnedPreparedStatement,
     find_endpoints: OwnedPreparedStatement,
+    insert_new_endpoints: OwnedPreparedStatement,
     insert_endpoints: OwnedPreparedStatement,
     insert_requests: OwnedPreparedStatement,
 }
@@ -44,6 +46,10 @@ impl Plans {
             )?,
             find_endpoints: plan(
                 include_str!("../queries/find_endpoints.sql"),
+                &[texts, texts],
+            )?,
+            insert_new_endpoints: plan(
+                include_str!("../queries/insert_new_endpoints.sql"),
                 &[texts, texts],
             )?,
             insert_endpoints: plan(
@@ -121,33 +127,22 @@ fn resolve(
         // find those that were there or a concurrent transaction inserted
         // first (each statement sees what committed before it started). A
         // cold cache (a new backend) looks its endpoints up first.
-        let order: &[&OwnedPreparedStatement] = if endpoints::is_warm() {
-            &[&plans.insert_endpoints, &plans.find_endpoints]
+        let steps: &[Step] = if endpoints::is_warm() {
+            &[Step::Insert, Step::Find]
         } else {
-            &[
-                &plans.find_endpoints,
-                &plans.insert_endpoints,
-                &plans.find_endpoints,
-            ]
+            &[Step::Find, Step::Insert, Step::Find]
         };
-        for &plan in order {
+        for step in steps {
             if keys.is_empty() {
                 break;
             }
             let names: Vec<&str> = keys.iter().map(|(m, _)| METHODS[*m]).collect();
             let key_paths: Vec<&str> = keys.iter().map(|(_, p)| *p).collect();
             let args: [DatumWithOid<'_>; 2] = [names.into(), key_paths.into()];
-            let mut found = Vec::new();
-            for row in client.update(plan, None, &args)? {
-                let id: Option<i64> = row.get(1)?;
-                let method: Option<String> = row.get(2)?;
-                let path: Option<String> = row.get(3)?;
-                if let (Some(id), Some(method), Some(path)) = (id, method, path)
-                    && let Some(method) = METHODS.iter().position(|m| *m == method)
-                {
-                    found.push((method, path, id));
-                }
-            }
+            let found = match step {
+                Step::Find => endpoint_rows(client.update(&plans.find_endpoints, None, &args)?)?,
+                Step::Insert => insert_endpoints(client, plans, &args)?,
+            };
             endpoints::remember(found);
             keys.retain(|(m, p)| endpoints::lookup(*m, p).is_none());
         }
@@ -166,4 +161,49 @@ fn resolve(
         return Err(Error::NotVisible(resolved - ids.len()));
     }
     Ok(ids)
+}
+
+/// How `resolve` looks endpoints up.
+enum Step {
+    /// Finds existing ones.
+    Find,
+    /// Inserts new ones.
+    Insert,
+}
+
+/// (method index, path, id) of `count.methods` rows a statement returned.
+fn endpoint_rows(rows: SpiTupleTable<'_>) -> SpiResult<Vec<(usize, String, i64)>> {
+    let mut found = Vec::new();
+    for row in rows {
+        let id: Option<i64> = row.get(1)?;
+        let method: Option<String> = row.get(2)?;
+        let path: Option<String> = row.get(3)?;
+        if let (Some(id), Some(method), Some(path)) = (id, method, path)
+            && let Some(method) = METHODS.iter().position(|m| *m == method)
+        {
+            found.push((method, path, id));
+        }
+    }
+    Ok(found)
+}
+
+/// Inserts endpoints that are most likely new: a plain INSERT in a
+/// subtransaction, and only if one of them existed after all (inserted
+/// meanwhile by another backend), INSERT … ON CONFLICT DO NOTHING. ON
+/// CONFLICT checks every row for a conflict before inserting it, which made
+/// it a third slower than the plain INSERT (41 against 26 ms for 10,000
+/// endpoints), and inserting endpoints dominated `add_batch` calls with new
+/// ones.
+fn insert_endpoints(
+    client: &mut SpiClient<'_>,
+    plans: &Plans,
+    args: &[DatumWithOid<'_>],
+) -> SpiResult<Vec<(usize, String, i64)>> {
+    let plain = subtransaction::attempt(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, || {
+        endpoint_rows(client.update(&plans.insert_new_endpoints, None, args)?)
+    });
+    match plain {
+        Some(found) => found,
+        None => endpoint_rows(client.update(&plans.insert_endpoints, None, args)?),
+    }
 }

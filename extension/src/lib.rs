@@ -21,6 +21,7 @@ pub mod batch;
 pub mod endpoints;
 pub mod error;
 pub mod ingest;
+pub mod subtransaction;
 
 ::pgrx::pg_module_magic!(name, version);
 
