@@ -9,7 +9,7 @@
 use std::pin::pin;
 
 use count_proto::v1::{AddRequest, AddResponse};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
@@ -36,7 +36,7 @@ const MAX_REJECTIONS: usize = 10;
 pub async fn ingest_stream<S>(
     state: State,
     config: IngestConfig,
-    stream: S,
+    mut stream: S,
     mut drain: watch::Receiver<bool>,
 ) -> Result<AddResponse, Status>
 where
@@ -55,10 +55,7 @@ where
     let mut flush_armed = false;
     let mut drained = pin!(drained(&mut drain));
     let mut clock = Clock::system();
-    // The messages already received are handled together: going through
-    // the select for each one cost more than handling it.
-    let mut stream = stream.ready_chunks(READY_MESSAGES);
-    loop {
+    'stream: loop {
         tokio::select! {
             () = &mut drained => {
                 tracing::info!(received = counted.received, "server shutting down: ending an open Add stream");
@@ -68,11 +65,16 @@ where
                 writer.write(aggregate.take_batch()).await?;
                 flush_armed = false;
             }
-            messages = stream.next() => {
-                let Some(messages) = messages else { break };
-                for message in messages {
+            message = stream.next() => {
+                // The messages already received are handled together:
+                // going through the select for each one cost more than
+                // handling it.
+                let mut message = message;
+                let mut budget = READY_MESSAGES;
+                loop {
                     match message {
-                        Ok(request) => {
+                        None => break 'stream,
+                        Some(Ok(request)) => {
                             counted.received += 1;
                             let added = config
                                 .rules
@@ -93,7 +95,7 @@ where
                                 flush_armed = false;
                             }
                         }
-                        Err(status) => {
+                        Some(Err(status)) => {
                             // The client is gone; what it sent is still
                             // counted, as the original service did.
                             tracing::debug!(%status, received = counted.received, "Add stream broke");
@@ -101,6 +103,14 @@ where
                             writer.finish().await?;
                             return Err(status);
                         }
+                    }
+                    budget -= 1;
+                    if budget == 0 {
+                        break;
+                    }
+                    match stream.next().now_or_never() {
+                        Some(next) => message = next,
+                        None => break,
                     }
                 }
             }
