@@ -3,7 +3,7 @@
 //! plan prepared once per backend.
 
 use std::cell::OnceCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, PgOid};
@@ -132,6 +132,11 @@ fn resolve(
         } else {
             &[Step::Find, Step::Insert, Step::Find]
         };
+        // The ids this call resolves, kept here too: a subtransaction rolled
+        // back on the way (another backend inserted one of the new
+        // endpoints first) drops the cache's pending ids, found ones
+        // included.
+        let mut resolved: HashMap<(usize, String), i64> = HashMap::new();
         for step in steps {
             if keys.is_empty() {
                 break;
@@ -143,15 +148,16 @@ fn resolve(
                 Step::Find => endpoint_rows(client.update(&plans.find_endpoints, None, &args)?)?,
                 Step::Insert => insert_endpoints(client, plans, &args)?,
             };
+            resolved.extend(found.iter().map(|(m, p, id)| ((*m, p.clone()), *id)));
             endpoints::remember(found);
-            keys.retain(|(m, p)| endpoints::lookup(*m, p).is_none());
+            keys.retain(|(m, p)| !resolved.contains_key(&(*m, (*p).to_owned())));
         }
         if !keys.is_empty() {
             return Err(Error::NotVisible(keys.len()));
         }
         for (i, id) in ids.iter_mut().enumerate() {
             if id.is_none() {
-                *id = endpoints::lookup(methods[i], paths[i]);
+                *id = resolved.get(&(methods[i], paths[i].to_owned())).copied();
             }
         }
     }

@@ -42,7 +42,7 @@ impl Default for EntryRules {
 }
 
 impl EntryRules {
-    /// Checks `request` at time `now`. The error's field is relative to the
+    /// Checks `request` at `clock`'s time. The error's field is relative to the
     /// entry (`path`, `request_timestamp`, ...): callers prefix it with the
     /// entry's position.
     pub fn check(&self, request: AddRequest, clock: &mut Clock) -> Result<Entry, Error> {

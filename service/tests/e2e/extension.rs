@@ -219,6 +219,52 @@ async fn a_database_on_the_fallback_switches_to_the_extension_without_losing_cou
 }
 
 #[tokio::test]
+async fn a_new_endpoint_inserted_meanwhile_by_another_backend_falls_back_without_losing_the_found_ones()
+ {
+    let db = TestDatabase::start_with(Backend::Extension, Vec::new()).await;
+    let _store = db.store().await;
+    let add = |paths: &str, counts: &str| {
+        format!(
+            "SELECT count.add_batch(NULL, NULL, array_fill('GET'::text, ARRAY[cardinality(ARRAY[{paths}])]),
+                    ARRAY[{paths}], array_fill(now(), ARRAY[cardinality(ARRAY[{paths}])]), ARRAY[{counts}])"
+        )
+    };
+    let (first, second) = (db.sql().await, db.sql().await);
+    first.batch_execute(&add("'/known'", "1")).await.unwrap();
+    // The first backend holds '/new' uncommitted; the second (a fresh
+    // backend: it looks '/known' up, then inserts '/new') waits on it, hits
+    // the unique violation once it commits, and falls back.
+    first
+        .batch_execute(&format!("BEGIN; {};", add("'/new'", "2")))
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        second
+            .query_one(&add("'/known', '/new'", "3, 4"), &[])
+            .await
+            .map(|row| row.get::<_, i64>(0))
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the second batch waits for the first"
+    );
+    first.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(waiting.await.unwrap().unwrap(), 7);
+    let totals = first
+        .query_one(
+            "SELECT string_agg(m.path || '=' || r.total, ',' ORDER BY m.path)
+               FROM (SELECT method_id, sum(count) AS total FROM count.requests GROUP BY 1) AS r
+               JOIN count.methods AS m ON m.id = r.method_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    assert_eq!(totals, "/known=4,/new=6");
+}
+
+#[tokio::test]
 async fn an_endpoint_inserted_by_a_rolled_back_transaction_is_not_reused() {
     let db = TestDatabase::start_with(Backend::Extension, Vec::new()).await;
     let _store = db.store().await;
