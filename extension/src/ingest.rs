@@ -136,7 +136,8 @@ fn resolve(
         // back on the way (another backend inserted one of the new
         // endpoints first) drops the cache's pending ids, found ones
         // included.
-        let mut resolved: HashMap<(usize, String), i64> = HashMap::new();
+        let mut resolved: [HashMap<String, i64>; METHODS.len()] =
+            std::array::from_fn(|_| HashMap::new());
         for step in steps {
             if keys.is_empty() {
                 break;
@@ -148,16 +149,18 @@ fn resolve(
                 Step::Find => endpoint_rows(client.update(&plans.find_endpoints, None, &args)?)?,
                 Step::Insert => insert_endpoints(client, plans, &args)?,
             };
-            resolved.extend(found.iter().map(|(m, p, id)| ((*m, p.clone()), *id)));
+            for (m, p, id) in &found {
+                resolved[*m].insert(p.clone(), *id);
+            }
             endpoints::remember(found);
-            keys.retain(|(m, p)| !resolved.contains_key(&(*m, (*p).to_owned())));
+            keys.retain(|(m, p)| !resolved[*m].contains_key(*p));
         }
         if !keys.is_empty() {
             return Err(Error::NotVisible(keys.len()));
         }
         for (i, id) in ids.iter_mut().enumerate() {
             if id.is_none() {
-                *id = resolved.get(&(methods[i], paths[i].to_owned())).copied();
+                *id = resolved[methods[i]].get(paths[i]).copied();
             }
         }
     }
