@@ -309,13 +309,12 @@ impl Counter {
             }
             Recorded::New | Recorded::Existing => {}
         }
-        self.shared.stats.recorded(count);
         true
     }
 
     /// What this counter has done so far.
     pub fn stats(&self) -> Stats {
-        self.shared.stats.snapshot()
+        self.shared.stats.snapshot(|| self.shared.tally.recorded())
     }
 
     /// Waits until everything recorded before the call is delivered (or

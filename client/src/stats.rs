@@ -19,50 +19,52 @@ pub struct Stats {
     pub retries: u64,
 }
 
-/// The live counters behind [`Stats`].
+/// The live counters behind [`Stats`], but for the requests recorded, which
+/// the tally counts (see [`crate::tally::Tally::recorded`]).
 #[derive(Debug, Default)]
 pub(crate) struct StatCounters {
-    recorded: AtomicU64,
+    /// Requests refused by `record` (full, or invalid).
+    refused: AtomicU64,
     delivered: AtomicU64,
-    dropped: AtomicU64,
-    pending: AtomicU64,
+    /// Recorded requests given up after all.
+    given_up: AtomicU64,
     retries: AtomicU64,
 }
 
 impl StatCounters {
-    pub(crate) fn recorded(&self, requests: u64) {
-        self.recorded.fetch_add(requests, Ordering::Relaxed);
-        self.pending.fetch_add(requests, Ordering::Relaxed);
-    }
-
     /// Requests passed to `record` and refused there (full, or invalid).
     pub(crate) fn refused(&self, requests: u64) {
-        self.recorded.fetch_add(requests, Ordering::Relaxed);
-        self.dropped.fetch_add(requests, Ordering::Relaxed);
+        self.refused.fetch_add(requests, Ordering::Relaxed);
     }
 
     pub(crate) fn delivered(&self, requests: u64) {
         self.delivered.fetch_add(requests, Ordering::Relaxed);
-        self.pending.fetch_sub(requests, Ordering::Relaxed);
     }
 
     /// Recorded requests given up after all.
     pub(crate) fn given_up(&self, requests: u64) {
-        self.dropped.fetch_add(requests, Ordering::Relaxed);
-        self.pending.fetch_sub(requests, Ordering::Relaxed);
+        self.given_up.fetch_add(requests, Ordering::Relaxed);
     }
 
     pub(crate) fn retried(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> Stats {
+    /// The stats, given the requests the tally has counted (read after the
+    /// counters here, so that it covers every request delivered or given
+    /// up).
+    pub(crate) fn snapshot(&self, tallied: impl FnOnce() -> u64) -> Stats {
+        let refused = self.refused.load(Ordering::Relaxed);
+        let delivered = self.delivered.load(Ordering::Relaxed);
+        let given_up = self.given_up.load(Ordering::Relaxed);
+        let retries = self.retries.load(Ordering::Relaxed);
+        let tallied = tallied();
         Stats {
-            recorded: self.recorded.load(Ordering::Relaxed),
-            delivered: self.delivered.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            pending: self.pending.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
+            recorded: tallied + refused,
+            delivered,
+            dropped: refused + given_up,
+            pending: tallied.saturating_sub(delivered + given_up),
+            retries,
         }
     }
 }

@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crossbeam_utils::CachePadded;
 
 use count_proto::v1::Method;
 
@@ -14,10 +16,21 @@ use count_proto::v1::Method;
 /// methods and seconds between two flushes.
 type Slots = Vec<(Method, i64, u64)>;
 
-/// One shard: slots by path. Paths are hashed with foldhash (randomly seeded
-/// per process), not SipHash: hashing twice per `record` (shard, then slot)
-/// was the larger part of its cost.
-type Shard = Mutex<HashMap<Box<str>, Slots, RandomState>>;
+/// One shard: slots by path, and the requests it has counted. Paths are
+/// hashed with foldhash (randomly seeded per process), not SipHash: hashing
+/// twice per `record` (shard, then slot) was the larger part of its cost.
+/// Each shard has its own cache line: shards sharing one made threads
+/// recording different paths slow each other down.
+type Shard = CachePadded<Mutex<ShardCounts>>;
+
+#[derive(Default)]
+struct ShardCounts {
+    paths: HashMap<Box<str>, Slots, RandomState>,
+    /// Requests ever counted here: counting them under the shard's lock
+    /// rather than in one shared atomic keeps threads off a common cache
+    /// line.
+    recorded: u64,
+}
 
 /// One counted key, taken out of the tally for delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +59,18 @@ pub(crate) struct Tally {
     keys: AtomicUsize,
 }
 
+/// Locks a shard. A poisoned shard only means another thread panicked
+/// mid-insert; the counts in it are still whole.
+fn lock(shard: &Shard) -> MutexGuard<'_, ShardCounts> {
+    shard
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Tally {
     pub(crate) fn new(shards: usize) -> Self {
         Tally {
-            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+            shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
             hasher: RandomState::default(),
             keys: AtomicUsize::new(0),
         }
@@ -67,14 +88,12 @@ impl Tally {
         room: impl FnOnce(usize) -> bool,
     ) -> Recorded {
         let shard = &self.shards[self.hasher.hash_one(path) as usize % self.shards.len()];
-        // A poisoned shard only means another thread panicked mid-insert;
-        // the counts in it are still whole.
-        let mut shard = shard
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(slots) = shard.get_mut(path) {
+        let mut shard = lock(shard);
+        let shard = &mut *shard;
+        if let Some(slots) = shard.paths.get_mut(path) {
             if let Some(slot) = slots.iter_mut().find(|s| s.0 == method && s.1 == second) {
                 slot.2 += count;
+                shard.recorded += count;
                 return Recorded::Existing;
             }
             if !room(self.keys.load(Ordering::Relaxed)) {
@@ -85,20 +104,25 @@ impl Tally {
             if !room(self.keys.load(Ordering::Relaxed)) {
                 return Recorded::Full;
             }
-            shard.insert(path.into(), vec![(method, second, count)]);
+            shard
+                .paths
+                .insert(path.into(), vec![(method, second, count)]);
         }
+        shard.recorded += count;
         self.keys.fetch_add(1, Ordering::Relaxed);
         Recorded::New
+    }
+
+    /// Requests ever counted (not refused), including those drained since.
+    pub(crate) fn recorded(&self) -> u64 {
+        self.shards.iter().map(|shard| lock(shard).recorded).sum()
     }
 
     /// Takes every key out, leaving the tally empty.
     pub(crate) fn drain(&self) -> Vec<Key> {
         let mut keys = Vec::new();
         for shard in self.shards.iter() {
-            let mut shard = shard
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            for (path, slots) in shard.drain() {
+            for (path, slots) in lock(shard).paths.drain() {
                 for (method, second, count) in slots {
                     keys.push(Key {
                         method,
