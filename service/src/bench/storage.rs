@@ -163,10 +163,8 @@ pub(super) async fn year_query(
     .await?;
     sql.execute(include_str!("../../queries/bench_month_totals.sql"), &[])
         .await?;
-    sql.batch_execute(
-        "ANALYZE count.daily_method_totals, count.monthly_method_totals, count.methods",
-    )
-    .await?;
+    sql.batch_execute(include_str!("../../queries/bench_year_ready.sql"))
+        .await?;
     let mut client = CountServiceClient::connect(format!("http://{}", server.address)).await?;
     let request = || GetPeriodTotalsRequest {
         period: Some(count_proto::google::r#type::Date {
