@@ -74,7 +74,7 @@ $$;
 --
 -- Creating and dropping partitions lock count.requests briefly (ingest
 -- waits); count.rollup_due calls this at its end, where a lock not granted
--- within lock_wait is given up until the next run rather than waited for.
+-- within 200 ms is given up until the next run rather than waited for.
 CREATE FUNCTION count.prepare_partitions(first_day date DEFAULT NULL, days integer DEFAULT 3)
 RETURNS integer
 LANGUAGE plpgsql
