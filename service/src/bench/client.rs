@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::process::{CpuMeter, cpu_seconds};
+use super::process::{CpuMeter, RssSampler, cpu_seconds};
 use super::{ServerProcess, connect};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
@@ -49,6 +49,7 @@ pub(super) async fn end_to_end(
     let paths: Vec<String> = (0..PATHS).map(|p| format!("/bench/{p}")).collect();
     let per_thread = requests / THREADS;
     let cpu = CpuMeter::start(server.pid(), cluster);
+    let sampler = RssSampler::start(server.pid());
     let own_cpu = cpu_seconds(std::process::id(), false);
     let start = Instant::now();
     let threads: Vec<_> = (0..THREADS)
@@ -75,6 +76,7 @@ pub(super) async fn end_to_end(
     let elapsed = start.elapsed().as_secs_f64();
     let client_cpu = cpu_seconds(std::process::id(), false) - own_cpu;
     let (server_cpu, postgres_cpu) = cpu.read();
+    let server_rss_mb = sampler.stop().await / 1024;
     let sent = (per_thread * THREADS) as u64;
     let stored = sql
         .query_one(include_str!("../../queries/bench_raw_rows.sql"), &[])
@@ -96,8 +98,8 @@ pub(super) async fn end_to_end(
     let rate = sent as f64 / elapsed;
     let table = format!(
         "client end to end ({THREADS} threads, {sent} requests)   counted/s   recording/s   batches   raw rows   \
-         client CPU s   server CPU s   PostgreSQL CPU s\n\
-         {:<45}{:>11.0}{:>14.0}{batches:>10}{rows:>11}{client_cpu:>15.1}{server_cpu:>15.1}{postgres_cpu:>19.1}\n",
+         client CPU s   server CPU s   PostgreSQL CPU s   server peak RSS\n\
+         {:<45}{:>11.0}{:>14.0}{batches:>10}{rows:>11}{client_cpu:>15.1}{server_cpu:>15.1}{postgres_cpu:>19.1}{server_rss_mb:>15} MB\n",
         "",
         rate,
         sent as f64 / recorded,

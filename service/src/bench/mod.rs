@@ -152,9 +152,11 @@ async fn scenarios(cluster: &Cluster, options: &BenchOptions) -> Result<String> 
     // where it is installed.
     let server = ServerProcess::start(cluster).await?;
     let streams = ingest::streaming(cluster, &server, options.stream_requests).await?;
-    let overload = ingest::overload(cluster, &server, options.overload_requests).await?;
     let (end_to_end, client_rate) =
         client::end_to_end(cluster, &server, options.client_requests).await?;
+    // Last on this server: a server keeps the memory it once needed.
+    let overload = ingest::overload(cluster, &server, options.overload_requests).await?;
+    drop(server);
     let sql = connect(cluster).await?;
     sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
         .await?;
@@ -164,7 +166,9 @@ async fn scenarios(cluster: &Cluster, options: &BenchOptions) -> Result<String> 
     let rollups = storage::rollups(cluster, options.rollup_rows).await?;
     sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
         .await?;
-    let (p50, p99) =
+    // A fresh server, so its memory figure is the query's own.
+    let server = ServerProcess::start(cluster).await?;
+    let (p50, p99, year_rss_mb) =
         storage::year_query(cluster, &server, options.year_keys, options.queries).await?;
     drop(server);
     let client = client::caller_costs(options.records, options.layer_time).await?;
@@ -188,7 +192,8 @@ async fn scenarios(cluster: &Cluster, options: &BenchOptions) -> Result<String> 
     );
     Ok(format!(
         "{}\n{sql_api}\n{}\n\
-         year query (GetPeriodTotals, {} endpoints x 365 days, {} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms\n\n{end_to_end}\n{client}\n{summary}\n",
+         year query (GetPeriodTotals, {} endpoints x 365 days, {} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms   \
+         server peak RSS {year_rss_mb} MB\n\n{end_to_end}\n{client}\n{summary}\n",
         ingest::render(&streams, &overload, original, rollups.copy),
         rollups.render(),
         options.year_keys,

@@ -10,6 +10,7 @@ use count_proto::v1::GetPeriodTotalsRequest;
 use count_proto::v1::count_service_client::CountServiceClient;
 
 use super::ingest::{ENDPOINTS, copy_rows};
+use super::process::RssSampler;
 use super::{ServerProcess, bench_error, connect};
 use crate::cluster::Cluster;
 use crate::error::Result;
@@ -141,13 +142,14 @@ async fn rollup(cluster: &Cluster, day: NaiveDate, rows: usize) -> Result<(f64, 
 }
 
 /// p50 and p99 in ms of `GetPeriodTotals` for a whole year over `keys`
-/// endpoints × 365 days of totals, through `server`.
+/// endpoints × 365 days of totals, through `server`, and the server's peak
+/// RSS in MB meanwhile.
 pub(super) async fn year_query(
     cluster: &Cluster,
     server: &ServerProcess,
     keys: usize,
     calls: usize,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, u64)> {
     let sql = connect(cluster).await?;
     let year = 2025;
     let first = NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or_default();
@@ -175,6 +177,7 @@ pub(super) async fn year_query(
     };
     // One call to warm the plan and caches.
     client.get_period_totals(request()).await?;
+    let sampler = RssSampler::start(server.pid());
     let mut latencies = Vec::with_capacity(calls);
     for _ in 0..calls {
         let start = Instant::now();
@@ -191,7 +194,8 @@ pub(super) async fn year_query(
             )));
         }
     }
+    let peak_rss_mb = sampler.stop().await / 1024;
     latencies.sort_by(f64::total_cmp);
     let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
-    Ok((at(0.5), at(0.99)))
+    Ok((at(0.5), at(0.99), peak_rss_mb))
 }

@@ -284,10 +284,11 @@ async fn bench_runs_its_scenarios_and_checks_what_it_wrote() {
         .skip_while(|l| !l.starts_with("client end to end"))
         .nth(1)
         .unwrap_or_else(|| panic!("no client end-to-end figures in:\n{out}"))
+        .trim_end_matches(" MB")
         .split_whitespace()
         .map(|f| f.parse().unwrap())
         .collect();
-    assert_eq!(end_to_end.len(), 7, "{out}");
+    assert_eq!(end_to_end.len(), 8, "{out}");
     assert!(end_to_end[0] > 0.0 && end_to_end[2] >= 1.0, "{out}");
     line("original design, 16 connections");
     line("COPY (FORMAT binary) rows/s");
@@ -303,7 +304,10 @@ async fn bench_runs_its_scenarios_and_checks_what_it_wrote() {
         assert!(figures[0].parse::<f64>().unwrap() > 0.0, "{row}");
     }
     line("rollup of 5000 raw rows");
-    assert!(line("year query").contains("p99"), "{out}");
+    assert!(
+        line("year query").contains("p99") && line("year query").ends_with(" MB"),
+        "{out}"
+    );
     line("record, 1 thread");
     line("record, 8 threads contending");
     assert!(line("trivial handler").ends_with('%'), "{out}");
