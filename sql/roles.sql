@@ -13,7 +13,8 @@ GRANT USAGE ON SCHEMA count TO count_app;
 -- Ingest: new endpoints, raw rows, exactly-once bookkeeping.
 GRANT SELECT, INSERT ON count.methods TO count_app;
 GRANT USAGE ON SEQUENCE count.methods_id_seq TO count_app;
-GRANT SELECT, INSERT, UPDATE ON count.producers TO count_app;
+-- (DELETE: count.rollup_due forgets long-silent producers.)
+GRANT SELECT, INSERT, UPDATE, DELETE ON count.producers TO count_app;
 -- Rollups move raw rows into daily totals.
 GRANT SELECT, INSERT, DELETE ON count.requests TO count_app;
 GRANT SELECT, INSERT, UPDATE ON count.daily_method_totals, count.monthly_method_totals TO count_app;

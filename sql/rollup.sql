@@ -39,6 +39,26 @@ BEGIN
 END;
 $$;
 
+-- Forgets producers whose last batch was applied over 30 days ago: every
+-- count-client Counter ever run has a row, which would otherwise stay
+-- forever. The price: a batch resent more than 30 days after it was applied
+-- would be counted again (a Counter resends until acknowledged, so only one
+-- cut off from the server for that long could). count.rollup_due calls
+-- this. Returns the producers forgotten.
+CREATE OR REPLACE FUNCTION count.expire_producers() RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    forgotten bigint;
+BEGIN
+    WITH expired AS (
+        DELETE FROM count.producers WHERE updated_at < now() - interval '30 days' RETURNING 1
+    )
+    SELECT count(*) INTO forgotten FROM expired;
+    RETURN forgotten;
+END;
+$$;
+
 -- Rolls up one UTC day: in one statement, moves that day's raw rows into
 -- count.daily_method_totals (and adds them to count.monthly_method_totals),
 -- adding to what earlier rollups moved. Calling it
@@ -69,8 +89,9 @@ END;
 $$;
 
 -- Rolls up every complete UTC day before today that still has raw rows, in
--- one statement (one scan of count.requests). Returns how many days it
--- rolled up. This is what pg_cron or `count serve --rollup-every` runs.
+-- one statement (one scan of count.requests), and forgets long-silent
+-- producers (count.expire_producers). Returns how many days it rolled up.
+-- This is what pg_cron or `count serve --rollup-every` runs.
 CREATE OR REPLACE FUNCTION count.rollup_due() RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -78,6 +99,7 @@ DECLARE
     today_start timestamptz := ((now() AT TIME ZONE 'UTC')::date)::timestamp AT TIME ZONE 'UTC';
     days bigint;
     moved bigint;
+    forgotten bigint;
 BEGIN
     WITH gone AS (
         DELETE FROM count.requests
@@ -91,6 +113,7 @@ BEGIN
     SELECT count(DISTINCT day), count.add_totals(array_agg(day), array_agg(method_id), array_agg(total))
       INTO days, moved
       FROM summed;
+    SELECT count.expire_producers() INTO forgotten;
     RETURN days;
 END;
 $$;

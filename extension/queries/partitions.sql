@@ -220,7 +220,8 @@ END;
 $$;
 
 -- count.rollup_due over partitions: every partition of a day before today
--- that has rows, then the rows without a partition, then partition upkeep
+-- that has rows, then the rows without a partition, long-silent producers
+-- (count.expire_producers), then partition upkeep
 -- (count.prepare_partitions) if its locks come within a moment. Same
 -- contract as the portable version.
 CREATE OR REPLACE FUNCTION count.rollup_due() RETURNS bigint
@@ -245,6 +246,7 @@ BEGIN
     END LOOP;
     SELECT r.days INTO rest
       FROM count.rollup_unpartitioned('-infinity', today::timestamp AT TIME ZONE 'UTC') AS r;
+    PERFORM count.expire_producers();
     BEGIN
         PERFORM set_config('lock_timeout', '200ms', true);
         PERFORM count.prepare_partitions();

@@ -108,6 +108,29 @@ async fn rollup_due_rolls_up_complete_days_only() {
 }
 
 #[tokio::test]
+async fn rollup_due_forgets_producers_silent_for_30_days() {
+    let db = TestDatabase::start().await;
+    let store = db.store().await;
+    let sql = db.sql().await;
+    sql.batch_execute(
+        "INSERT INTO count.producers (producer_id, last_sequence, updated_at) VALUES
+             ('silent', 7, now() - interval '31 days'),
+             ('quiet', 8, now() - interval '29 days')",
+    )
+    .await
+    .unwrap();
+    store.rollup_due().await.unwrap();
+    let kept: Vec<String> = sql
+        .query("SELECT producer_id FROM count.producers ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kept, ["quiet"]);
+}
+
+#[tokio::test]
 async fn bad_sql_api_arguments_raise_specific_sqlstates_and_write_nothing() {
     let db = TestDatabase::start().await;
     let _store = db.store().await;
