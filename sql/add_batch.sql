@@ -71,14 +71,14 @@ BEGIN
 
     SELECT b.i,
            CASE
-               WHEN b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'GRPC')
+               WHEN b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'PATCH', 'GRPC')
                    THEN 'methods[' || b.i || '] is not a known method: ' || b.m
                WHEN b.p = '' THEN 'paths[' || b.i || '] must not be empty'
                ELSE 'counts[' || b.i || '] must be at least 1, got ' || b.c
            END
       INTO bad_index, reason
       FROM unnest(methods, paths, counts) WITH ORDINALITY AS b (m, p, c, i)
-     WHERE b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'GRPC')
+     WHERE b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'PATCH', 'GRPC')
         OR b.p = '' OR b.c < 1
      ORDER BY b.i
      LIMIT 1;

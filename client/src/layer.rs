@@ -33,7 +33,7 @@ pub type KeyHook = Arc<dyn Fn(&RequestInfo<'_>) -> Option<(Method, String)> + Se
 /// `GRPC` with its full method path (`/pkg.Service/Method`); any other
 /// request counts under its HTTP method and, with axum, the matched route
 /// template (`/users/{id}`, not `/users/123`), else the URI path. Requests
-/// whose HTTP method has no `count.v1.Method` (e.g. `PATCH`) are counted as
+/// whose HTTP method has no `count.v1.Method` (e.g. WebDAV's `PROPFIND`) are counted as
 /// dropped in [`crate::Stats`]. [`CountLayer::with_key`] replaces all this.
 ///
 /// ```no_run
@@ -189,6 +189,7 @@ mod tests {
             key("DELETE", "/a", Some("application/json")),
             (Method::Delete, "/a".into())
         );
-        assert_eq!(key("PATCH", "/a", None), (Method::Unspecified, "/a".into()));
+        assert_eq!(key("PATCH", "/a", None), (Method::Patch, "/a".into()));
+        assert_eq!(key("PURGE", "/a", None), (Method::Unspecified, "/a".into()));
     }
 }

@@ -8,8 +8,8 @@
 use crate::error::Error;
 
 /// The method names `count.add_batch` accepts: the `count.v1.Method` enum's.
-pub const METHODS: [&str; 9] = [
-    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "GRPC",
+pub const METHODS: [&str; 10] = [
+    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "PATCH", "GRPC",
 ];
 
 /// A validated call: the producer's claim, if any, and the rows.
@@ -154,7 +154,7 @@ mod tests {
     fn valid_arrays_become_rows() {
         let batch = check(valid()).unwrap();
         assert_eq!(batch.claim, Some(("p", 7)));
-        assert_eq!(batch.methods, vec![2, 8]);
+        assert_eq!(batch.methods, vec![2, 9]);
         assert_eq!(batch.paths, vec!["/a", "/s.S/M"]);
         assert_eq!(batch.timestamps, vec![1, 2]);
         assert_eq!(batch.requests, 7);

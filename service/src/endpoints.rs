@@ -36,7 +36,8 @@ fn bit(method: Method) -> u16 {
         Method::Post => 6,
         Method::Put => 7,
         Method::Trace => 8,
-        Method::Grpc => 9,
+        Method::Patch => 9,
+        Method::Grpc => 10,
     };
     1 << position
 }

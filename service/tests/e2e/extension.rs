@@ -24,8 +24,8 @@ impl Random {
     }
 }
 
-const METHODS: [&str; 9] = [
-    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "GRPC",
+const METHODS: [&str; 10] = [
+    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "PATCH", "GRPC",
 ];
 
 fn random_batch(random: &mut Random, keys: u64, rows: usize, days: i64) -> FlushBatch {
@@ -35,7 +35,9 @@ fn random_batch(random: &mut Random, keys: u64, rows: usize, days: i64) -> Flush
         let day = random.below(days as u64) as i64;
         // Day 0 is today: rollup_due must leave it raw.
         let second = day_start(day) + random.below(86_400) as i64;
-        batch.methods.push(METHODS[(key % 9) as usize]);
+        batch
+            .methods
+            .push(METHODS[(key % METHODS.len() as u64) as usize]);
         batch.paths.push(format!("/k/{key}"));
         batch
             .timestamps
