@@ -5,12 +5,15 @@
 //!
 //! Scenarios:
 //! - [`ingest`]: the protocol ceiling, streaming ingest into `count serve`
-//!   (a child process, so its memory and CPU are its own), the original
-//!   design, and binary COPY.
+//!   (a child process, so its memory and CPU are its own), overload, the
+//!   original design, and binary COPY.
 //! - [`sql_api`]: `count.add_batch` through the fallback and the extension.
-//! - [`storage`]: a rollup against a bare scan; the year query's latency.
-//! - [`client`]: `Counter::record` on the caller's thread, and the
-//!   `CountLayer` on an axum handler against the same handler without it.
+//! - [`storage`]: rollups (a day's partition, and the portable path) against
+//!   a bare scan; the year query's latency.
+//! - [`client`]: the client library end to end, `Counter::record` on the
+//!   caller's thread, and the `CountLayer` on an axum handler against the
+//!   same handler without it.
+//! - [`process`]: CPU and memory of the processes measured, from `/proc`.
 
 mod client;
 mod ingest;
