@@ -15,9 +15,11 @@
 -- is recorded in the same transaction. A duplicate applies nothing and
 -- returns NULL.
 --
+-- Methods are count.v1.Method's names, and OTHER for a method outside it.
+--
 -- Errors: 22004 for a NULL array or element, 22023 for arrays of different
--- lengths, an unknown method, an empty path or a count below 1. Nothing of a
--- rejected call is written.
+-- lengths, an unknown method, an empty path, an infinite timestamp (it would
+-- never roll up) or a count below 1. Nothing of a rejected call is written.
 CREATE OR REPLACE FUNCTION count.add_batch(
     producer text,
     seq bigint,
@@ -71,15 +73,16 @@ BEGIN
 
     SELECT b.i,
            CASE
-               WHEN b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'PATCH', 'GRPC')
+               WHEN b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'PATCH', 'GRPC', 'OTHER')
                    THEN 'methods[' || b.i || '] is not a known method: ' || b.m
                WHEN b.p = '' THEN 'paths[' || b.i || '] must not be empty'
+               WHEN b.t = 'infinity' OR b.t = '-infinity' THEN 'timestamps[' || b.i || '] must be a finite time'
                ELSE 'counts[' || b.i || '] must be at least 1, got ' || b.c
            END
       INTO bad_index, reason
-      FROM unnest(methods, paths, counts) WITH ORDINALITY AS b (m, p, c, i)
-     WHERE b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'PATCH', 'GRPC')
-        OR b.p = '' OR b.c < 1
+      FROM unnest(methods, paths, timestamps, counts) WITH ORDINALITY AS b (m, p, t, c, i)
+     WHERE b.m NOT IN ('CONNECT', 'DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'TRACE', 'PATCH', 'GRPC', 'OTHER')
+        OR b.p = '' OR b.t = 'infinity' OR b.t = '-infinity' OR b.c < 1
      ORDER BY b.i
      LIMIT 1;
     IF bad_index IS NOT NULL THEN

@@ -9,32 +9,47 @@
 -- count.monthly_method_totals: element i of the arrays is one (day,
 -- endpoint, requests), at most one element per (day, endpoint). Every rollup
 -- ends here. Returns the requests added.
+--
+-- A total that would pass bigint's maximum (9,223,372,036,854,775,807) stays
+-- at it, with a WARNING: failing instead would stop every later rollup, of
+-- every day and endpoint, on one absurd total.
 CREATE OR REPLACE FUNCTION count.add_totals(days date[], method_ids bigint[], totals bigint[])
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
     added bigint;
+    saturated boolean;
 BEGIN
     WITH summed AS (
         SELECT day, method_id, total FROM unnest(days, method_ids, totals) AS t (day, method_id, total)
     ), merged AS (
         INSERT INTO count.daily_method_totals AS d (day, method_id, total)
         SELECT day, method_id, total FROM summed
-        ON CONFLICT (day, method_id) DO UPDATE SET total = d.total + excluded.total
-        RETURNING 1
+        ON CONFLICT (day, method_id) DO UPDATE
+            SET total = least(d.total::numeric + excluded.total, 9223372036854775807)::bigint
+        RETURNING d.total = 9223372036854775807 AS at_max
     ), monthly AS (
         -- In key order: rollups of other days of the month update the same
         -- rows, and a common order makes them wait instead of deadlocking.
         INSERT INTO count.monthly_method_totals AS m (month, method_id, total)
-        SELECT day - (extract(day FROM day)::int - 1), method_id, sum(total)::bigint
+        SELECT day - (extract(day FROM day)::int - 1), method_id,
+               least(sum(total), 9223372036854775807)::bigint
           FROM summed
          GROUP BY 1, 2
          ORDER BY 1, 2
-        ON CONFLICT (month, method_id) DO UPDATE SET total = m.total + excluded.total
-        RETURNING 1
+        ON CONFLICT (month, method_id) DO UPDATE
+            SET total = least(m.total::numeric + excluded.total, 9223372036854775807)::bigint
+        RETURNING m.total = 9223372036854775807 AS at_max
     )
-    SELECT coalesce(sum(total), 0)::bigint INTO added FROM summed;
+    SELECT least(coalesce(sum(total), 0), 9223372036854775807)::bigint,
+           coalesce((SELECT bool_or(at_max) FROM merged), false)
+               OR coalesce((SELECT bool_or(at_max) FROM monthly), false)
+      INTO added, saturated
+      FROM summed;
+    IF saturated THEN
+        RAISE WARNING 'count.add_totals: a total reached bigint''s maximum and stays there';
+    END IF;
     RETURN added;
 END;
 $$;
@@ -79,7 +94,7 @@ BEGIN
            AND request_timestamp < ((rollup_day + 1)::timestamp AT TIME ZONE 'UTC')
         RETURNING method_id, count
     ), summed AS (
-        SELECT method_id, sum(count)::bigint AS total FROM gone GROUP BY method_id
+        SELECT method_id, least(sum(count), 9223372036854775807)::bigint AS total FROM gone GROUP BY method_id
     )
     SELECT count.add_totals(array_agg(rollup_day), array_agg(method_id), array_agg(total))
       INTO moved
@@ -101,12 +116,15 @@ DECLARE
     moved bigint;
     forgotten bigint;
 BEGIN
+    -- Finite times only: a '-infinity' row (count.add_batch refuses them,
+    -- but a direct INSERT could add one) has no day to roll up into.
     WITH gone AS (
         DELETE FROM count.requests
-         WHERE request_timestamp < today_start
+         WHERE request_timestamp > '-infinity' AND request_timestamp < today_start
         RETURNING method_id, request_timestamp, count
     ), summed AS (
-        SELECT (request_timestamp AT TIME ZONE 'UTC')::date AS day, method_id, sum(count)::bigint AS total
+        SELECT (request_timestamp AT TIME ZONE 'UTC')::date AS day, method_id,
+               least(sum(count), 9223372036854775807)::bigint AS total
           FROM gone
          GROUP BY 1, 2
     )

@@ -16,6 +16,14 @@ use crate::tally::{Recorded, Tally};
 /// The longest path the count server accepts by default, in bytes.
 const MAX_PATH_BYTES: usize = 1024;
 
+/// Whether the server takes `path` (with its default limits): not empty,
+/// not too long, no control characters (which PostgreSQL text or a route
+/// cannot hold). Checked at `record`, so that a bad path never reaches, and
+/// never costs, a batch.
+fn valid_path(path: &str) -> bool {
+    !path.is_empty() && path.len() <= MAX_PATH_BYTES && !path.contains(char::is_control)
+}
+
 /// A tonic interceptor adding `authorization: Bearer <token>` to every
 /// call, when a token is set: for servers started with tokens.
 ///
@@ -73,6 +81,8 @@ pub(crate) struct Config {
     pub(crate) producer_id: String,
     pub(crate) flush_interval: Duration,
     pub(crate) max_batch_keys: usize,
+    pub(crate) max_batch_bytes: usize,
+    pub(crate) max_entry_count: u64,
     pub(crate) max_pending_keys: usize,
 }
 
@@ -132,6 +142,8 @@ pub struct CounterBuilder {
     producer_id: Option<String>,
     flush_interval: Duration,
     max_batch_keys: usize,
+    max_batch_bytes: usize,
+    max_entry_count: u64,
     max_pending_keys: usize,
     request_timeout: Duration,
 }
@@ -139,6 +151,15 @@ pub struct CounterBuilder {
 impl CounterBuilder {
     /// Identifies this counter to the server's exactly-once bookkeeping
     /// [default: `pid-<pid>-<random>`, unique per counter].
+    ///
+    /// A stable id (the service's name and host, say) may be reused by the
+    /// next run of a process: sequences start from the clock, so the new run
+    /// continues above the old one. Processes running at the same time
+    /// should not share an id: their batches still all arrive, but each
+    /// overtaken batch costs a round trip (see [`Stats::duplicates`]), and a
+    /// batch whose answer was lost could be mistaken for applied.
+    ///
+    /// [`Stats::duplicates`]: crate::Stats::duplicates
     pub fn producer_id(mut self, id: impl Into<String>) -> Self {
         self.producer_id = Some(id.into());
         self
@@ -168,6 +189,23 @@ impl CounterBuilder {
     /// the interval [default: 5,000].
     pub fn max_batch_keys(mut self, keys: usize) -> Self {
         self.max_batch_keys = keys.max(1);
+        self
+    }
+
+    /// Most bytes per `AddBatch` message [default: 1 MiB, a quarter of the
+    /// server's default `--max-message-bytes`]. A batch the server still
+    /// refuses as too large is split and resent, and later batches are
+    /// made smaller.
+    pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes.max(1);
+        self
+    }
+
+    /// Most requests one entry carries: a key counting more is sent as
+    /// several entries [default: 1,000,000,000, the server's default
+    /// `--max-entry-count`].
+    pub fn max_entry_count(mut self, requests: u64) -> Self {
+        self.max_entry_count = requests.max(1);
         self
     }
 
@@ -214,6 +252,8 @@ impl CounterBuilder {
             }),
             flush_interval: self.flush_interval,
             max_batch_keys: self.max_batch_keys,
+            max_batch_bytes: self.max_batch_bytes,
+            max_entry_count: self.max_entry_count,
             max_pending_keys: self.max_pending_keys,
         };
         let shared = Arc::new(Shared {
@@ -250,6 +290,8 @@ impl Counter {
             producer_id: None,
             flush_interval: Duration::from_secs(1),
             max_batch_keys: 5_000,
+            max_batch_bytes: 1024 * 1024,
+            max_entry_count: 1_000_000_000,
             max_pending_keys: 100_000,
             request_timeout: Duration::from_secs(10),
         }
@@ -257,7 +299,9 @@ impl Counter {
 
     /// Counts one request now. Never blocks, never fails: a request that
     /// cannot be kept (a new key over capacity, an empty or over-long path,
-    /// `Method::Unspecified`) is dropped and counted in [`Stats::dropped`].
+    /// a path with control characters) is dropped and counted in
+    /// [`Stats::dropped`]. `Method::Unspecified` stands for any method
+    /// outside the enum: the server counts it under `OTHER`.
     pub fn record(&self, method: Method, path: &str) {
         self.record_count(method, path, 1);
     }
@@ -286,7 +330,7 @@ impl Counter {
         if count == 0 {
             return true;
         }
-        if method == Method::Unspecified || path.is_empty() || path.len() > MAX_PATH_BYTES {
+        if !valid_path(path) {
             self.shared.stats.refused(count);
             return true;
         }

@@ -17,6 +17,10 @@ pub struct Stats {
     pub pending: u64,
     /// Batch sends that failed and were retried.
     pub retries: u64,
+    /// Batches the server answered as already applied on their first send:
+    /// another process with the same producer id had used that sequence.
+    /// Each was resent with a new sequence, not counted as delivered.
+    pub duplicates: u64,
 }
 
 /// The live counters behind [`Stats`], but for the requests recorded, which
@@ -29,6 +33,7 @@ pub(crate) struct StatCounters {
     /// Recorded requests given up after all.
     given_up: AtomicU64,
     retries: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 impl StatCounters {
@@ -50,6 +55,11 @@ impl StatCounters {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A batch was found applied on its first send (see [`Stats::duplicates`]).
+    pub(crate) fn duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The stats, given the requests the tally has counted (read after the
     /// counters here, so that it covers every request delivered or given
     /// up).
@@ -58,6 +68,7 @@ impl StatCounters {
         let delivered = self.delivered.load(Ordering::Relaxed);
         let given_up = self.given_up.load(Ordering::Relaxed);
         let retries = self.retries.load(Ordering::Relaxed);
+        let duplicates = self.duplicates.load(Ordering::Relaxed);
         let tallied = tallied();
         Stats {
             recorded: tallied + refused,
@@ -65,6 +76,7 @@ impl StatCounters {
             dropped: refused + given_up,
             pending: tallied.saturating_sub(delivered + given_up),
             retries,
+            duplicates,
         }
     }
 }

@@ -95,16 +95,18 @@ BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = 'count.requests'::regclass) = 'r' THEN
         LOCK TABLE count.requests IN ACCESS EXCLUSIVE MODE;
         ALTER TABLE count.requests RENAME TO requests_default;
-        CREATE TABLE count.requests (LIKE count.requests_default)
+        -- With its CHECK (count > 0): every partition inherits it.
+        CREATE TABLE count.requests (LIKE count.requests_default INCLUDING CONSTRAINTS)
             PARTITION BY RANGE (request_timestamp);
         ALTER TABLE count.requests ATTACH PARTITION count.requests_default DEFAULT;
         PERFORM count.keep_out_of_extension('count.requests');
         -- The same owner and privileges as the table it replaces.
-        EXECUTE format('ALTER TABLE count.requests OWNER TO %I',
+        -- regrole's text is already quoted where a name needs it.
+        EXECUTE format('ALTER TABLE count.requests OWNER TO %s',
             (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'count.requests_default'::regclass));
         FOR name IN
             SELECT format('GRANT %s ON count.requests TO %s%s', a.privilege_type,
-                       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END,
+                       CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
                        CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
               FROM pg_class AS c, aclexplode(c.relacl) AS a
              WHERE c.oid = 'count.requests_default'::regclass
@@ -119,8 +121,10 @@ BEGIN
         name := 'requests_' || to_char(day, 'YYYYMMDD');
         CONTINUE WHEN to_regclass('count.' || name) IS NOT NULL;
         BEGIN
+            -- Bounds spelled out in ISO form with their offset: the
+            -- session's DateStyle and TimeZone must not change them.
             EXECUTE format('CREATE TABLE count.%I PARTITION OF count.requests FOR VALUES FROM (%L) TO (%L)',
-                name, day::timestamp AT TIME ZONE 'UTC', (day + 1)::timestamp AT TIME ZONE 'UTC');
+                name, to_char(day, 'YYYY-MM-DD') || ' 00:00:00+00', to_char(day + 1, 'YYYY-MM-DD') || ' 00:00:00+00');
         EXCEPTION WHEN check_violation THEN
             -- The default partition holds rows of that day.
             CONTINUE;
@@ -129,6 +133,13 @@ BEGIN
         created := created + 1;
     END LOOP;
 
+    -- The emptiness check must see rows committed while it waited for the
+    -- lock: only a READ COMMITTED statement takes its snapshot after the
+    -- wait. Under another isolation level old partitions stay (empty ones
+    -- cost nothing but a catalog entry) until a READ COMMITTED run.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN created;
+    END IF;
     FOR old IN
         SELECT p.part FROM count.day_partitions() AS p WHERE p.day < least(first_day, today) - 2
     LOOP
@@ -144,28 +155,33 @@ BEGIN
 END;
 $$;
 
--- Moves the rows of [from_ts, to_ts) that have no partition of their own
--- into the totals, the portable way (DELETE ... RETURNING), grouped by UTC
--- day. Returns the requests moved and the days they belong to.
-CREATE FUNCTION count.rollup_unpartitioned(from_ts timestamptz, to_ts timestamptz,
-                                           OUT moved bigint, OUT days date[])
+-- Moves the rows of `rel` (a partition, or the rows without a partition of
+-- their own) in [from_ts, to_ts) into the totals, the portable way (DELETE
+-- ... RETURNING), grouped by UTC day. Correct at any isolation level: rows
+-- it does not see stay for the next rollup. Returns the requests moved and
+-- the days they belong to.
+CREATE FUNCTION count.rollup_rows(rel regclass, from_ts timestamptz, to_ts timestamptz,
+                                  OUT moved bigint, OUT days date[])
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     EXECUTE format($q$
         WITH gone AS (
+            -- Finite times only: see the portable count.rollup_due.
             DELETE FROM %s
              WHERE request_timestamp >= $1 AND request_timestamp < $2
+               AND request_timestamp > '-infinity'
             RETURNING method_id, request_timestamp, count
         ), summed AS (
-            SELECT (request_timestamp AT TIME ZONE 'UTC')::date AS day, method_id, sum(count)::bigint AS total
+            SELECT (request_timestamp AT TIME ZONE 'UTC')::date AS day, method_id,
+                   least(sum(count), 9223372036854775807)::bigint AS total
               FROM gone
              GROUP BY 1, 2
         )
         SELECT count.add_totals(array_agg(day), array_agg(method_id), array_agg(total)),
                coalesce(array_agg(DISTINCT day), '{}')
-          FROM summed$q$, count.unpartitioned_rows())
+          FROM summed$q$, rel)
       INTO moved, days
       USING from_ts, to_ts;
 END;
@@ -174,7 +190,11 @@ $$;
 -- Moves all rows of the partition of `day` into the totals and empties it.
 -- The partition is locked from the first read to the commit: rows arriving
 -- meanwhile wait, then land in the emptied partition for the next rollup.
--- Returns the requests moved.
+-- That needs the aggregate to see every row committed before the lock was
+-- granted, which only READ COMMITTED gives (each statement takes a new
+-- snapshot); under REPEATABLE READ or SERIALIZABLE the snapshot predates the
+-- wait, and TRUNCATE would drop rows the aggregate never saw, so there the
+-- partition is rolled up row by row instead. Returns the requests moved.
 CREATE FUNCTION count.rollup_partition(day date, part regclass) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -182,10 +202,15 @@ AS $$
 DECLARE
     moved bigint;
 BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        SELECT r.moved INTO moved FROM count.rollup_rows(part, '-infinity', 'infinity') AS r;
+        RETURN moved;
+    END IF;
     EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', part);
     EXECUTE format($q$
         SELECT count.add_totals(array_agg($1), array_agg(method_id), array_agg(total))
-          FROM (SELECT method_id, sum(count)::bigint AS total FROM %s GROUP BY method_id) AS s$q$, part)
+          FROM (SELECT method_id, least(sum(count), 9223372036854775807)::bigint AS total
+                  FROM %s GROUP BY method_id) AS s$q$, part)
       INTO moved
       USING day;
     EXECUTE format('TRUNCATE %s', part);
@@ -213,8 +238,8 @@ BEGIN
         moved := count.rollup_partition(rollup_day, part);
     END IF;
     SELECT r.moved INTO rest
-      FROM count.rollup_unpartitioned(rollup_day::timestamp AT TIME ZONE 'UTC',
-                                      (rollup_day + 1)::timestamp AT TIME ZONE 'UTC') AS r;
+      FROM count.rollup_rows(count.unpartitioned_rows(), rollup_day::timestamp AT TIME ZONE 'UTC',
+                             (rollup_day + 1)::timestamp AT TIME ZONE 'UTC') AS r;
     RETURN moved + rest;
 END;
 $$;
@@ -245,12 +270,14 @@ BEGIN
         rolled := rolled || day;
     END LOOP;
     SELECT r.days INTO rest
-      FROM count.rollup_unpartitioned('-infinity', today::timestamp AT TIME ZONE 'UTC') AS r;
+      FROM count.rollup_rows(count.unpartitioned_rows(), '-infinity', today::timestamp AT TIME ZONE 'UTC') AS r;
     PERFORM count.expire_producers();
     BEGIN
         PERFORM set_config('lock_timeout', '200ms', true);
         PERFORM count.prepare_partitions();
-    EXCEPTION WHEN lock_not_available THEN
+    EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+        -- deadlock_detected: a deadlock_timeout below the 200 ms makes a
+        -- wait for the lock end that way instead.
         RAISE NOTICE 'count.rollup_due: partitions not prepared (count.requests busy); the next run will';
     END;
     PERFORM set_config('lock_timeout', lock_wait, true);
@@ -261,7 +288,7 @@ $$;
 -- They run as the extension's owner (to create, truncate and drop
 -- partitions): only roles granted EXECUTE may call them (sql/roles.sql).
 REVOKE EXECUTE ON FUNCTION count.prepare_partitions(date, integer), count.rollup(date), count.rollup_due(),
-    count.rollup_partition(date, regclass), count.rollup_unpartitioned(timestamptz, timestamptz),
+    count.rollup_partition(date, regclass), count.rollup_rows(regclass, timestamptz, timestamptz),
     count.keep_out_of_extension(regclass)
     FROM PUBLIC;
 

@@ -7,10 +7,24 @@
 
 use crate::error::Error;
 
-/// The method names `count.add_batch` accepts: the `count.v1.Method` enum's.
-pub const METHODS: [&str; 10] = [
-    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "PATCH", "GRPC",
+/// The method names `count.add_batch` accepts: the `count.v1.Method` enum's,
+/// and `OTHER` for a method outside it.
+pub const METHODS: [&str; 11] = [
+    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "PATCH", "GRPC", "OTHER",
 ];
+
+/// A timestamp as `add_batch` checks it.
+pub trait Timestamp {
+    /// False for `infinity` and `-infinity`, which no day holds: such a row
+    /// would never roll up, or stop the rollups.
+    fn is_finite(&self) -> bool;
+}
+
+impl Timestamp for pgrx::datum::TimestampWithTimeZone {
+    fn is_finite(&self) -> bool {
+        !self.is_infinity() && !self.is_neg_infinity()
+    }
+}
 
 /// A validated call: the producer's claim, if any, and the rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +43,7 @@ pub struct Batch<'a, T> {
     pub requests: i64,
 }
 
-impl<'a, T> Batch<'a, T> {
+impl<'a, T: Timestamp> Batch<'a, T> {
     /// Checks the arguments as the SQL function received them (`None` for a
     /// NULL array or element).
     pub fn from_arrays(
@@ -104,6 +118,11 @@ impl<'a, T> Batch<'a, T> {
             if path.is_empty() {
                 return Err(Error::Invalid(format!("paths[{index}] must not be empty")));
             }
+            if !timestamp.is_finite() {
+                return Err(Error::Invalid(format!(
+                    "timestamps[{index}] must be a finite time"
+                )));
+            }
             if count < 1 {
                 return Err(Error::Invalid(format!(
                     "counts[{index}] must be at least 1, got {count}"
@@ -122,6 +141,13 @@ impl<'a, T> Batch<'a, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Timestamps in these tests: 255 stands for infinity.
+    impl Timestamp for u8 {
+        fn is_finite(&self) -> bool {
+            *self != u8::MAX
+        }
+    }
 
     type Args<'a> = (
         Option<&'a str>,
@@ -170,6 +196,7 @@ mod tests {
             (Box::new(|a| a.4 = Some(vec![Some(1), None])), Error::Null("timestamps[2] must not be NULL".into())),
             (Box::new(|a| a.2 = Some(vec![Some("GET"), Some("FETCH")])), Error::Invalid("methods[2] is not a known method: FETCH".into())),
             (Box::new(|a| a.3 = Some(vec![Some(""), Some("/b")])), Error::Invalid("paths[1] must not be empty".into())),
+            (Box::new(|a| a.4 = Some(vec![Some(1), Some(u8::MAX)])), Error::Invalid("timestamps[2] must be a finite time".into())),
             (Box::new(|a| a.5 = Some(vec![Some(1), Some(0)])), Error::Invalid("counts[2] must be at least 1, got 0".into())),
             (Box::new(|a| a.5 = Some(vec![Some(i64::MAX), Some(1)])), Error::Overflow),
         ];

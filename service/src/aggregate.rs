@@ -7,7 +7,7 @@ use std::collections::hash_map::Entry as Entry_;
 use chrono::{DateTime, Utc};
 use count_proto::v1::Method;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, stored_method};
 use crate::error::Error;
 
 /// Counts summed by (method, path, second), waiting to be flushed.
@@ -80,7 +80,7 @@ impl Aggregate {
             ..FlushBatch::default()
         };
         for ((method, path, second), count) in self.counts.drain() {
-            batch.methods.push(method.as_str_name());
+            batch.methods.push(stored_method(method));
             batch.paths.push(path);
             batch
                 .timestamps

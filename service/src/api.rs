@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::aggregate::Aggregate;
 use crate::config::IngestConfig;
 use crate::dates;
-use crate::entry::Clock;
-use crate::error::Error;
+use crate::entry::{Clock, method_of_stored};
+use crate::error::{Error, Refusal};
 use crate::ingest::ingest_stream;
 use crate::metrics;
 use crate::state::State;
@@ -22,6 +22,11 @@ use crate::store::Total;
 
 /// The longest producer id accepted, in bytes.
 const MAX_PRODUCER_ID_BYTES: usize = 256;
+
+/// How many refused entries an `AddBatch` error names at most: they travel
+/// in the status's trailers, which HTTP/2 peers bound (16 KiB is common). A
+/// client resending the rest learns of further refusals on the next try.
+const MAX_REFUSALS: usize = 100;
 
 /// The service implementation; cheap to clone.
 #[derive(Debug, Clone)]
@@ -48,13 +53,19 @@ impl CountService for CountApi {
         &self,
         request: Request<Streaming<AddRequest>>,
     ) -> Result<Response<AddResponse>, Status> {
-        let response = ingest_stream(
+        // In a task of its own: when the client cancels the call, the
+        // handler is dropped, but the stream still commits what the server
+        // read (its in-memory aggregate and a batch waiting for the flush
+        // before it), as the original service did.
+        let stream = tokio::spawn(ingest_stream(
             self.state.clone(),
             self.config,
             request.into_inner(),
             self.drain.clone(),
-        )
-        .await?;
+        ));
+        let response = stream
+            .await
+            .map_err(|e| Status::internal(format!("Add stream task failed: {e}")))??;
         Ok(Response::new(response))
     }
 
@@ -149,37 +160,76 @@ impl CountService for CountApi {
         let mut aggregate = Aggregate::default();
         let entries = request.entries.len() as u64;
         metrics::received("add_batch", entries);
+        let mut refusals = Vec::new();
         for (index, entry) in request.entries.into_iter().enumerate() {
-            self.config
+            let added = self
+                .config
                 .rules
                 .check(entry, &mut clock)
-                .and_then(|entry| aggregate.add(entry, |m, p| self.state.endpoints.admit(m, p)))
-                .map_err(|e| match e {
-                    Error::InvalidArgument { field, reason } => {
-                        metrics::rejected("add_batch", &field);
-                        Error::invalid(format!("entries[{index}].{field}"), reason)
+                .and_then(|entry| aggregate.add(entry, |m, p| self.state.endpoints.admit(m, p)));
+            let refusal = match added {
+                Ok(()) => continue,
+                Err(Error::InvalidArgument { field, reason }) => {
+                    metrics::rejected("add_batch", &field);
+                    Refusal {
+                        field: format!("entries[{index}].{field}"),
+                        reason,
+                        over_cap: false,
                     }
-                    Error::ResourceExhausted(reason) => {
-                        metrics::rejected("add_batch", "endpoint");
-                        Error::ResourceExhausted(format!("entries[{index}]: {reason}"))
+                }
+                Err(Error::ResourceExhausted(reason)) => {
+                    metrics::rejected("add_batch", "endpoint");
+                    Refusal {
+                        field: format!("entries[{index}]"),
+                        reason,
+                        over_cap: true,
                     }
-                    other => other,
-                })?;
+                }
+                Err(other) => return Err(other.into()),
+            };
+            if refusals.len() < MAX_REFUSALS {
+                refusals.push(refusal);
+            }
+        }
+        let store = self.state.store()?;
+        if !refusals.is_empty() {
+            // A resend of a batch applied before the limits were tightened
+            // is still a duplicate, not a refusal.
+            if let Some(last) = store.last_sequence(&request.producer_id).await?
+                && last >= sequence
+            {
+                metrics::batch(true);
+                return Ok(Response::new(duplicate(last)));
+            }
+            return Err(Error::EntriesRefused(refusals).into());
         }
         metrics::accepted("add_batch", entries);
         let batch = aggregate.take_batch();
         let started = std::time::Instant::now();
-        let applied = self
-            .state
-            .store()?
+        let applied = store
             .add_batch(Some((&request.producer_id, sequence)), &batch)
             .await?;
         metrics::batch(applied.is_none());
-        metrics::committed("add_batch", applied.unwrap_or(0), started.elapsed());
+        let Some(accepted) = applied else {
+            let last = store.last_sequence(&request.producer_id).await?;
+            return Ok(Response::new(duplicate(last.unwrap_or(sequence))));
+        };
+        metrics::committed("add_batch", accepted, started.elapsed());
         Ok(Response::new(AddBatchResponse {
-            accepted: applied.unwrap_or(0),
-            duplicate: applied.is_none(),
+            accepted,
+            duplicate: false,
+            last_sequence: request.sequence,
         }))
+    }
+}
+
+/// The answer to a batch applied before; `last` is the producer's last
+/// applied sequence.
+fn duplicate(last: i64) -> AddBatchResponse {
+    AddBatchResponse {
+        accepted: 0,
+        duplicate: true,
+        last_sequence: u64::try_from(last).unwrap_or(0),
     }
 }
 
@@ -187,8 +237,8 @@ fn method_counts(totals: Vec<Total>) -> Vec<MethodCount> {
     totals
         .into_iter()
         .map(|total| MethodCount {
-            // count.add_batch accepts only the enum's names.
-            method: Method::from_str_name(&total.method).unwrap_or(Method::Unspecified) as i32,
+            // OTHER, and only it, reads back as METHOD_UNSPECIFIED.
+            method: method_of_stored(&total.method).unwrap_or(Method::Unspecified) as i32,
             path: total.path,
             count: total.total,
             date: total.day.map(dates::to_proto),

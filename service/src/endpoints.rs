@@ -12,6 +12,7 @@ use std::sync::RwLock;
 
 use count_proto::v1::Method;
 
+use crate::entry::method_of_stored;
 use crate::error::Error;
 
 /// Known endpoints, capped.
@@ -59,7 +60,7 @@ impl Endpoints {
         let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
         let mut added = 0;
         for (method, path) in endpoints {
-            if let Some(method) = Method::from_str_name(&method) {
+            if let Some(method) = method_of_stored(&method) {
                 let bits = known.entry(path).or_default();
                 if *bits & bit(method) == 0 {
                     *bits |= bit(method);

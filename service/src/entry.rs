@@ -5,11 +5,36 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use count_proto::v1::{AddRequest, Method};
 
 use crate::error::Error;
+use crate::metrics;
+
+/// The stored method of requests whose method is outside `count.v1.Method`.
+const OTHER: &str = "OTHER";
+
+/// The method's name as `count.add_batch` takes and `count.methods` stores
+/// it: the enum value's name, and `OTHER` for `METHOD_UNSPECIFIED`. The
+/// original protocol's middleware sends METHOD_UNSPECIFIED for every method
+/// outside the enum (PATCH before it was added, WebDAV methods): they are
+/// real requests, so they are counted, under a name of their own.
+pub fn stored_method(method: Method) -> &'static str {
+    match method {
+        Method::Unspecified => OTHER,
+        method => method.as_str_name(),
+    }
+}
+
+/// The method a stored name stands for ([`stored_method`]'s inverse).
+pub fn method_of_stored(name: &str) -> Option<Method> {
+    match name {
+        OTHER => Some(Method::Unspecified),
+        name => Method::from_str_name(name),
+    }
+}
 
 /// One valid request data point, its timestamp truncated to the second.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Never `MethodUnspecified`.
+    /// `Unspecified` stands for any method outside the enum (stored as
+    /// `OTHER`, see [`stored_method`]).
     pub method: Method,
     /// Not empty, at most [`EntryRules::max_path_bytes`] long.
     pub path: String,
@@ -48,7 +73,8 @@ impl EntryRules {
     pub fn check(&self, request: AddRequest, clock: &mut Clock) -> Result<Entry, Error> {
         let method = match Method::try_from(request.method) {
             Ok(Method::Unspecified) => {
-                return Err(Error::invalid("method", "must be set (METHOD_UNSPECIFIED)"));
+                metrics::other_method();
+                Method::Unspecified
             }
             Ok(method) => method,
             Err(_) => {
@@ -230,13 +256,20 @@ mod tests {
     }
 
     #[test]
+    fn an_unspecified_method_is_counted_as_other() {
+        let now = NOW as i64;
+        let entry = check(request(0, "/a", Some(now), 2)).unwrap();
+        assert_eq!(entry.method, Method::Unspecified);
+        assert_eq!(stored_method(entry.method), "OTHER");
+        assert_eq!(method_of_stored("OTHER"), Some(Method::Unspecified));
+        assert_eq!(method_of_stored("PATCH"), Some(Method::Patch));
+        assert_eq!(method_of_stored("METHOD_UNSPECIFIED"), None);
+    }
+
+    #[test]
     fn invalid_entries_name_the_field() {
         let now = NOW as i64;
         let cases = [
-            (
-                request(0, "/a", Some(now), 1),
-                "method: must be set (METHOD_UNSPECIFIED)",
-            ),
             (
                 request(42, "/a", Some(now), 1),
                 "method: unknown method number 42",
@@ -306,7 +339,6 @@ mod tests {
             let rules = EntryRules::default();
             match result {
                 Ok(entry) => {
-                    assert_ne!(entry.method, Method::Unspecified);
                     assert!(!entry.path.is_empty() && entry.path.len() <= rules.max_path_bytes);
                     assert!(!entry.path.contains(char::is_control));
                     assert!((1..=rules.max_entry_count).contains(&entry.count));

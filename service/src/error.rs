@@ -1,6 +1,7 @@
 //! The crate's one error type, and its one mapping to gRPC status codes.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 /// Everything that can go wrong in the service and the CLI.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,11 @@ pub enum Error {
     /// A limit that protects the service was reached (endpoint cap).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// Entries of an `AddBatch` were refused, so the batch applied nothing.
+    /// The status carries each refusal as a `google.rpc.BadRequest` field
+    /// violation, so that a client can resend the other entries.
+    #[error("{}", refusals_summary(.0))]
+    EntriesRefused(Vec<Refusal>),
     /// A statement failed or the connection broke.
     #[error("database: {0}")]
     Database(#[from] tokio_postgres::Error),
@@ -53,6 +59,32 @@ pub enum Error {
     /// A gRPC call made by the CLI failed.
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(#[from] Status),
+}
+
+/// One refused entry of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The entry and field, as a client would spell it (`entries[3].path`).
+    pub field: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// True when the entry was valid but the endpoint cap refused it: only
+    /// such refusals make the batch `RESOURCE_EXHAUSTED`.
+    pub over_cap: bool,
+}
+
+/// The first refusal, and how many more there are.
+fn refusals_summary(refusals: &[Refusal]) -> String {
+    match refusals {
+        [] => "no entries refused".to_owned(),
+        [only] => format!("{}: {}", only.field, only.reason),
+        [first, rest @ ..] => format!(
+            "{}: {} (and {} more entries refused)",
+            first.field,
+            first.reason,
+            rest.len()
+        ),
+    }
 }
 
 /// `error` and each of its sources, joined by ": ".
@@ -91,6 +123,10 @@ impl Error {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::EntriesRefused(refusals) if refusals.iter().all(|r| r.over_cap) => {
+                Code::ResourceExhausted
+            }
+            Error::EntriesRefused(_) => Code::InvalidArgument,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Database(e) => database_code(e),
             Error::Pool(_) => Code::Unavailable,
@@ -139,6 +175,17 @@ impl From<Error> for Status {
         };
         if code == Code::Internal {
             tracing::error!(%error, "internal error");
+        }
+        if let Error::EntriesRefused(refusals) = &error {
+            let violations: Vec<FieldViolation> = refusals
+                .iter()
+                .map(|r| FieldViolation::new(r.field.clone(), r.reason.clone()))
+                .collect();
+            return Status::with_error_details(
+                code,
+                message,
+                ErrorDetails::with_bad_request(violations),
+            );
         }
         Status::new(code, message)
     }

@@ -49,6 +49,10 @@ pub fn install(address: SocketAddr) -> Result<()> {
         "count_flush_duration_seconds",
         "Time to commit one flush (one count.add_batch call)."
     );
+    describe_counter!(
+        "count_entries_other_method_total",
+        "Entries with METHOD_UNSPECIFIED (a method outside the enum), counted under OTHER."
+    );
     describe_counter!("count_database_errors_total", "Database calls that failed.");
     describe_counter!("count_rollups_total", "Rollups run, by kind (day, due).");
     describe_gauge!(
@@ -72,6 +76,11 @@ pub fn received(rpc: &'static str, entries: u64) {
 /// `entries` valid entries of `rpc` were accepted.
 pub fn accepted(rpc: &'static str, entries: u64) {
     counter!("count_entries_accepted_total", "rpc" => rpc).increment(entries);
+}
+
+/// An entry with METHOD_UNSPECIFIED was counted under `OTHER`.
+pub fn other_method() {
+    counter!("count_entries_other_method_total").increment(1);
 }
 
 /// One entry of `rpc` was rejected because of `field`.

@@ -135,6 +135,17 @@ impl Store {
         Ok(row.get(0))
     }
 
+    /// The last sequence applied for `producer`, if it has applied any (and
+    /// was not forgotten by `count.expire_producers`).
+    pub async fn last_sequence(&self, producer: &str) -> Result<Option<i64>> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(include_str!("../queries/last_sequence.sql"))
+            .await?;
+        let row = client.query_opt(&statement, &[&producer]).await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     /// Every endpoint (method, path) the database holds.
     pub async fn endpoints(&self) -> Result<Vec<(String, String)>> {
         let client = self.pool.get().await?;

@@ -69,7 +69,8 @@ async fn a_million_records_from_eight_tasks_are_counted_exactly() {
             delivered: 1_000_000,
             dropped: 0,
             pending: 0,
-            retries: 0
+            retries: 0,
+            duplicates: 0
         }
     );
     let stored = stored(&db).await;
@@ -213,8 +214,13 @@ async fn over_capacity_new_keys_are_dropped_and_counted_and_the_stats_add_up() {
 
 /// One HTTP/1.1 GET; returns the status line.
 async fn http_get(address: SocketAddr, path: &str) -> String {
+    http_request(address, "GET", path).await
+}
+
+/// One HTTP/1.1 request; returns the status line.
+async fn http_request(address: SocketAddr, method: &str, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
@@ -247,6 +253,11 @@ async fn the_layer_counts_axum_routes_by_template_and_tonic_calls_by_method_path
     }
     assert_eq!(http_get(http, "/health").await, "HTTP/1.1 200 OK");
     assert_eq!(http_get(http, "/missing").await, "HTTP/1.1 404 Not Found");
+    // A method outside count's enum is counted under OTHER.
+    assert_eq!(
+        http_request(http, "PROPFIND", "/missing").await,
+        "HTTP/1.1 404 Not Found"
+    );
 
     let (_reporter, health) = tonic_health::server::health_reporter();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -280,6 +291,7 @@ async fn the_layer_counts_axum_routes_by_template_and_tonic_calls_by_method_path
             (key("GET", "/health"), 1),
             (key("GET", "/missing"), 1),
             (key("GET", "/users/{id}"), 10),
+            (key("OTHER", "/missing"), 1),
             (key("GRPC", "/grpc.health.v1.Health/Check"), 3),
         ])
     );

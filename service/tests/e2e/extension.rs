@@ -24,8 +24,8 @@ impl Random {
     }
 }
 
-const METHODS: [&str; 10] = [
-    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "PATCH", "GRPC",
+const METHODS: [&str; 11] = [
+    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "PATCH", "GRPC", "OTHER",
 ];
 
 fn random_batch(random: &mut Random, keys: u64, rows: usize, days: i64) -> FlushBatch {
@@ -363,4 +363,71 @@ async fn pg_cron_runs_rollup_due_inside_the_database() {
         .map(|t| (t.method.as_str(), t.total))
         .collect();
     assert_eq!(totals, vec![("GET", 40), ("POST", 2)]);
+}
+
+#[tokio::test]
+async fn partitioning_keeps_quoted_owners_grants_and_the_check_whatever_the_session_settings() {
+    let db = TestDatabase::start_with(Backend::Sql, Vec::new()).await;
+    let _store = Store::open(db.config(), 1).await.unwrap();
+    let sql = db.sql().await;
+    sql.batch_execute(
+        r#"CREATE ROLE "Count-Owner"; CREATE ROLE "Count-Reader";
+           ALTER TABLE count.requests OWNER TO "Count-Owner";
+           GRANT SELECT ON count.requests TO "Count-Reader";
+           SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kathmandu';
+           CREATE EXTENSION count;"#,
+    )
+    .await
+    .unwrap();
+    let row = sql
+        .query_one(
+            r#"SELECT c.relkind::text, c.relowner::regrole::text,
+                      has_table_privilege('Count-Reader', c.oid, 'SELECT'),
+                      has_table_privilege('Count-Reader', c.oid, 'INSERT')
+                 FROM pg_class AS c WHERE c.oid = 'count.requests'::regclass"#,
+            &[],
+        )
+        .await
+        .unwrap();
+    let relation: (String, String, bool, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        relation,
+        ("p".into(), r#""Count-Owner""#.into(), true, false)
+    );
+    // The CHECK (count > 0) holds on the partitioned table.
+    let error = sql
+        .batch_execute("INSERT INTO count.requests VALUES (1, now(), 0)")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+    );
+    // Today's partition starts at 00:00 UTC exactly, whatever the session's
+    // DateStyle and TimeZone were when it was made.
+    let midnight = day_start(0);
+    sql.batch_execute(&format!(
+        "INSERT INTO count.requests VALUES (1, to_timestamp({midnight}), 1), (1, to_timestamp({}), 1)",
+        midnight - 1
+    ))
+    .await
+    .unwrap();
+    let homes: Vec<String> = sql
+        .query(
+            "SELECT tableoid::regclass::text FROM count.requests ORDER BY request_timestamp",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let today = day_of(midnight).format("%Y%m%d");
+    assert_eq!(
+        homes,
+        vec![
+            "count.requests_default".to_owned(),
+            format!("count.requests_{today}")
+        ]
+    );
 }

@@ -592,3 +592,60 @@ async fn concurrent_rollups_racing_ingest_count_each_request_once() {
     assert_eq!(sent, 4 * 20 * 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_add_stream_cancelled_while_a_flush_waits_still_commits_what_the_server_read() {
+    let db = TestDatabase::start().await;
+    let config = ServerConfig {
+        ingest: IngestConfig {
+            flush_interval: Duration::from_millis(50),
+            ..IngestConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(db.store().await, config).await;
+    let t = day_start(1) + 5;
+    // Flushes wait for this lock.
+    let locker = db.sql().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE count.requests IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let (send, messages) = tokio::sync::mpsc::unbounded_channel();
+    let mut client = server.client().await;
+    let call = tokio::spawn(async move {
+        client
+            .add(tokio_stream::wrappers::UnboundedReceiverStream::new(
+                messages,
+            ))
+            .await
+    });
+    send.send(entry(Method::Get, "/cancel/first", t, 1))
+        .unwrap();
+    let watcher = &db.sql().await;
+    let waiting_flushes = "SELECT count(*) FROM pg_stat_activity
+                            WHERE wait_event_type = 'Lock' AND query LIKE '%add_batch%'";
+    eventually(Duration::from_secs(30), || async move {
+        single_bigint(watcher, waiting_flushes).await == 1
+    })
+    .await;
+    // Read at once, then held for the next flush, which waits for the
+    // first: what a cancelled handler used to drop.
+    send.send(entry(Method::Get, "/cancel/second", t, 2))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
+    locker.batch_execute("COMMIT").await.unwrap();
+    let committed = "SELECT coalesce(sum(count), 0)::bigint FROM count.requests";
+    eventually(Duration::from_secs(30), || async move {
+        single_bigint(watcher, committed).await == 3
+    })
+    .await;
+    server.stop().await;
+}
+
+/// The one bigint `query` returns.
+async fn single_bigint(sql: &tokio_postgres::Client, query: &str) -> i64 {
+    sql.query_one(query, &[]).await.unwrap().get(0)
+}

@@ -8,6 +8,7 @@ mod harness;
 mod cli;
 mod client;
 mod concurrency;
+mod delivery;
 mod extension;
 mod hardening;
 mod operability;

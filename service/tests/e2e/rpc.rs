@@ -58,37 +58,50 @@ async fn add_counts_every_valid_entry_and_reports_each_invalid_one() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(response.accepted, 8);
-    assert_eq!(response.rejected, 6);
+    // METHOD_UNSPECIFIED (message 4) is a method outside the enum: counted
+    // under OTHER, read back as METHOD_UNSPECIFIED.
+    assert_eq!(response.accepted, 9);
+    assert_eq!(response.rejected, 5);
     assert_eq!(response.rejections[0], "message 2: path: must not be empty");
     assert_eq!(
         response.rejections[1],
-        "message 4: method: must be set (METHOD_UNSPECIFIED)"
-    );
-    assert_eq!(
-        response.rejections[2],
         "message 5: method: unknown method number 42"
     );
     assert_eq!(
-        response.rejections[3],
+        response.rejections[2],
         "message 6: request_timestamp: must be set"
     );
     assert!(
-        response.rejections[4].starts_with("message 7: request_timestamp: ")
-            && response.rejections[4].ends_with("is more than 5m in the future"),
+        response.rejections[3].starts_with("message 7: request_timestamp: ")
+            && response.rejections[3].ends_with("is more than 5m in the future"),
         "{}",
-        response.rejections[4]
+        response.rejections[3]
     );
     assert_eq!(
-        response.rejections[5],
+        response.rejections[4],
         "message 8: count: must not be negative, got -3"
     );
+    let other: (String, i64) = {
+        let row = db
+            .sql()
+            .await
+            .query_one(
+                "SELECT m.method, sum(r.count)::bigint FROM count.requests AS r
+                   JOIN count.methods AS m ON m.id = r.method_id WHERE m.method NOT IN ('GET', 'POST') GROUP BY 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(other, ("OTHER".to_owned(), 1));
 
     let day = day_of(t);
     let counts = roll_up(&mut client, day).await;
     assert!(counts.iter().all(|c| c.date == date(day)));
     let expected = Totals::from([
         (("GET".to_owned(), "/a".to_owned()), 3),
+        (("METHOD_UNSPECIFIED".to_owned(), "/a".to_owned()), 1),
         (("POST".to_owned(), "/b".to_owned()), 5),
     ]);
     assert_eq!(totals(&counts), expected);

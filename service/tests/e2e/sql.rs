@@ -1,5 +1,7 @@
 //! The SQL API as SQL users and DBAs see it: views, rollups and errors.
 
+use std::time::Duration;
+
 use tokio_postgres::error::SqlState;
 
 use crate::harness::*;
@@ -162,6 +164,16 @@ async fn bad_sql_api_arguments_raise_specific_sqlstates_and_write_nothing() {
             "count.add_batch: paths[1] must not be empty",
         ),
         (
+            "ARRAY['GET', 'PUT'], ARRAY['/a', '/b'], ARRAY[now(), 'infinity'], ARRAY[3, 1]",
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.add_batch: timestamps[2] must be a finite time",
+        ),
+        (
+            "ARRAY['GET'], ARRAY['/a'], ARRAY['-infinity'::timestamptz], ARRAY[3]",
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.add_batch: timestamps[1] must be a finite time",
+        ),
+        (
             "ARRAY['GET', 'PUT'], ARRAY['/a', '/b'], ARRAY[now(), now()], ARRAY[3, 0]",
             SqlState::INVALID_PARAMETER_VALUE,
             "count.add_batch: counts[2] must be at least 1, got 0",
@@ -199,4 +211,151 @@ async fn bad_sql_api_arguments_raise_specific_sqlstates_and_write_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(written, 0);
+}
+
+#[tokio::test]
+async fn totals_near_bigint_s_limit_saturate_and_every_other_day_still_rolls_up() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    // Two rows of one day and endpoint that together pass bigint's maximum,
+    // and an ordinary day beside them; and a '-infinity' row slipped in by a
+    // direct INSERT, which no day holds.
+    sql.batch_execute(
+        "SELECT count.add_batch(NULL, NULL, ARRAY['GET', 'GET'], ARRAY['/huge', '/small'],
+             ARRAY['2026-03-01 10:00:00+00', '2026-03-02 10:00:00+00']::timestamptz[],
+             ARRAY[5000000000000000000, 7]);
+         SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/huge'],
+             ARRAY['2026-03-01 11:00:00+00']::timestamptz[], ARRAY[5000000000000000000]);
+         INSERT INTO count.requests (method_id, request_timestamp, count)
+             SELECT id, '-infinity', 1 FROM count.methods WHERE path = '/small';",
+    )
+    .await
+    .unwrap();
+    let days: i64 = sql
+        .query_one("SELECT count.rollup_due()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(days, 2);
+    let totals: Vec<(String, String, i64)> = sql
+        .query(
+            "SELECT period::text, path, total FROM count.daily_totals
+             UNION ALL SELECT 'month ' || period::text, path, total FROM count.monthly_totals ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let row = |p: &str, path: &str, t: i64| (p.to_owned(), path.to_owned(), t);
+    assert_eq!(
+        totals,
+        vec![
+            row("2026-03-01", "/huge", i64::MAX),
+            row("2026-03-02", "/small", 7),
+            row("month 2026-03-01", "/huge", i64::MAX),
+            row("month 2026-03-01", "/small", 7),
+        ]
+    );
+    // More for a saturated total stays at the maximum; the rollup succeeds.
+    sql.batch_execute(
+        "SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/huge'],
+             ARRAY['2026-03-01 12:00:00+00']::timestamptz[], ARRAY[1]);
+         SELECT count.rollup('2026-03-01');",
+    )
+    .await
+    .unwrap();
+    let huge: i64 = sql
+        .query_one(
+            "SELECT total FROM count.daily_totals WHERE path = '/huge'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(huge, i64::MAX);
+}
+
+/// Every request the database holds, rolled up or raw.
+async fn held(sql: &tokio_postgres::Client) -> i64 {
+    sql.query_one(
+        "SELECT ((SELECT coalesce(sum(total), 0) FROM count.daily_method_totals)
+               + (SELECT coalesce(sum(count), 0) FROM count.requests))::bigint",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn a_rollup_under_repeatable_read_or_serializable_loses_no_row_it_waited_for() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let add = |count: i64| {
+        format!(
+            "SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/isolation'], ARRAY[now()], ARRAY[{count}])"
+        )
+    };
+    let mut expected = 0;
+    for isolation in ["REPEATABLE READ", "SERIALIZABLE"] {
+        let inserter = db.sql().await;
+        let roller = db.sql().await;
+        inserter.batch_execute(&add(1)).await.unwrap();
+        // The inserter's transaction holds 10 more, uncommitted.
+        inserter
+            .batch_execute(&format!("BEGIN; {}", add(10)))
+            .await
+            .unwrap();
+        expected += 11;
+        // The roller's snapshot is taken before the inserter commits.
+        roller
+            .batch_execute(&format!("BEGIN ISOLATION LEVEL {isolation}; SELECT 1"))
+            .await
+            .unwrap();
+        let roller_pid: i32 = roller
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let rollup = tokio::spawn(async move {
+            roller
+                .batch_execute("SELECT count.rollup((now() AT TIME ZONE 'UTC')::date); COMMIT")
+                .await
+        });
+        // Commit once the rollup waits for the inserter, or has finished.
+        let watcher = db.sql().await;
+        eventually(Duration::from_secs(30), || {
+            let watcher = &watcher;
+            let finished = rollup.is_finished();
+            async move {
+                finished
+                    || watcher
+                        .query_one(
+                            "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+                            &[&roller_pid],
+                        )
+                        .await
+                        .unwrap()
+                        .get::<_, bool>(0)
+            }
+        })
+        .await;
+        inserter.batch_execute("COMMIT").await.unwrap();
+        rollup.await.unwrap().unwrap();
+        assert_eq!(held(&watcher).await, expected, "{isolation}");
+    }
+    // A later rollup (READ COMMITTED) moves what was left, once.
+    let sql = db.sql().await;
+    sql.batch_execute("SELECT count.rollup((now() AT TIME ZONE 'UTC')::date)")
+        .await
+        .unwrap();
+    let raw: i64 = sql
+        .query_one("SELECT count(*) FROM count.requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((raw, held(&sql).await), (0, expected));
 }
