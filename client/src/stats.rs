@@ -15,6 +15,8 @@ pub struct Stats {
     pub dropped: u64,
     /// Requests recorded and not yet delivered.
     pub pending: u64,
+    /// Batches the server acknowledged as applied.
+    pub batches: u64,
     /// Batch sends that failed and were retried.
     pub retries: u64,
     /// Batches the server answered as already applied on their first send:
@@ -30,6 +32,7 @@ pub(crate) struct StatCounters {
     /// Requests refused by `record` (full, or invalid).
     refused: AtomicU64,
     delivered: AtomicU64,
+    batches: AtomicU64,
     /// Recorded requests given up after all.
     given_up: AtomicU64,
     retries: AtomicU64,
@@ -42,8 +45,10 @@ impl StatCounters {
         self.refused.fetch_add(requests, Ordering::Relaxed);
     }
 
+    /// One batch of `requests` was acknowledged.
     pub(crate) fn delivered(&self, requests: u64) {
         self.delivered.fetch_add(requests, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Recorded requests given up after all.
@@ -68,6 +73,7 @@ impl StatCounters {
         let delivered = self.delivered.load(Ordering::Relaxed);
         let given_up = self.given_up.load(Ordering::Relaxed);
         let retries = self.retries.load(Ordering::Relaxed);
+        let batches = self.batches.load(Ordering::Relaxed);
         let duplicates = self.duplicates.load(Ordering::Relaxed);
         let tallied = tallied();
         Stats {
@@ -75,6 +81,7 @@ impl StatCounters {
             delivered,
             dropped: refused + given_up,
             pending: tallied.saturating_sub(delivered + given_up),
+            batches,
             retries,
             duplicates,
         }

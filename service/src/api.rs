@@ -7,7 +7,9 @@ use count_proto::v1::{
     CountDailyTotalsResponse, GetPeriodTotalsRequest, GetPeriodTotalsResponse,
     ListDailyTotalsRequest, ListDailyTotalsResponse, Method, MethodCount,
 };
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::aggregate::Aggregate;
@@ -34,6 +36,9 @@ pub struct CountApi {
     state: State,
     config: IngestConfig,
     drain: watch::Receiver<bool>,
+    /// One permit per `Add` stream or `AddBatch` call being served: memory
+    /// is bounded per call, and this bounds the calls.
+    calls: Arc<Semaphore>,
 }
 
 impl CountApi {
@@ -43,7 +48,21 @@ impl CountApi {
             state,
             config,
             drain,
+            calls: Arc::new(Semaphore::new(config.max_calls)),
         }
+    }
+
+    /// A permit to serve one ingest call, or RESOURCE_EXHAUSTED when
+    /// `max_calls` are being served (the client library retries that).
+    fn admit_call(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.calls.clone().try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "server busy: {} Add streams and AddBatch calls are being served, \
+                 the limit of --max-ingest-calls; retry",
+                self.config.max_calls
+            ))
+            .into()
+        })
     }
 }
 
@@ -57,12 +76,14 @@ impl CountService for CountApi {
         // handler is dropped, but the stream still commits what the server
         // read (its in-memory aggregate and a batch waiting for the flush
         // before it), as the original service did.
-        let stream = tokio::spawn(ingest_stream(
-            self.state.clone(),
-            self.config,
-            request.into_inner(),
-            self.drain.clone(),
-        ));
+        let permit = self.admit_call()?;
+        let (state, config, drain) = (self.state.clone(), self.config, self.drain.clone());
+        let messages = request.into_inner();
+        let stream = tokio::spawn(async move {
+            // Held until the stream's task ends, not the handler.
+            let _permit = permit;
+            ingest_stream(state, config, messages, drain).await
+        });
         let response = stream
             .await
             .map_err(|e| Status::internal(format!("Add stream task failed: {e}")))??;
@@ -125,6 +146,7 @@ impl CountService for CountApi {
         &self,
         request: Request<AddBatchRequest>,
     ) -> Result<Response<AddBatchResponse>, Status> {
+        let _permit = self.admit_call()?;
         let request = request.into_inner();
         if request.producer_id.is_empty() {
             return Err(Error::invalid("producer_id", "must not be empty").into());
@@ -210,11 +232,11 @@ impl CountService for CountApi {
             .add_batch(Some((&request.producer_id, sequence)), &batch)
             .await?;
         metrics::batch(applied.is_none());
+        metrics::committed("add_batch", applied.unwrap_or(0), started.elapsed());
         let Some(accepted) = applied else {
             let last = store.last_sequence(&request.producer_id).await?;
             return Ok(Response::new(duplicate(last.unwrap_or(sequence))));
         };
-        metrics::committed("add_batch", accepted, started.elapsed());
         Ok(Response::new(AddBatchResponse {
             accepted,
             duplicate: false,

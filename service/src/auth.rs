@@ -151,6 +151,13 @@ fn required(path: &str) -> Option<Role> {
     }
 }
 
+/// The token of an `authorization` header value: the scheme is matched
+/// case-insensitively, as RFC 7235 (section 2.1) says it is.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 /// Checks the request's bearer token against `tokens` for `path`.
 fn check(
     tokens: &Tokens,
@@ -162,7 +169,7 @@ fn check(
     };
     let token = authorization
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or_else(|| {
             Status::unauthenticated(
                 "missing bearer token: send the header `authorization: Bearer <token>`",
@@ -258,6 +265,20 @@ mod tests {
             Ok(()) => "ok".to_owned(),
             Err(status) => format!("{:?}: {}", status.code(), status.message()),
         }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let header =
+                http::HeaderValue::from_str(&format!("{scheme} ingest-token-0123456789")).unwrap();
+            assert!(
+                check(&tokens(), "/count.v1.CountService/Add", Some(&header)).is_ok(),
+                "{scheme}"
+            );
+        }
+        let basic = http::HeaderValue::from_static("Basic ingest-token-0123456789");
+        assert!(check(&tokens(), "/count.v1.CountService/Add", Some(&basic)).is_err());
     }
 
     #[test]

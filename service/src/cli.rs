@@ -127,28 +127,35 @@ pub struct ServeArgs {
     #[arg(long, env = "COUNT_MAX_FUTURE", default_value = "5m")]
     pub max_future: humantime::Duration,
     /// Longest path accepted, in bytes.
-    #[arg(long, env = "COUNT_MAX_PATH_BYTES", default_value_t = 1024)]
+    #[arg(long, env = "COUNT_MAX_PATH_BYTES", default_value_t = 1024, value_parser = positive)]
     pub max_path_bytes: usize,
     /// Largest count one entry may carry.
     #[arg(long, env = "COUNT_MAX_ENTRY_COUNT", default_value_t = 1_000_000_000,
           value_parser = clap::value_parser!(i64).range(1..))]
     pub max_entry_count: i64,
     /// Most entries one AddBatch may carry.
-    #[arg(long, env = "COUNT_MAX_BATCH_ENTRIES", default_value_t = 10_000)]
+    #[arg(long, env = "COUNT_MAX_BATCH_ENTRIES", default_value_t = 10_000, value_parser = positive)]
     pub max_batch_entries: usize,
     /// Most distinct endpoints (method + path) the database may hold; new
     /// ones past it are refused (RESOURCE_EXHAUSTED).
-    #[arg(long, env = "COUNT_MAX_ENDPOINTS", default_value_t = 100_000)]
+    #[arg(long, env = "COUNT_MAX_ENDPOINTS", default_value_t = 100_000, value_parser = positive)]
     pub max_endpoints: usize,
+    /// Most Add streams and AddBatch calls served at once; more are refused
+    /// with RESOURCE_EXHAUSTED (clients retry). Bounds the server's memory:
+    /// each holds at most two aggregates of --max-batch-keys keys, or one
+    /// message of --max-message-bytes.
+    #[arg(long, env = "COUNT_MAX_INGEST_CALLS", default_value_t = 256, value_parser = positive)]
+    pub max_ingest_calls: usize,
     /// Largest gRPC message accepted, in bytes.
-    #[arg(long, env = "COUNT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, env = "COUNT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = positive)]
     pub max_message_bytes: usize,
     /// After SIGINT/SIGTERM, how long open streams may go on before they are
     /// ended (what they sent is committed).
     #[arg(long, env = "COUNT_SHUTDOWN_GRACE", default_value = "30s")]
     pub shutdown_grace: humantime::Duration,
     /// Serve Prometheus metrics over HTTP on this address (/metrics); off
-    /// when unset.
+    /// when unset. The metrics take no token: a non-loopback address needs
+    /// --allow-unauthenticated.
     #[arg(long, env = "COUNT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Run `count.rollup_due()` this often (for databases without pg_cron);
@@ -172,7 +179,8 @@ pub struct ServeArgs {
     /// CA (PEM) that client certificates must chain to: mutual TLS.
     #[arg(long, env = "COUNT_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Serve on a non-loopback address without tokens (refused otherwise).
+    /// Serve gRPC on a non-loopback address without tokens, or metrics on a
+    /// non-loopback address (refused otherwise).
     #[arg(long, env = "COUNT_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
     /// Print the effective configuration (secrets redacted) and exit.
@@ -326,6 +334,7 @@ impl ServeArgs {
                 max_batch_keys: self.max_batch_keys as usize,
                 max_batch_entries: self.max_batch_entries,
                 max_endpoints: self.max_endpoints,
+                max_calls: self.max_ingest_calls,
             },
             shutdown_grace: *self.shutdown_grace,
             health_interval: *self.health_interval,
@@ -389,6 +398,7 @@ impl ServeArgs {
             ("max-entry-count", self.max_entry_count.to_string()),
             ("max-batch-entries", self.max_batch_entries.to_string()),
             ("max-endpoints", self.max_endpoints.to_string()),
+            ("max-ingest-calls", self.max_ingest_calls.to_string()),
             ("max-message-bytes", self.max_message_bytes.to_string()),
             (
                 "shutdown-grace",
@@ -482,6 +492,16 @@ impl Cli {
     }
 }
 
+/// A clap parser for limits that must be at least 1: a limit of 0 would
+/// refuse everything.
+fn positive(value: &str) -> std::result::Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     if args.print_config {
         print!("{}", args.describe());
@@ -499,7 +519,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ));
     }
     if let Some(address) = args.metrics_listen {
+        if !address.ip().is_loopback() && !args.allow_unauthenticated {
+            return Err(Error::invalid(
+                "--metrics-listen",
+                format!(
+                    "refusing to serve metrics on {address}: they take no token; \
+                     pass --allow-unauthenticated to serve them beyond loopback"
+                ),
+            ));
+        }
         crate::metrics::install(address)?;
+    }
+    if config.tokens.is_some() && config.tls.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "bearer tokens will cross the network in plaintext: set --tls-cert and --tls-key"
+        );
     }
     let database = args.database.location().open().await?;
     let listener = TcpListener::bind(args.listen)

@@ -77,6 +77,35 @@ pub fn default_base_dir() -> PathBuf {
     }
 }
 
+/// What a count data directory holds: the cluster, its socket directory, and
+/// the password file.
+const DATA_DIR_ENTRIES: [&str; 3] = ["pg", "run", "password"];
+
+/// Refuses a directory that holds anything but a count data directory's
+/// entries: setting up would chmod it to 0700 and, as root, chown it to
+/// `postgres`, which a mistyped `--data-dir` (say `/etc`) must never do.
+fn refuse_foreign_dir(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()))(e)),
+    };
+    for entry in entries {
+        let name = entry
+            .map_err(Error::io(format!("reading {}", dir.display())))?
+            .file_name();
+        if !DATA_DIR_ENTRIES.iter().any(|known| name == *known) {
+            return Err(Error::Cluster(format!(
+                "{} is not empty and not a count data directory (it holds {}): \
+                 choose a new or empty --data-dir",
+                dir.display(),
+                name.to_string_lossy()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Cluster {
     /// Creates the cluster on first use, then starts it on a free port on
     /// 127.0.0.1, or attaches to it if it is already running.
@@ -262,6 +291,7 @@ impl Cluster {
     }
 
     fn prepare_dirs(&self) -> Result<()> {
+        refuse_foreign_dir(&self.options.base_dir)?;
         for dir in [self.options.base_dir.clone(), self.socket_dir()] {
             fs::DirBuilder::new()
                 .recursive(true)

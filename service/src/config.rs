@@ -18,6 +18,10 @@ pub struct IngestConfig {
     pub max_batch_entries: usize,
     /// The most distinct endpoints (method + path) the database may hold.
     pub max_endpoints: usize,
+    /// The most `Add` streams and `AddBatch` calls served at once: what
+    /// bounds the server's memory, since each holds at most two aggregates
+    /// of `max_batch_keys` keys, or one message.
+    pub max_calls: usize,
 }
 
 impl Default for IngestConfig {
@@ -28,6 +32,7 @@ impl Default for IngestConfig {
             max_batch_keys: 10_000,
             max_batch_entries: 10_000,
             max_endpoints: 100_000,
+            max_calls: 256,
         }
     }
 }

@@ -149,7 +149,6 @@ fn database_code(error: &tokio_postgres::Error) -> Code {
     match state.code() {
         "23505" => Code::AlreadyExists,
         "40001" | "40P01" => Code::Aborted,
-        "53400" => Code::ResourceExhausted,
         "57014" => Code::Cancelled,
         code if code.starts_with("22") => Code::InvalidArgument,
         code if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") => {

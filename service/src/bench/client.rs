@@ -82,13 +82,7 @@ pub(super) async fn end_to_end(
         .query_one(include_str!("../../queries/bench_raw_rows.sql"), &[])
         .await?;
     let (rows, committed): (i64, i64) = (stored.get(0), stored.get(1));
-    let batches: i64 = sql
-        .query_one(
-            include_str!("../../queries/bench_batches.sql"),
-            &[&PRODUCER],
-        )
-        .await?
-        .get(0);
+    let batches = stats.batches;
     if stats.delivered != sent || stats.dropped != 0 || committed != sent as i64 {
         return Err(Error::Cluster(format!(
             "bench self-check failed: recorded {sent}, delivered {}, dropped {}, committed {committed}",

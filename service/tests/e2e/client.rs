@@ -69,10 +69,12 @@ async fn a_million_records_from_eight_tasks_are_counted_exactly() {
             delivered: 1_000_000,
             dropped: 0,
             pending: 0,
+            batches: stats.batches,
             retries: 0,
             duplicates: 0
         }
     );
+    assert!(stats.batches >= 1, "{stats:?}");
     let stored = stored(&db).await;
     assert_eq!(stored.len(), 40);
     assert_eq!(stored.values().sum::<i64>(), 1_000_000);

@@ -219,7 +219,27 @@ fn count_command(args: &[&str]) -> (i32, String) {
 
 #[test]
 fn bad_flags_and_environment_are_refused_with_the_flag_named() {
-    let cases: [(&[&str], i32, &str); 6] = [
+    let cases: [(&[&str], i32, &str); 10] = [
+        (
+            &["serve", "--max-path-bytes", "0", "--print-config"],
+            2,
+            "invalid value '0' for '--max-path-bytes <MAX_PATH_BYTES>': must be at least 1",
+        ),
+        (
+            &["serve", "--max-batch-entries", "0", "--print-config"],
+            2,
+            "invalid value '0' for '--max-batch-entries <MAX_BATCH_ENTRIES>': must be at least 1",
+        ),
+        (
+            &["serve", "--max-endpoints", "0", "--print-config"],
+            2,
+            "invalid value '0' for '--max-endpoints <MAX_ENDPOINTS>': must be at least 1",
+        ),
+        (
+            &["serve", "--max-message-bytes", "0", "--print-config"],
+            2,
+            "invalid value '0' for '--max-message-bytes <MAX_MESSAGE_BYTES>': must be at least 1",
+        ),
         (
             &["serve", "--flush-interval", "soon", "--print-config"],
             2,
@@ -487,7 +507,7 @@ async fn a_stalled_database_keeps_server_memory_bounded_and_recovers() {
     let server = spawn_serve(
         grpc,
         &db.cluster.url("count"),
-        &["--max-batch-keys", "2000"],
+        &["--max-batch-keys", "2000", "--max-ingest-calls", "8"],
     );
     wait_until_serving(grpc).await;
     // Hold a lock that stalls every insert.
@@ -497,10 +517,12 @@ async fn a_stalled_database_keeps_server_memory_bounded_and_recovers() {
         .await
         .unwrap();
     let t = day_start(1);
+    // Three times as many streams as the server serves at once: the rest
+    // are refused at once, so memory stays bounded however many come.
     const STREAMS: i64 = 8;
     const ENTRIES: i64 = 100_000;
     let mut streams = Vec::new();
-    for s in 0..STREAMS {
+    for s in 0..3 * STREAMS {
         let mut client = count_proto::v1::count_service_client::CountServiceClient::connect(
             format!("http://{grpc}"),
         )
@@ -527,13 +549,23 @@ async fn a_stalled_database_keeps_server_memory_bounded_and_recovers() {
         peak < 150 * 1024,
         "server RSS reached {peak} kB while the database stalled"
     );
-    assert!(
-        streams.iter().all(|s| !s.is_finished()),
-        "backpressure holds the streams"
+    let (refused, held): (Vec<_>, Vec<_>) = streams.into_iter().partition(|s| s.is_finished());
+    assert_eq!(
+        held.len() as i64,
+        STREAMS,
+        "backpressure holds the streams served"
     );
+    for stream in refused {
+        let status = stream.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().starts_with("server busy: 8 Add streams"),
+            "{status:?}"
+        );
+    }
     locker.batch_execute("COMMIT").await.unwrap();
     let mut accepted = 0;
-    for stream in streams {
+    for stream in held {
         accepted += stream.await.unwrap().unwrap().into_inner().accepted;
     }
     assert_eq!(accepted, STREAMS * ENTRIES);
@@ -648,4 +680,23 @@ async fn an_add_stream_cancelled_while_a_flush_waits_still_commits_what_the_serv
 /// The one bigint `query` returns.
 async fn single_bigint(sql: &tokio_postgres::Client, query: &str) -> i64 {
     sql.query_one(query, &[]).await.unwrap().get(0)
+}
+
+#[test]
+fn a_data_dir_holding_other_files_is_refused_and_left_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (code, stderr) = count_command(&["serve", "--data-dir", data_dir]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{data_dir} is not empty and not a count data directory (it holds notes.txt)"
+        )),
+        "{stderr}"
+    );
+    let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
 }

@@ -153,7 +153,7 @@ async fn metrics_count_a_known_workload() {
             .unwrap()
             .into_inner()
             .accepted,
-        10
+        11
     );
     let batch = AddBatchRequest {
         producer_id: "metrics".into(),
@@ -178,12 +178,12 @@ async fn metrics_count_a_known_workload() {
     for line in [
         "count_entries_received_total{rpc=\"add\"} 12".to_owned(),
         "count_entries_received_total{rpc=\"add_batch\"} 2".to_owned(),
-        "count_entries_accepted_total{rpc=\"add\"} 10".to_owned(),
+        "count_entries_accepted_total{rpc=\"add\"} 11".to_owned(),
         "count_entries_accepted_total{rpc=\"add_batch\"} 2".to_owned(),
         "count_flush_duration_seconds_bucket{le=\"+Inf\"} 3".to_owned(),
         "count_entries_rejected_total{rpc=\"add\",field=\"path\"} 1".to_owned(),
-        "count_entries_rejected_total{rpc=\"add\",field=\"method\"} 1".to_owned(),
-        "count_requests_committed_total{rpc=\"add\"} 10".to_owned(),
+        "count_entries_other_method_total 1".to_owned(),
+        "count_requests_committed_total{rpc=\"add\"} 11".to_owned(),
         "count_requests_committed_total{rpc=\"add_batch\"} 7".to_owned(),
         "count_batches_total{outcome=\"applied\"} 1".to_owned(),
         "count_batches_total{outcome=\"duplicate\"} 1".to_owned(),

@@ -187,6 +187,24 @@ fn serving_beyond_loopback_needs_tokens_or_an_explicit_opt_out() {
     assert_eq!(exited, None, "still serving: {stderr}");
     let (exited, stderr) = run(&[], Some(&format!("ingest {INGEST}")));
     assert_eq!(exited, None, "still serving: {stderr}");
+    // Tokens over plaintext beyond loopback: served, with a warning.
+    assert!(
+        stderr.contains("bearer tokens will cross the network in plaintext"),
+        "{stderr}"
+    );
+    // Metrics take no token: beyond loopback only when asked explicitly.
+    let metrics = ["--metrics-listen", "0.0.0.0:0"];
+    let (exited, stderr) = run(&metrics, Some(&format!("ingest {INGEST}")));
+    assert_eq!(exited, Some(Some(1)), "{stderr}");
+    assert!(
+        stderr.contains("count: --metrics-listen: refusing to serve metrics on 0.0.0.0:0: they take no token; pass --allow-unauthenticated to serve them beyond loopback"),
+        "{stderr}"
+    );
+    let (exited, stderr) = run(
+        &["--metrics-listen", "0.0.0.0:0", "--allow-unauthenticated"],
+        Some(&format!("ingest {INGEST}")),
+    );
+    assert_eq!(exited, None, "still serving: {stderr}");
 }
 
 /// A private certificate authority for the TLS tests.

@@ -1,1 +1,0 @@
-SELECT coalesce(max(last_sequence), 0)::bigint FROM count.producers WHERE producer_id = $1
