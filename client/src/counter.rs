@@ -205,7 +205,8 @@ impl CounterBuilder {
     /// several entries [default: 1,000,000,000, the server's default
     /// `--max-entry-count`].
     pub fn max_entry_count(mut self, requests: u64) -> Self {
-        self.max_entry_count = requests.max(1);
+        // An entry's count is an int64 on the wire.
+        self.max_entry_count = requests.clamp(1, i64::MAX as u64);
         self
     }
 

@@ -71,8 +71,8 @@ enum Outcome {
     Delivered,
     /// Refused as a whole for a reason a resend cannot fix.
     GivenUp(Status),
-    /// The server named these entries (by index) as refused; the batch
-    /// applied nothing.
+    /// The server named these entries (by index, each within the batch) as
+    /// refused; the batch applied nothing.
     Refused(Vec<usize>, Status),
     /// Larger than the server takes.
     TooLarge(Status),
@@ -253,7 +253,13 @@ impl Delivery {
                 Err(status) => status,
             };
             if let Some(refused) = refused_entries(&status) {
-                return Outcome::Refused(refused, status);
+                // Indexes outside the batch would leave it whole and resent
+                // at once, forever: a server naming only those is not
+                // understood, and the batch is given up.
+                if refused.iter().any(|&i| i < entries.len()) {
+                    return Outcome::Refused(refused, status);
+                }
+                return Outcome::GivenUp(status);
             }
             match status.code() {
                 Code::OutOfRange => return Outcome::TooLarge(status),

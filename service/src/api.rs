@@ -162,14 +162,14 @@ impl CountService for CountApi {
             .into());
         }
         if request.entries.len() > self.config.max_batch_entries {
-            return Err(Error::invalid(
-                "entries",
-                format!(
+            return Err(Error::TooLarge {
+                field: "entries".to_owned(),
+                reason: format!(
                     "{} entries, the limit is {}",
                     request.entries.len(),
                     self.config.max_batch_entries
                 ),
-            )
+            }
             .into());
         }
         let sequence = i64::try_from(request.sequence).map_err(|_| {

@@ -144,7 +144,7 @@ pub struct ServeArgs {
     /// with RESOURCE_EXHAUSTED (clients retry). Bounds the server's memory:
     /// each holds at most two aggregates of --max-batch-keys keys, or one
     /// message of --max-message-bytes.
-    #[arg(long, env = "COUNT_MAX_INGEST_CALLS", default_value_t = 256, value_parser = positive)]
+    #[arg(long, env = "COUNT_MAX_INGEST_CALLS", default_value_t = 256, value_parser = ingest_calls)]
     pub max_ingest_calls: usize,
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, env = "COUNT_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = positive)]
@@ -500,6 +500,19 @@ fn positive(value: &str) -> std::result::Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A clap parser for `--max-ingest-calls`: positive, and within what a
+/// semaphore can count.
+fn ingest_calls(value: &str) -> std::result::Result<usize, String> {
+    let calls = positive(value)?;
+    if calls > tokio::sync::Semaphore::MAX_PERMITS {
+        return Err(format!(
+            "must be at most {}",
+            tokio::sync::Semaphore::MAX_PERMITS
+        ));
+    }
+    Ok(calls)
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

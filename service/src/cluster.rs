@@ -77,9 +77,9 @@ pub fn default_base_dir() -> PathBuf {
     }
 }
 
-/// What a count data directory holds: the cluster, its socket directory, and
-/// the password file.
-const DATA_DIR_ENTRIES: [&str; 3] = ["pg", "run", "password"];
+/// What a count data directory holds: the cluster, its socket directory, the
+/// password file and the server's log.
+const DATA_DIR_ENTRIES: [&str; 4] = ["pg", "run", "password", "postgres.log"];
 
 /// Refuses a directory that holds anything but a count data directory's
 /// entries: setting up would chmod it to 0700 and, as root, chown it to
@@ -562,4 +562,25 @@ fn random_password() -> Result<String> {
     std::io::Read::read_exact(&mut urandom, &mut bytes)
         .map_err(Error::io("reading /dev/urandom"))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_data_directory_is_reused_and_any_other_content_refused() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        assert!(refuse_foreign_dir(&dir.path().join("new")).is_ok());
+        for entry in DATA_DIR_ENTRIES {
+            fs::write(dir.path().join(entry), "").expect("write");
+        }
+        assert!(refuse_foreign_dir(dir.path()).is_ok());
+        fs::write(dir.path().join("notes.txt"), "").expect("write");
+        let error = refuse_foreign_dir(dir.path()).expect_err("refused");
+        assert!(
+            error.to_string().contains("(it holds notes.txt)"),
+            "{error}"
+        );
+    }
 }

@@ -21,6 +21,16 @@ pub enum Error {
     /// The service cannot answer yet (the database is not connected).
     #[error("{0}")]
     Unavailable(String),
+    /// A request is larger than a limit allows (`--max-batch-entries`): a
+    /// client may split it, as it does a message over `--max-message-bytes`,
+    /// which tonic refuses with the same code.
+    #[error("{field}: {reason}")]
+    TooLarge {
+        /// The field over the limit.
+        field: String,
+        /// By how much.
+        reason: String,
+    },
     /// A limit that protects the service was reached (endpoint cap).
     #[error("{0}")]
     ResourceExhausted(String),
@@ -122,6 +132,7 @@ impl Error {
         match self {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
+            Error::TooLarge { .. } => Code::OutOfRange,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::EntriesRefused(refusals) if refusals.iter().all(|r| r.over_cap) => {
                 Code::ResourceExhausted

@@ -107,6 +107,7 @@ async fn a_key_the_server_refuses_costs_only_itself() {
         ingest: IngestConfig {
             rules: EntryRules {
                 max_path_bytes: 100,
+                max_entry_count: 400,
                 ..EntryRules::default()
             },
             max_endpoints: 2,
@@ -119,7 +120,7 @@ async fn a_key_the_server_refuses_costs_only_itself() {
     // pass the client's own checks.
     let long = format!("/{}", "x".repeat(200));
     let counter = counter(server.address)
-        // Entries over the server's limit of 1e9 are split.
+        // The server's per-entry limit: a key counting more is split.
         .max_entry_count(400)
         .build()
         .unwrap();
@@ -149,8 +150,13 @@ async fn a_key_the_server_refuses_costs_only_itself() {
 #[tokio::test]
 async fn batches_too_large_for_the_server_are_split_and_later_keys_still_arrive() {
     let db = TestDatabase::start().await;
+    // Too many bytes for the server, then too many entries.
     let config = ServerConfig {
         max_message_bytes: 65_536,
+        ingest: IngestConfig {
+            max_batch_entries: 100,
+            ..IngestConfig::default()
+        },
         ..ServerConfig::default()
     };
     let server = TestServer::start_with(db.store().await, config).await;

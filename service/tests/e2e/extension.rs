@@ -374,7 +374,7 @@ async fn partitioning_keeps_quoted_owners_grants_and_the_check_whatever_the_sess
         r#"CREATE ROLE "Count-Owner"; CREATE ROLE "Count-Reader";
            ALTER TABLE count.requests OWNER TO "Count-Owner";
            GRANT SELECT ON count.requests TO "Count-Reader";
-           SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kathmandu';
+           SET DateStyle = 'SQL, DMY'; SET TimeZone = 'Asia/Kolkata';
            CREATE EXTENSION count;"#,
     )
     .await

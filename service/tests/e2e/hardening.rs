@@ -81,10 +81,7 @@ async fn oversized_batches_and_messages_are_refused_whole() {
     let status = client.add_batch(batch(101, "/b")).await.unwrap_err();
     assert_eq!(
         (status.code(), status.message()),
-        (
-            Code::InvalidArgument,
-            "entries: 101 entries, the limit is 100"
-        )
+        (Code::OutOfRange, "entries: 101 entries, the limit is 100")
     );
     let status = client
         .add_batch(batch(100, &"/p".repeat(500)))

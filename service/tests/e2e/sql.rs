@@ -334,7 +334,7 @@ async fn a_rollup_under_repeatable_read_or_serializable_loses_no_row_it_waited_f
                 finished
                     || watcher
                         .query_one(
-                            "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
+                            "SELECT coalesce(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1",
                             &[&roller_pid],
                         )
                         .await
