@@ -292,4 +292,21 @@ REVOKE EXECUTE ON FUNCTION count.prepare_partitions(date, integer), count.rollup
     count.keep_out_of_extension(regclass)
     FROM PUBLIC;
 
+-- Who may run them: the owner of schema count (who runs `count migrate`
+-- and sql/roles.sql, and may be no superuser) with the right to grant
+-- them on, and whoever had the fallback's SQL API granted (a live switch
+-- from the fallback keeps count_app's rollups).
+DO $$
+DECLARE
+    grantee text;
+BEGIN
+    EXECUTE format('GRANT EXECUTE ON FUNCTION count.prepare_partitions(date, integer), count.rollup(date), '
+                   'count.rollup_due() TO %s WITH GRANT OPTION',
+                   (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'count'));
+    FOREACH grantee IN ARRAY string_to_array(coalesce(current_setting('count.fallback_grants', true), ''), ' ') LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION count.rollup(date), count.rollup_due() TO %s', grantee);
+    END LOOP;
+END;
+$$;
+
 SELECT count.prepare_partitions();

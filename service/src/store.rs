@@ -10,7 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::aggregate::FlushBatch;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::postgres_tls::ConnectConfig;
 
 mod embedded {
@@ -295,6 +295,18 @@ async fn prepare_once(client: &mut tokio_postgres::Client, schema: Schema) -> Re
         .await?
         .get(0);
     if schema == Schema::Existing {
+        let api: bool = client
+            .query_one(include_str!("../queries/sql_api_installed.sql"), &[])
+            .await?
+            .get(0);
+        if !api {
+            // After DROP EXTENSION, until the owner reinstalls the fallback.
+            return Err(Error::Unavailable(
+                "the database has no count.add_batch: run `count migrate` as the owner of \
+                 schema count (after DROP EXTENSION count, it reinstalls the portable SQL API)"
+                    .to_owned(),
+            ));
+        }
         return Ok(if installed {
             Backend::Extension
         } else {

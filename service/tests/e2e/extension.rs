@@ -431,3 +431,108 @@ async fn partitioning_keeps_quoted_owners_grants_and_the_check_whatever_the_sess
         ]
     );
 }
+
+/// Ingest, a rollup of one day and `rollup_due`, as `count_app` with only
+/// sql/roles.sql's grants, on a store opened with `--no-migrate`'s rules.
+async fn count_as_app(app: &tokio_postgres::Config, backend: Backend, sequence: i64) {
+    let store = Store::open_existing(app.clone(), 1)
+        .await
+        .expect("count_app opens the existing schema");
+    assert_eq!(store.backend(), backend);
+    let t = day_start(1) + sequence;
+    let batch = FlushBatch {
+        methods: vec!["GET"],
+        paths: vec!["/least".into()],
+        timestamps: vec![DateTime::from_timestamp(t, 0).unwrap()],
+        counts: vec![sequence],
+        requests: sequence,
+    };
+    assert_eq!(
+        store
+            .add_batch(Some(("least", sequence)), &batch)
+            .await
+            .unwrap(),
+        Some(sequence)
+    );
+    store
+        .rollup(day_of(t))
+        .await
+        .expect("count_app rolls a day up");
+    store.rollup_due().await.expect("count_app runs rollup_due");
+}
+
+#[tokio::test]
+async fn least_privilege_set_ups_work_on_both_backends_and_across_the_switch() {
+    let db = TestDatabase::start_with(Backend::Sql, Vec::new()).await;
+    let superuser = db.sql().await;
+    // A schema owner who is no superuser, as a DBA would set it up.
+    superuser
+        .batch_execute(
+            "CREATE ROLE count_owner LOGIN CREATEROLE;
+             CREATE SCHEMA count AUTHORIZATION count_owner;
+             GRANT CREATE ON DATABASE count TO count_owner;
+             GRANT CREATE ON SCHEMA public TO count_owner;",
+        )
+        .await
+        .unwrap();
+    let mut owner = db.config();
+    owner.user("count_owner");
+    let mut app = db.config();
+    app.user("count_app");
+    let migrate = |backend: Backend| {
+        let owner = owner.clone();
+        async move {
+            let store = Store::open(owner, 1).await.expect("the owner migrates");
+            assert_eq!(store.backend(), backend);
+        }
+    };
+    let total = || async {
+        db.sql()
+            .await
+            .query_one(
+                "SELECT ((SELECT coalesce(sum(total), 0) FROM count.daily_method_totals)
+                       + (SELECT coalesce(sum(count), 0) FROM count.requests))::bigint",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+
+    // The fallback: the owner migrates and runs sql/roles.sql.
+    migrate(Backend::Sql).await;
+    let (owner_sql, connection) = owner.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    owner_sql
+        .batch_execute(include_str!("../../../sql/roles.sql"))
+        .await
+        .unwrap();
+    count_as_app(&app, Backend::Sql, 1).await;
+
+    // The live switch: count_app keeps its rollups.
+    superuser
+        .batch_execute("CREATE EXTENSION count")
+        .await
+        .unwrap();
+    count_as_app(&app, Backend::Extension, 2).await;
+    // The owner, no superuser, still migrates (partition upkeep included).
+    migrate(Backend::Extension).await;
+    count_as_app(&app, Backend::Extension, 3).await;
+
+    // Back: until the owner reinstalls the fallback, a --no-migrate server
+    // says what to do.
+    superuser
+        .batch_execute("DROP EXTENSION count")
+        .await
+        .unwrap();
+    let missing = Store::open_existing(app.clone(), 1).await.unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("run `count migrate` as the owner"),
+        "{missing}"
+    );
+    migrate(Backend::Sql).await;
+    count_as_app(&app, Backend::Sql, 4).await;
+    assert_eq!(total().await, 1 + 2 + 3 + 4);
+}
