@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod concurrency;
 mod delivery;
+mod docs;
 mod extension;
 mod hardening;
 mod operability;
