@@ -218,3 +218,53 @@ async fn errors_a_resend_cannot_fix_drop_the_batch_instead_of_blocking_delivery(
     assert_eq!((stats.delivered, stats.dropped), (0, 3), "{stats:?}");
     assert!(stored(&db).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_busy_server_s_resource_exhausted_is_retried_until_delivered() {
+    let db = TestDatabase::start().await;
+    let config = ServerConfig {
+        ingest: IngestConfig {
+            max_calls: 1,
+            ..IngestConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(db.store().await, config).await;
+    // An open Add stream holds the server's only call.
+    let (hold, messages) = tokio::sync::mpsc::unbounded_channel();
+    let mut client = server.client().await;
+    let held = tokio::spawn(async move {
+        client
+            .add(tokio_stream::wrappers::UnboundedReceiverStream::new(
+                messages,
+            ))
+            .await
+    });
+    hold.send(entry(Method::Get, "/holder", day_start(1), 1))
+        .unwrap();
+    // Its first flush shows that the server is serving it.
+    eventually(Duration::from_secs(30), || async {
+        stored(&db).await.contains_key("/holder")
+    })
+    .await;
+    let counter = counter(server.address).build().unwrap();
+    for _ in 0..5 {
+        counter.record(Method::Get, "/busy");
+    }
+    let busy = counter.clone();
+    eventually(Duration::from_secs(30), || {
+        let busy = busy.clone();
+        async move { busy.stats().retries > 0 }
+    })
+    .await;
+    assert_eq!(counter.stats().delivered, 0);
+    drop(hold);
+    held.await.unwrap().unwrap();
+    let stats = shut_down(counter).await;
+    assert_eq!((stats.delivered, stats.dropped), (5, 0), "{stats:?}");
+    assert_eq!(
+        stored(&db).await,
+        BTreeMap::from([("/busy".into(), 5), ("/holder".into(), 1)])
+    );
+    server.stop().await;
+}
