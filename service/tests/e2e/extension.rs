@@ -536,3 +536,69 @@ async fn least_privilege_set_ups_work_on_both_backends_and_across_the_switch() {
     count_as_app(&app, Backend::Sql, 4).await;
     assert_eq!(total().await, 1 + 2 + 3 + 4);
 }
+
+#[tokio::test]
+async fn rollup_due_gives_its_partition_upkeep_up_on_a_deadlock_and_still_succeeds() {
+    let db = TestDatabase::start_with(Backend::Extension, Vec::new()).await;
+    let _store = db.store().await;
+    let setup = db.sql().await;
+    // The day after tomorrow's partition is missing: the upkeep must take
+    // count.requests' ACCESS EXCLUSIVE lock to create it.
+    let missing = day_of(day_start(-2)).format("%Y%m%d");
+    setup
+        .batch_execute(&format!("DROP TABLE count.requests_{missing}"))
+        .await
+        .unwrap();
+    // The rollup's transaction holds the daily totals...
+    let roller = db.sql().await;
+    roller
+        .batch_execute("BEGIN; LOCK TABLE count.daily_method_totals IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // ...which an inserter holding count.requests waits for.
+    let inserter = db.sql().await;
+    inserter
+        .batch_execute(
+            "SET deadlock_timeout = '10s'; BEGIN;
+             SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/deadlock'], ARRAY[now()], ARRAY[1])",
+        )
+        .await
+        .unwrap();
+    let inserter_pid: i32 = inserter
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let waiting = tokio::spawn(async move {
+        inserter
+            .batch_execute("LOCK TABLE count.daily_method_totals IN SHARE MODE; COMMIT")
+            .await
+    });
+    eventually(Duration::from_secs(30), || {
+        let setup = &setup;
+        async move {
+            setup
+                .query_one(
+                    "SELECT coalesce(bool_or(wait_event_type = 'Lock'), false) FROM pg_stat_activity WHERE pid = $1",
+                    &[&inserter_pid],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    })
+    .await;
+    // The upkeep's wait closes the cycle; with a deadlock_timeout below its
+    // 200 ms lock timeout, the rollup is the one PostgreSQL aborts.
+    roller
+        .batch_execute("SET LOCAL deadlock_timeout = '10ms'; SELECT count.rollup_due(); COMMIT")
+        .await
+        .expect("rollup_due succeeds without its upkeep");
+    waiting.await.unwrap().unwrap();
+    let raw: i64 = setup
+        .query_one("SELECT sum(count)::bigint FROM count.requests", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(raw, 1);
+}
