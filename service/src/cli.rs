@@ -15,7 +15,6 @@ use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use crate::auth::Tokens;
-use crate::bench::BenchOptions;
 use crate::config::{IngestConfig, ServerConfig};
 use crate::database::DatabaseLocation;
 use crate::entry::EntryRules;
@@ -63,17 +62,6 @@ pub enum Command {
     Rollup(RollupArgs),
     /// Print rolled-up totals from a running server as a table.
     Totals(TotalsArgs),
-    /// Measure count on this machine, on a private PostgreSQL cluster.
-    Bench(BenchArgs),
-    /// Serve a CountService whose Add discards what it reads: the protocol
-    /// ceiling `count bench` measures against (its own process, as count
-    /// serve is).
-    #[command(hide = true)]
-    BenchDiscard {
-        /// Address to serve on.
-        #[arg(long)]
-        listen: SocketAddr,
-    },
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -227,63 +215,6 @@ pub struct TotalsArgs {
     /// years are those that contain --from to --to, whole.
     #[arg(long, env = "COUNT_TOTALS_BY", value_enum, default_value_t = Granularity::Day)]
     pub by: Granularity,
-}
-
-/// `count bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// PostgreSQL server binaries for the private cluster [default: the
-    /// newest /usr/lib/postgresql/*/bin].
-    #[arg(long, env = "COUNT_PG_BIN_DIR")]
-    pub pg_bin_dir: Option<PathBuf>,
-    /// Rows (distinct endpoints) per add_batch call; one block each.
-    #[arg(
-        long,
-        env = "COUNT_BENCH_KEYS_PER_CALL",
-        value_delimiter = ',',
-        default_value = "1000,10000"
-    )]
-    pub keys_per_call: Vec<usize>,
-    /// Timed add_batch calls per block.
-    #[arg(long, env = "COUNT_BENCH_CALLS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-    pub calls: u32,
-    /// Counter::record calls per client measurement.
-    #[arg(long, env = "COUNT_BENCH_RECORDS", default_value_t = 2_000_000)]
-    pub records: usize,
-    /// How long each layer measurement sends HTTP requests.
-    #[arg(long, env = "COUNT_BENCH_LAYER_TIME", default_value = "2s")]
-    pub layer_time: humantime::Duration,
-    /// Requests per streaming measurement (split over 1, 4 and 16 streams).
-    #[arg(long, env = "COUNT_BENCH_STREAM_REQUESTS", default_value_t = 5_000_000)]
-    pub stream_requests: usize,
-    /// Requests of the overload measurement: 16 streams of requests that are
-    /// each their own raw row, faster than the database can write them.
-    #[arg(
-        long,
-        env = "COUNT_BENCH_OVERLOAD_REQUESTS",
-        default_value_t = 2_000_000
-    )]
-    pub overload_requests: usize,
-    /// Requests recorded through count-client in its end-to-end measurement.
-    #[arg(
-        long,
-        env = "COUNT_BENCH_CLIENT_REQUESTS",
-        default_value_t = 50_000_000
-    )]
-    pub client_requests: usize,
-    /// How long the original design's baseline runs.
-    #[arg(long, env = "COUNT_BENCH_BASELINE_TIME", default_value = "3s")]
-    pub baseline_time: humantime::Duration,
-    /// Raw rows for the COPY reference and the rollup.
-    #[arg(long, env = "COUNT_BENCH_ROLLUP_ROWS", default_value_t = 10_000_000)]
-    pub rollup_rows: usize,
-    /// Endpoints of the year query (x 365 days of totals).
-    #[arg(long, env = "COUNT_BENCH_YEAR_KEYS", default_value_t = 1_000)]
-    pub year_keys: usize,
-    /// Timed year queries.
-    #[arg(long, env = "COUNT_BENCH_QUERIES", default_value_t = 100,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub queries: u32,
 }
 
 /// The period of `count totals` rows.
@@ -453,31 +384,12 @@ impl Cli {
                 }
                 Ok(())
             }
-            Command::BenchDiscard { listen } => crate::bench::serve_discard(listen).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();
                 let mut script = Vec::new();
                 clap_complete::generate(shell, &mut command, "count", &mut script);
                 std::io::Write::write_all(&mut std::io::stdout(), &script)
                     .map_err(Error::io("writing the completion script"))
-            }
-            Command::Bench(args) => {
-                let options = BenchOptions {
-                    pg_bin_dir: args.pg_bin_dir,
-                    keys_per_call: args.keys_per_call,
-                    calls: args.calls as usize,
-                    records: args.records,
-                    layer_time: *args.layer_time,
-                    stream_requests: args.stream_requests,
-                    overload_requests: args.overload_requests,
-                    client_requests: args.client_requests,
-                    baseline_time: *args.baseline_time,
-                    rollup_rows: args.rollup_rows,
-                    year_keys: args.year_keys,
-                    queries: args.queries as usize,
-                };
-                print!("{}", crate::bench::run(&options).await?);
-                Ok(())
             }
             Command::Totals(args) => {
                 let rows = totals(&args).await?;
@@ -492,9 +404,9 @@ impl Cli {
     }
 }
 
-/// A clap parser for limits that must be at least 1: a limit of 0 would
-/// refuse everything.
-fn positive(value: &str) -> std::result::Result<usize, String> {
+/// A clap parser for limits and sizes that must be at least 1: a limit of
+/// 0 would refuse everything. (`count-bench` parses its sizes with it too.)
+pub fn positive(value: &str) -> std::result::Result<usize, String> {
     match value.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(n) => Ok(n),

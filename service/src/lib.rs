@@ -10,7 +10,6 @@
 //!
 //! Layout:
 //! - [`cli`]: the `count` command line and its subcommands.
-//! - [`bench`]: `count bench`, measurements side by side with baselines.
 //! - [`server`]: serving the gRPC API (with health and reflection) on a
 //!   bound listener until shutdown, and the server's background tasks.
 //! - [`api`]: the `CountService` handlers.
@@ -34,7 +33,6 @@
 pub mod aggregate;
 pub mod api;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -167,22 +167,6 @@ impl Store {
         ok
     }
 
-    /// Runs SQL statements that return nothing (administrative scripts).
-    pub async fn execute(&self, statements: &str) -> Result<()> {
-        let client = self.pool.get().await?;
-        client.batch_execute(statements).await?;
-        Ok(())
-    }
-
-    /// The requests held in raw rows, not rolled up yet.
-    pub async fn raw_requests(&self) -> Result<i64> {
-        let client = self.pool.get().await?;
-        let row = client
-            .query_one(include_str!("../queries/raw_requests.sql"), &[])
-            .await?;
-        Ok(row.get(0))
-    }
-
     /// Rolls up one UTC day; returns the requests moved by this call.
     pub async fn rollup(&self, day: NaiveDate) -> Result<i64> {
         let client = self.pool.get().await?;

@@ -9,39 +9,43 @@ use chrono::NaiveDate;
 use count_proto::v1::GetPeriodTotalsRequest;
 use count_proto::v1::count_service_client::CountServiceClient;
 
-use super::ingest::{ENDPOINTS, copy_rows};
-use super::process::RssSampler;
-use super::{ServerProcess, bench_error, connect};
-use crate::cluster::Cluster;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::ingest::{ENDPOINTS, copy_rows};
+use crate::process::RssSampler;
+use crate::{ServerProcess, connect};
+use count_service::cluster::Cluster;
 
 /// One rollup measurement.
-struct RollupFigure {
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupFigure {
     /// Where the day's rows were.
-    name: &'static str,
+    pub name: &'static str,
     /// Seconds of the bare scan.
-    scan: f64,
+    pub scan: f64,
     /// Seconds of `count.rollup`.
-    rollup: f64,
+    pub rollup: f64,
 }
 
 /// The rollup measurements and the COPY rate of loading their rows.
-pub(super) struct Rollups {
-    rows: usize,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollups {
+    /// Raw rows rolled up per measurement.
+    pub rows: usize,
     /// Rows/s of binary COPY into count.requests.
-    pub(super) copy: f64,
-    figures: Vec<RollupFigure>,
+    pub copy: f64,
+    /// One per place the day's rows were.
+    pub figures: Vec<RollupFigure>,
 }
 
 impl Rollups {
     /// Rollup over scan of the first measurement: the partitioned day where
     /// there is one.
-    pub(super) fn ratio(&self) -> f64 {
+    pub fn ratio(&self) -> f64 {
         self.figures.first().map_or(0.0, |f| f.rollup / f.scan)
     }
 
     /// The rollup table.
-    pub(super) fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = format!(
             "rollup of {} raw rows over 1000 endpoints          bare scan s   rollup s   rollup/scan\n",
             self.rows
@@ -62,22 +66,19 @@ impl Rollups {
 /// Loads `rows` raw rows (binary COPY) for a day in its own partition
 /// (where the extension provides partitions) and for a day without one,
 /// and rolls each day up after a bare scan of its rows.
-pub(super) async fn rollups(cluster: &Cluster, rows: usize) -> Result<Rollups> {
+pub(crate) async fn rollups(cluster: &Cluster, rows: usize) -> Result<Rollups> {
     let sql = connect(cluster).await?;
-    sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+    sql.batch_execute(include_str!("../queries/reset.sql"))
         .await?;
     sql.execute(
-        include_str!("../../queries/bench_endpoints.sql"),
+        include_str!("../queries/endpoints.sql"),
         &[&(ENDPOINTS as i64)],
     )
     .await?;
     let partitioned = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
     let plain = NaiveDate::from_ymd_opt(2026, 1, 2).unwrap_or_default();
     let available: bool = sql
-        .query_one(
-            include_str!("../../queries/bench_partitions_available.sql"),
-            &[],
-        )
+        .query_one(include_str!("../queries/partitions_available.sql"), &[])
         .await?
         .get(0);
     let mut figures = Vec::new();
@@ -85,13 +86,13 @@ pub(super) async fn rollups(cluster: &Cluster, rows: usize) -> Result<Rollups> {
     if available {
         let created: i32 = sql
             .query_one(
-                include_str!("../../queries/bench_prepare_partition.sql"),
+                include_str!("../queries/prepare_partition.sql"),
                 &[&partitioned],
             )
             .await?
             .get(0);
         if created != 1 {
-            return Err(bench_error(format!(
+            return Err(Error::Check(format!(
                 "bench self-check failed: no partition created for {partitioned}"
             )));
         }
@@ -123,18 +124,18 @@ async fn rollup(cluster: &Cluster, day: NaiveDate, rows: usize) -> Result<(f64, 
     let client = connect(cluster).await?;
     let start = Instant::now();
     let groups = client
-        .query(include_str!("../../queries/bench_scan.sql"), &[&day])
+        .query(include_str!("../queries/scan.sql"), &[&day])
         .await?;
     let scan = start.elapsed().as_secs_f64();
     let scanned: i64 = groups.iter().map(|r| r.get::<_, i64>(1)).sum();
     let start = Instant::now();
     let moved: i64 = client
-        .query_one(include_str!("../../queries/rollup.sql"), &[&day])
+        .query_one(include_str!("../../service/queries/rollup.sql"), &[&day])
         .await?
         .get(0);
     let rollup = start.elapsed().as_secs_f64();
     if scanned != rows as i64 || moved != rows as i64 {
-        return Err(bench_error(format!(
+        return Err(Error::Check(format!(
             "bench self-check failed: {rows} rows loaded, the scan summed {scanned}, the rollup moved {moved}"
         )));
     }
@@ -144,7 +145,7 @@ async fn rollup(cluster: &Cluster, day: NaiveDate, rows: usize) -> Result<(f64, 
 /// p50 and p99 in ms of `GetPeriodTotals` for a whole year over `keys`
 /// endpoints × 365 days of totals, through `server`, and the server's peak
 /// RSS in MB meanwhile.
-pub(super) async fn year_query(
+pub(crate) async fn year_query(
     cluster: &Cluster,
     server: &ServerProcess,
     keys: usize,
@@ -153,19 +154,16 @@ pub(super) async fn year_query(
     let sql = connect(cluster).await?;
     let year = 2025;
     let first = NaiveDate::from_ymd_opt(year, 1, 1).unwrap_or_default();
+    sql.execute(include_str!("../queries/endpoints.sql"), &[&(keys as i64)])
+        .await?;
     sql.execute(
-        include_str!("../../queries/bench_endpoints.sql"),
-        &[&(keys as i64)],
-    )
-    .await?;
-    sql.execute(
-        include_str!("../../queries/bench_year_totals.sql"),
+        include_str!("../queries/year_totals.sql"),
         &[&first, &(keys as i64)],
     )
     .await?;
-    sql.execute(include_str!("../../queries/bench_month_totals.sql"), &[])
+    sql.execute(include_str!("../queries/month_totals.sql"), &[])
         .await?;
-    sql.batch_execute(include_str!("../../queries/bench_year_ready.sql"))
+    sql.batch_execute(include_str!("../queries/year_ready.sql"))
         .await?;
     let mut client = CountServiceClient::connect(format!("http://{}", server.address)).await?;
     let request = || GetPeriodTotalsRequest {
@@ -188,7 +186,7 @@ pub(super) async fn year_query(
             .method_counts;
         latencies.push(start.elapsed().as_secs_f64() * 1000.0);
         if counts.len() != keys {
-            return Err(bench_error(format!(
+            return Err(Error::Check(format!(
                 "bench self-check failed: {keys} endpoints, {} totals",
                 counts.len()
             )));

@@ -14,10 +14,10 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::process::{CpuMeter, RssSampler, cpu_seconds};
-use super::{ServerProcess, connect};
-use crate::cluster::Cluster;
 use crate::error::{Error, Result};
+use crate::process::{CpuMeter, RssSampler, cpu_seconds};
+use crate::{ServerProcess, connect};
+use count_service::cluster::Cluster;
 
 /// Calls timed together, so the clock's own cost spreads over them.
 const CHUNK: usize = 64;
@@ -29,23 +29,61 @@ const CONNECTIONS: usize = 4;
 /// Threads recording in the end-to-end measurement.
 const THREADS: usize = 4;
 
+/// The client library end to end: what one run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndToEnd {
+    /// Requests recorded.
+    pub requests: u64,
+    /// Requests counted per second, from the first `record` until
+    /// `shutdown` returned with every request committed.
+    pub counted_per_second: f64,
+    /// Requests recorded per second by the recording threads.
+    pub recording_per_second: f64,
+    /// `AddBatch` calls the counter had acknowledged.
+    pub batches: u64,
+    /// Raw rows the batches wrote.
+    pub raw_rows: i64,
+    /// CPU seconds of this process, the server and PostgreSQL.
+    pub cpu_seconds: (f64, f64, f64),
+    /// The server's peak resident memory in MB.
+    pub server_peak_rss_mb: u64,
+}
+
+impl EndToEnd {
+    /// The table's header and line.
+    pub(crate) fn render(&self) -> String {
+        let (client_cpu, server_cpu, postgres_cpu) = self.cpu_seconds;
+        format!(
+            "client end to end ({THREADS} threads, {} requests)   counted/s   recording/s   batches   raw rows   \
+             client CPU s   server CPU s   PostgreSQL CPU s   server peak RSS\n\
+             {:<45}{:>11.0}{:>14.0}{:>10}{:>11}{client_cpu:>15.1}{server_cpu:>15.1}{postgres_cpu:>19.1}{:>15} MB\n",
+            self.requests,
+            "",
+            self.counted_per_second,
+            self.recording_per_second,
+            self.batches,
+            self.raw_rows,
+            self.server_peak_rss_mb,
+        )
+    }
+}
+
 /// The client library end to end: `THREADS` threads record `requests`
 /// requests through one `Counter` delivering to `server`; the rate runs from
 /// the first `record` until `shutdown` returns with every request
-/// acknowledged, that is committed. Returns the table's lines and the
-/// counted requests/s.
-pub(super) async fn end_to_end(
+/// acknowledged, that is committed.
+pub(crate) async fn end_to_end(
     cluster: &Cluster,
     server: &ServerProcess,
     requests: usize,
-) -> Result<(String, f64)> {
+) -> Result<EndToEnd> {
     let sql = connect(cluster).await?;
-    sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+    sql.batch_execute(include_str!("../queries/reset.sql"))
         .await?;
     let counter = Counter::builder(format!("http://{}", server.address))
         .producer_id(PRODUCER)
         .build()
-        .map_err(|e| Error::Cluster(format!("bench counter: {e}")))?;
+        .map_err(|e| Error::Check(format!("bench counter: {e}")))?;
     let paths: Vec<String> = (0..PATHS).map(|p| format!("/bench/{p}")).collect();
     let per_thread = requests / THREADS;
     let cpu = CpuMeter::start(server.pid(), cluster);
@@ -66,39 +104,37 @@ pub(super) async fn end_to_end(
     for thread in threads {
         thread
             .join()
-            .map_err(|_| Error::Cluster("bench thread panicked".to_owned()))?;
+            .map_err(|_| Error::Check("bench thread panicked".to_owned()))?;
     }
     let recorded = start.elapsed().as_secs_f64();
     let stats = counter
         .shutdown(Duration::from_secs(60))
         .await
-        .map_err(|e| Error::Cluster(format!("bench counter shutdown: {e}")))?;
+        .map_err(|e| Error::Check(format!("bench counter shutdown: {e}")))?;
     let elapsed = start.elapsed().as_secs_f64();
     let client_cpu = cpu_seconds(std::process::id(), false) - own_cpu;
     let (server_cpu, postgres_cpu) = cpu.read();
     let server_rss_mb = sampler.stop().await / 1024;
     let sent = (per_thread * THREADS) as u64;
     let stored = sql
-        .query_one(include_str!("../../queries/bench_raw_rows.sql"), &[])
+        .query_one(include_str!("../queries/raw_rows.sql"), &[])
         .await?;
     let (rows, committed): (i64, i64) = (stored.get(0), stored.get(1));
-    let batches = stats.batches;
     if stats.delivered != sent || stats.dropped != 0 || committed != sent as i64 {
-        return Err(Error::Cluster(format!(
+        return Err(Error::Check(format!(
             "bench self-check failed: recorded {sent}, delivered {}, dropped {}, committed {committed}",
             stats.delivered, stats.dropped
         )));
     }
-    let rate = sent as f64 / elapsed;
-    let table = format!(
-        "client end to end ({THREADS} threads, {sent} requests)   counted/s   recording/s   batches   raw rows   \
-         client CPU s   server CPU s   PostgreSQL CPU s   server peak RSS\n\
-         {:<45}{:>11.0}{:>14.0}{batches:>10}{rows:>11}{client_cpu:>15.1}{server_cpu:>15.1}{postgres_cpu:>19.1}{server_rss_mb:>15} MB\n",
-        "",
-        rate,
-        sent as f64 / recorded,
-    );
-    Ok((table, rate))
+    Ok(EndToEnd {
+        requests: sent,
+        counted_per_second: sent as f64 / elapsed,
+        recording_per_second: sent as f64 / recorded,
+        batches: stats.batches,
+        raw_rows: rows,
+        cpu_seconds: (client_cpu, server_cpu, postgres_cpu),
+        server_peak_rss_mb: server_rss_mb,
+    })
 }
 
 /// The producer id of the end-to-end measurement's counter.
@@ -106,19 +142,19 @@ const PRODUCER: &str = "count-bench";
 
 /// Measures what `record` and the layer cost their caller; returns the
 /// table.
-pub(super) async fn caller_costs(records: usize, layer_time: Duration) -> Result<String> {
+pub(crate) async fn caller_costs(records: usize, layer_time: Duration) -> Result<String> {
     // Nothing listens on the discard port: records stay in memory, so this
     // measures the caller's cost only.
     let counter = Counter::builder("http://127.0.0.1:9")
         .flush_interval(Duration::from_secs(3600))
         .max_pending_keys(usize::MAX / 2)
         .build()
-        .map_err(|e| Error::Cluster(format!("bench counter: {e}")))?;
+        .map_err(|e| Error::Check(format!("bench counter: {e}")))?;
     let one = record_cost(&counter, 1, records).await?;
     let eight = record_cost(&counter, 8, records).await?;
     let expected = 2 * (records / CHUNK * CHUNK) as u64;
     if counter.stats().recorded != expected {
-        return Err(Error::Cluster(format!(
+        return Err(Error::Check(format!(
             "bench self-check failed: recorded {expected}, the counter says {}",
             counter.stats().recorded
         )));
@@ -167,7 +203,7 @@ async fn record_cost(counter: &Counter, threads: usize, records: usize) -> Resul
         costs.extend(
             handle
                 .join()
-                .map_err(|_| Error::Cluster("bench thread panicked".to_owned()))?,
+                .map_err(|_| Error::Check("bench thread panicked".to_owned()))?,
         );
     }
     // Chunks not divisible among threads were not run: record them now so
@@ -207,7 +243,7 @@ async fn layer_rates(counter: Counter, time: Duration) -> Result<(f64, f64)> {
     }
     let recorded = counter.stats().recorded - before;
     if recorded != counted_requests {
-        return Err(Error::Cluster(format!(
+        return Err(Error::Check(format!(
             "bench self-check failed: sent {counted_requests} requests through the layer, it recorded {recorded}"
         )));
     }
@@ -238,16 +274,16 @@ async fn load(address: std::net::SocketAddr, time: Duration) -> Result<(f64, u64
                 while start.elapsed() < time {
                     let uri = format!("http://{address}/users/{}", done % 1000 + worker as u64)
                         .parse()
-                        .map_err(|e| Error::Cluster(format!("bench URI: {e}")))?;
+                        .map_err(|e| Error::Check(format!("bench URI: {e}")))?;
                     let response = client
                         .get(uri)
                         .await
-                        .map_err(|e| Error::Cluster(format!("bench request: {e}")))?;
+                        .map_err(|e| Error::Check(format!("bench request: {e}")))?;
                     response
                         .into_body()
                         .collect()
                         .await
-                        .map_err(|e| Error::Cluster(format!("bench response: {e}")))?;
+                        .map_err(|e| Error::Check(format!("bench response: {e}")))?;
                     done += 1;
                 }
                 Ok::<u64, Error>(done)
@@ -258,7 +294,7 @@ async fn load(address: std::net::SocketAddr, time: Duration) -> Result<(f64, u64
     for worker in workers {
         total += worker
             .await
-            .map_err(|e| Error::Cluster(format!("bench worker: {e}")))??;
+            .map_err(|e| Error::Check(format!("bench worker: {e}")))??;
     }
     Ok((total as f64 / start.elapsed().as_secs_f64(), total))
 }

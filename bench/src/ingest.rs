@@ -19,13 +19,13 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::process::{CpuMeter, RssSampler};
-use super::{ServerProcess, bench_error, connect};
-use crate::cluster::Cluster;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::process::{CpuMeter, RssSampler};
+use crate::{ServerProcess, connect};
+use count_service::cluster::Cluster;
 
 /// Distinct paths the load uses; the endpoints of the raw rows COPY writes.
-pub(super) const ENDPOINTS: usize = 1_000;
+pub(crate) const ENDPOINTS: usize = 1_000;
 /// Seconds the load's timestamps span.
 const SECONDS: usize = 10;
 
@@ -79,8 +79,8 @@ impl CountService for Discard {
     }
 }
 
-/// Serves the discard service on `address` until killed (`count
-/// bench-discard`, spawned by the bench).
+/// Serves the discard service on `address` until killed (`count-bench
+/// discard`, spawned by the bench).
 pub async fn serve_discard(address: SocketAddr) -> Result<()> {
     tonic::transport::Server::builder()
         .add_service(CountServiceServer::new(Discard))
@@ -157,7 +157,7 @@ async fn stream_load(
     for call in calls {
         accepted += call
             .await
-            .map_err(|e| bench_error(format!("stream task: {e}")))??
+            .map_err(|e| Error::Check(format!("stream task: {e}")))??
             .into_inner()
             .accepted;
     }
@@ -169,41 +169,41 @@ async fn stream_load(
 
 /// What `count serve` did with one load: committed requests/s, and what it
 /// cost.
-pub(super) struct ServeFigure {
-    rate: f64,
-    rows: i64,
-    peak_rss_kb: u64,
-    server_cpu: f64,
-    postgres_cpu: f64,
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServeFigure {
+    /// Requests committed per second.
+    pub rate: f64,
+    /// Raw rows written.
+    pub rows: i64,
+    /// The server's peak resident memory in kB.
+    pub peak_rss_kb: u64,
+    /// CPU seconds of the server.
+    pub server_cpu: f64,
+    /// CPU seconds of PostgreSQL.
+    pub postgres_cpu: f64,
 }
 
 impl ServeFigure {
     /// The server's peak resident memory in MB.
-    pub(super) fn peak_rss_mb(&self) -> u64 {
+    pub fn peak_rss_mb(&self) -> u64 {
         self.peak_rss_kb / 1024
     }
 }
 
 /// One row of the ingest table.
-pub(super) struct StreamFigure {
-    streams: usize,
-    ceiling: f64,
-    serve: ServeFigure,
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamFigure {
+    /// Streams used.
+    pub streams: usize,
+    /// The protocol ceiling's requests/s at this many streams.
+    pub ceiling: f64,
+    /// What count serve did.
+    pub serve: ServeFigure,
 }
 
 impl StreamFigure {
-    /// Streams used.
-    pub(super) fn streams(&self) -> usize {
-        self.streams
-    }
-
-    /// count serve's committed requests/s.
-    pub(super) fn ingest(&self) -> f64 {
-        self.serve.rate
-    }
-
     /// Committed rate over the protocol ceiling.
-    pub(super) fn ratio(&self) -> f64 {
+    pub fn ratio(&self) -> f64 {
         self.serve.rate / self.ceiling
     }
 }
@@ -218,7 +218,7 @@ async fn serve_load(
     total: usize,
 ) -> Result<ServeFigure> {
     let sql = connect(cluster).await?;
-    sql.batch_execute(include_str!("../../queries/bench_reset.sql"))
+    sql.batch_execute(include_str!("../queries/reset.sql"))
         .await?;
     let cpu = CpuMeter::start(server.pid(), cluster);
     let sampler = RssSampler::start(server.pid());
@@ -226,12 +226,12 @@ async fn serve_load(
     let peak_rss_kb = sampler.stop().await;
     let (server_cpu, postgres_cpu) = cpu.read();
     let stored = sql
-        .query_one(include_str!("../../queries/bench_raw_rows.sql"), &[])
+        .query_one(include_str!("../queries/raw_rows.sql"), &[])
         .await?;
     let (rows, requests): (i64, i64) = (stored.get(0), stored.get(1));
     let sent = (total / streams * streams) as i64;
     if accepted != sent || requests != sent {
-        return Err(bench_error(format!(
+        return Err(Error::Check(format!(
             "bench self-check failed: sent {sent} requests, {accepted} accepted, {requests} stored"
         )));
     }
@@ -245,12 +245,12 @@ async fn serve_load(
 }
 
 /// The ceiling and count serve's committed rate at each stream count.
-pub(super) async fn streaming(
+pub(crate) async fn streaming(
     cluster: &Cluster,
     server: &ServerProcess,
+    discard: &ServerProcess,
     total: usize,
 ) -> Result<Vec<StreamFigure>> {
-    let discard = ServerProcess::discard().await?;
     let mut figures = Vec::new();
     for streams in [1, 4, 16] {
         let (ceiling, _) = stream_load(discard.address, Keys::Live, streams, total).await?;
@@ -267,7 +267,7 @@ pub(super) async fn streaming(
 /// Overload: 16 streams of requests that are each their own key, so every
 /// request becomes a raw row and the load generator outpaces the database;
 /// backpressure, not buffering, must bound the server's memory.
-pub(super) async fn overload(
+pub(crate) async fn overload(
     cluster: &Cluster,
     server: &ServerProcess,
     total: usize,
@@ -278,14 +278,14 @@ pub(super) async fn overload(
 /// Statements/s of the original design: one statement per request that
 /// upserts the endpoint and inserts one raw row, on 16 connections with
 /// durable commits, for `time`.
-pub(super) async fn original_design(cluster: &Cluster, time: Duration) -> Result<f64> {
+pub(crate) async fn original_design(cluster: &Cluster, time: Duration) -> Result<f64> {
     let start = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..16 {
         let client = connect(cluster).await?;
         workers.push(tokio::spawn(async move {
             let statement = client
-                .prepare(include_str!("../../queries/original_design.sql"))
+                .prepare(include_str!("../queries/original_design.sql"))
                 .await?;
             let now = chrono::Utc::now();
             let mut done = 0u64;
@@ -301,14 +301,14 @@ pub(super) async fn original_design(cluster: &Cluster, time: Duration) -> Result
     for worker in workers {
         total += worker
             .await
-            .map_err(|e| bench_error(format!("baseline worker: {e}")))??;
+            .map_err(|e| Error::Check(format!("baseline worker: {e}")))??;
     }
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Rows/s of `COPY … (FORMAT binary)` of `rows` raw rows (count 1 each) for
 /// `day`, over `ENDPOINTS` endpoint ids.
-pub(super) async fn copy_rows(
+pub(crate) async fn copy_rows(
     cluster: &Cluster,
     rows: usize,
     day: chrono::NaiveDate,
@@ -317,7 +317,7 @@ pub(super) async fn copy_rows(
     let start_of_day = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
     let start = Instant::now();
     let sink = client
-        .copy_in(include_str!("../../queries/copy_requests.sql"))
+        .copy_in(include_str!("../queries/copy_requests.sql"))
         .await?;
     let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TIMESTAMPTZ, Type::INT8]);
     let mut writer = pin!(writer);
@@ -328,7 +328,7 @@ pub(super) async fn copy_rows(
     }
     let written = writer.finish().await?;
     if written != rows as u64 {
-        return Err(bench_error(format!(
+        return Err(Error::Check(format!(
             "bench self-check failed: copied {written} of {rows} rows"
         )));
     }
@@ -336,7 +336,7 @@ pub(super) async fn copy_rows(
 }
 
 /// The ingest table.
-pub(super) fn render(
+pub(crate) fn render(
     figures: &[StreamFigure],
     overload: &ServeFigure,
     original: f64,

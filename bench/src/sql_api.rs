@@ -8,32 +8,33 @@ use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 
-use crate::aggregate::FlushBatch;
-use crate::cluster::Cluster;
+use count_service::aggregate::FlushBatch;
+use count_service::cluster::Cluster;
+
+use crate::connect;
 use crate::error::{Error, Result};
-use crate::store::{Backend, Store};
+use count_service::store::{Backend, Store};
 
 /// One measured block: rows per second through each backend.
 #[derive(Debug, Clone, PartialEq)]
-struct AddBatchFigure {
+pub struct AddBatchFigure {
     /// Rows per call.
-    keys: usize,
+    pub keys: usize,
     /// Whether every call used endpoints never seen before.
-    fresh: bool,
+    pub fresh: bool,
     /// Rows/s through the portable fallback.
-    fallback: f64,
+    pub fallback: f64,
     /// Rows/s through the extension; `None` where it is not installed.
-    extension: Option<f64>,
+    pub extension: Option<f64>,
 }
 
-/// Measures every block on `cluster` and returns the table.
-pub(super) async fn run(
+/// Measures every block on `cluster`.
+pub(crate) async fn run(
     cluster: &Cluster,
     keys_per_call: &[usize],
     calls: usize,
-) -> Result<String> {
-    let figures = add_batch_figures(cluster, keys_per_call, calls).await?;
-    Ok(render(&figures))
+) -> Result<Vec<AddBatchFigure>> {
+    add_batch_figures(cluster, keys_per_call, calls).await
 }
 
 async fn add_batch_figures(
@@ -70,22 +71,20 @@ async fn measure(
     fresh: bool,
     calls: usize,
 ) -> Result<f64> {
-    let admin = Store::open(cluster.config("count"), 1).await?;
+    let sql = connect(cluster).await?;
     if backend == Backend::Sql {
-        admin
-            .execute(include_str!("../../queries/drop_extension.sql"))
+        sql.batch_execute(include_str!("../queries/drop_extension.sql"))
             .await?;
     }
     let store = Store::open(cluster.config("count"), 1).await?;
     if store.backend() != backend {
-        return Err(Error::Cluster(format!(
+        return Err(Error::Check(format!(
             "bench wanted the {} backend, the database runs {}",
             backend.name(),
             store.backend().name()
         )));
     }
-    store
-        .execute(include_str!("../../queries/bench_reset.sql"))
+    sql.batch_execute(include_str!("../queries/reset.sql"))
         .await?;
     // The repeated case sends the endpoints once before timing.
     let mut sent = 0;
@@ -101,9 +100,12 @@ async fn measure(
         elapsed += start.elapsed();
         sent += batch.requests;
     }
-    let stored = store.raw_requests().await?;
+    let stored: i64 = sql
+        .query_one(include_str!("../queries/raw_rows.sql"), &[])
+        .await?
+        .get(1);
     if stored != sent {
-        return Err(Error::Cluster(format!(
+        return Err(Error::Check(format!(
             "bench self-check failed: sent {sent} requests, the database holds {stored}"
         )));
     }
@@ -124,7 +126,8 @@ fn batch(keys: usize, generation: usize) -> FlushBatch {
     }
 }
 
-fn render(figures: &[AddBatchFigure]) -> String {
+/// The SQL API table.
+pub(crate) fn render(figures: &[AddBatchFigure]) -> String {
     let mut out = String::from(
         "scenario                              fallback rows/s  extension rows/s  extension/fallback\n",
     );

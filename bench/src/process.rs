@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::Cluster;
+use count_service::cluster::Cluster;
 
 /// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
@@ -27,7 +27,7 @@ fn field(fields: &[u64], n: usize) -> u64 {
 
 /// User + system CPU seconds `pid` has used, and with `reaped`, those of its
 /// children that exited and were waited for as well.
-pub(super) fn cpu_seconds(pid: u32, reaped: bool) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32, reaped: bool) -> f64 {
     let fields = stat_fields(pid);
     // utime, stime (fields 14, 15); cutime, cstime (16, 17).
     let mut ticks = field(&fields, 14) + field(&fields, 15);
@@ -40,7 +40,7 @@ pub(super) fn cpu_seconds(pid: u32, reaped: bool) -> f64 {
 /// CPU seconds the cluster's processes have used: the postmaster, every
 /// backend that has exited (the postmaster reaps them), and every process
 /// still running under it.
-pub(super) fn postgres_cpu_seconds(cluster: &Cluster) -> f64 {
+pub(crate) fn postgres_cpu_seconds(cluster: &Cluster) -> f64 {
     let Ok(Some(postmaster)) = cluster.postmaster_pid() else {
         return 0.0;
     };
@@ -68,14 +68,14 @@ fn rss_kb(pid: u32) -> u64 {
 }
 
 /// A running peak-RSS sampler of one process.
-pub(super) struct RssSampler {
+pub(crate) struct RssSampler {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<u64>,
 }
 
 impl RssSampler {
     /// Samples `pid`'s resident memory every 20 ms until stopped.
-    pub(super) fn start(pid: u32) -> RssSampler {
+    pub(crate) fn start(pid: u32) -> RssSampler {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut peak = 0;
@@ -91,7 +91,7 @@ impl RssSampler {
     }
 
     /// The peak in kB.
-    pub(super) async fn stop(self) -> u64 {
+    pub(crate) async fn stop(self) -> u64 {
         let _ = self.stop.send(());
         self.task.await.unwrap_or(0)
     }
@@ -99,7 +99,7 @@ impl RssSampler {
 
 /// CPU seconds of one measured stretch, of a server process and of
 /// PostgreSQL.
-pub(super) struct CpuMeter<'a> {
+pub(crate) struct CpuMeter<'a> {
     server: u32,
     cluster: &'a Cluster,
     server_start: f64,
@@ -108,7 +108,7 @@ pub(super) struct CpuMeter<'a> {
 
 impl<'a> CpuMeter<'a> {
     /// Starts metering `server` (a child of this process) and `cluster`.
-    pub(super) fn start(server: u32, cluster: &'a Cluster) -> CpuMeter<'a> {
+    pub(crate) fn start(server: u32, cluster: &'a Cluster) -> CpuMeter<'a> {
         CpuMeter {
             server,
             cluster,
@@ -118,7 +118,7 @@ impl<'a> CpuMeter<'a> {
     }
 
     /// Server and PostgreSQL CPU seconds used since the start.
-    pub(super) fn read(&self) -> (f64, f64) {
+    pub(crate) fn read(&self) -> (f64, f64) {
         (
             cpu_seconds(self.server, false) - self.server_start,
             postgres_cpu_seconds(self.cluster) - self.postgres_start,

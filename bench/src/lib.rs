@@ -1,0 +1,318 @@
+//! count bench: measures count on this machine, each figure side by side
+//! with its baseline in one run, on a private PostgreSQL cluster it creates
+//! and removes. Every scenario checks that what it counted arrived exactly;
+//! the figures are rates, never pass/fail thresholds. A workspace crate of
+//! its own, so that the production `count` binary links none of it: the
+//! bench starts `count serve` as a child process, exactly as users run it.
+//!
+//! Layout (one module per group of scenarios):
+//! - [`ingest`]: the protocol ceiling (`count-bench discard`, its own
+//!   process), streaming ingest into `count serve`, overload, the original
+//!   design, and binary COPY.
+//! - [`sql_api`]: `count.add_batch` through the fallback and the extension.
+//! - [`storage`]: rollups (a day's partition, and the portable path) against
+//!   a bare scan; the year query's latency.
+//! - [`client`]: the client library end to end, `Counter::record` on the
+//!   caller's thread, and the `CountLayer` on an axum handler against the
+//!   same handler without it.
+//! - [`process`]: CPU and memory of the processes measured, from `/proc`.
+//! - [`error`]: the bench's error type.
+
+pub mod client;
+pub mod error;
+pub mod ingest;
+pub mod process;
+pub mod sql_api;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use count_service::cluster::{Cluster, ClusterOptions};
+
+use crate::client::EndToEnd;
+use crate::error::{Error, Result};
+use crate::ingest::{ServeFigure, StreamFigure};
+use crate::sql_api::AddBatchFigure;
+
+pub use crate::ingest::serve_discard;
+
+/// What to measure, and how much: the command line of `count-bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchOptions {
+    /// PostgreSQL server binaries for the private cluster [default: the
+    /// newest /usr/lib/postgresql/*/bin].
+    #[arg(long, env = "COUNT_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+    /// The `count` binary whose `count serve` is measured [default: `count`
+    /// next to this program].
+    #[arg(long, env = "COUNT_BENCH_COUNT_BIN")]
+    pub count_bin: Option<PathBuf>,
+    /// Rows (distinct endpoints) per add_batch call; one block each.
+    #[arg(
+        long,
+        env = "COUNT_BENCH_KEYS_PER_CALL",
+        value_delimiter = ',',
+        default_value = "1000,10000"
+    )]
+    pub keys_per_call: Vec<usize>,
+    /// Timed add_batch calls per block.
+    #[arg(long, env = "COUNT_BENCH_CALLS", default_value_t = 20, value_parser = count_service::cli::positive)]
+    pub calls: usize,
+    /// Counter::record calls per client measurement.
+    #[arg(long, env = "COUNT_BENCH_RECORDS", default_value_t = 2_000_000)]
+    pub records: usize,
+    /// Requests recorded through count-client in its end-to-end measurement.
+    #[arg(
+        long,
+        env = "COUNT_BENCH_CLIENT_REQUESTS",
+        default_value_t = 50_000_000
+    )]
+    pub client_requests: usize,
+    /// Requests of the overload measurement: 16 streams of requests that are
+    /// each their own raw row, faster than the database can write them.
+    #[arg(
+        long,
+        env = "COUNT_BENCH_OVERLOAD_REQUESTS",
+        default_value_t = 2_000_000
+    )]
+    pub overload_requests: usize,
+    /// How long each layer measurement sends HTTP requests.
+    #[arg(long, env = "COUNT_BENCH_LAYER_TIME", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub layer_time: Duration,
+    /// Requests per streaming measurement (split over 1, 4 and 16 streams).
+    #[arg(long, env = "COUNT_BENCH_STREAM_REQUESTS", default_value_t = 5_000_000)]
+    pub stream_requests: usize,
+    /// How long the original design's baseline runs.
+    #[arg(long, env = "COUNT_BENCH_BASELINE_TIME", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub baseline_time: Duration,
+    /// Raw rows for the COPY reference and the rollup.
+    #[arg(long, env = "COUNT_BENCH_ROLLUP_ROWS", default_value_t = 10_000_000)]
+    pub rollup_rows: usize,
+    /// Endpoints of the year query (x 365 days of totals).
+    #[arg(long, env = "COUNT_BENCH_YEAR_KEYS", default_value_t = 1_000)]
+    pub year_keys: usize,
+    /// Timed year queries.
+    #[arg(long, env = "COUNT_BENCH_QUERIES", default_value_t = 100, value_parser = count_service::cli::positive)]
+    pub queries: usize,
+}
+
+/// The programs the bench starts: `count` (its `serve` is measured) and the
+/// discard server of the protocol ceiling (`count-bench discard`).
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// The `count` binary.
+    pub count: PathBuf,
+    /// A binary whose `discard --listen ADDR` serves the ceiling.
+    pub discard: PathBuf,
+}
+
+/// What one run measured; `Display` prints the table.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Streaming ingest at 1, 4 and 16 streams against the ceiling.
+    pub streams: Vec<StreamFigure>,
+    /// 16 streams of requests that are each their own raw row.
+    pub overload: ServeFigure,
+    /// Statements/s of the original design.
+    pub original_design: f64,
+    /// Rows/s of binary COPY.
+    pub copy_rows_per_second: f64,
+    /// `count.add_batch` through each backend.
+    pub sql_api: Vec<AddBatchFigure>,
+    /// The rollups against the bare scan.
+    pub rollups: storage::Rollups,
+    /// The year query: p50 and p99 in ms, and the server's peak RSS in MB.
+    pub year_query: (f64, f64, u64),
+    /// The client library end to end.
+    pub end_to_end: EndToEnd,
+    /// What `record` and the layer cost their caller (table lines).
+    pub caller_costs: String,
+    /// The year query's size: endpoints and timed calls.
+    year_size: (usize, usize),
+}
+
+impl Report {
+    /// The streaming figure at `streams` streams.
+    pub fn at(&self, streams: usize) -> Option<&StreamFigure> {
+        self.streams.iter().find(|f| f.streams == streams)
+    }
+
+    /// The one-line summary that ends the table.
+    pub fn summary(&self) -> String {
+        let ratio = |n| self.at(n).map_or(0.0, StreamFigure::ratio);
+        format!(
+            "summary: streaming ingest {:.2}x/{:.2}x the protocol ceiling at 4/16 streams, {:.0}x the original design; \
+             client library {:.1}M counted/s; rollup {:.2}x the bare scan; year query p99 {:.1} ms; \
+             server peak RSS {} MB (overload)",
+            ratio(4),
+            ratio(16),
+            self.streams
+                .iter()
+                .map(|f| f.serve.rate)
+                .fold(0.0, f64::max)
+                / self.original_design,
+            self.end_to_end.counted_per_second / 1e6,
+            self.rollups.ratio(),
+            self.year_query.1,
+            self.overload.peak_rss_mb(),
+        )
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (p50, p99, rss) = self.year_query;
+        let (keys, queries) = self.year_size;
+        write!(
+            f,
+            "{}\n{}\n{}\n\
+             year query (GetPeriodTotals, {keys} endpoints x 365 days, {queries} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms   \
+             server peak RSS {rss} MB\n\n{}\n{}\n{}\n",
+            ingest::render(
+                &self.streams,
+                &self.overload,
+                self.original_design,
+                self.copy_rows_per_second
+            ),
+            sql_api::render(&self.sql_api),
+            self.rollups.render(),
+            self.end_to_end.render(),
+            self.caller_costs,
+            self.summary(),
+        )
+    }
+}
+
+/// A connection to the bench cluster's `count` database.
+async fn connect(cluster: &Cluster) -> Result<tokio_postgres::Client> {
+    let (client, connection) = cluster
+        .config("count")
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A server as a child process, killed on drop.
+pub(crate) struct ServerProcess {
+    child: std::process::Child,
+    address: SocketAddr,
+}
+
+impl ServerProcess {
+    /// `count serve` on the bench cluster.
+    async fn start(programs: &Programs, cluster: &Cluster) -> Result<ServerProcess> {
+        let url = cluster.url("count");
+        Self::spawn(
+            &programs.count,
+            &["serve", "--log-level", "warn", "--database-url", &url],
+        )
+        .await
+    }
+
+    /// The discard server of the protocol ceiling.
+    async fn discard(programs: &Programs) -> Result<ServerProcess> {
+        Self::spawn(&programs.discard, &["discard"]).await
+    }
+
+    /// `exe` with `args` and `--listen` on a free port, once it listens.
+    async fn spawn(exe: &Path, args: &[&str]) -> Result<ServerProcess> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(Error::io("finding a free port"))?;
+        let child = std::process::Command::new(exe)
+            .args(args)
+            .args(["--listen", &port.to_string()])
+            .env_remove("COUNT_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(Error::io(format!("starting {}", exe.display())))?;
+        let server = ServerProcess {
+            child,
+            address: port,
+        };
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(port).await.is_ok() {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::Check(
+            "a bench server did not start listening".to_owned(),
+        ))
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs every scenario on a private cluster and returns what it measured.
+pub async fn run(options: &BenchOptions, programs: &Programs) -> Result<Report> {
+    let dir = std::env::temp_dir().join(format!("count-bench-{}", std::process::id()));
+    let mut cluster_options = ClusterOptions::new(&dir);
+    cluster_options.bin_dir = options.pg_bin_dir.clone();
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&cluster_options))
+        .await
+        .map_err(|e| Error::Check(format!("start-up task failed: {e}")))??;
+    cluster.create_database().await?;
+    let report = scenarios(&cluster, options, programs).await;
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+    report
+}
+
+async fn scenarios(
+    cluster: &Cluster,
+    options: &BenchOptions,
+    programs: &Programs,
+) -> Result<Report> {
+    let sql_api = sql_api::run(cluster, &options.keys_per_call, options.calls).await?;
+    // The server runs on the backend sql_api measured last: the extension
+    // where it is installed.
+    let server = ServerProcess::start(programs, cluster).await?;
+    let discard = ServerProcess::discard(programs).await?;
+    let streams = ingest::streaming(cluster, &server, &discard, options.stream_requests).await?;
+    drop(discard);
+    let end_to_end = client::end_to_end(cluster, &server, options.client_requests).await?;
+    // Last on this server: a server keeps the memory it once needed.
+    let overload = ingest::overload(cluster, &server, options.overload_requests).await?;
+    drop(server);
+    let sql = connect(cluster).await?;
+    sql.batch_execute(include_str!("../queries/reset.sql"))
+        .await?;
+    let original_design = ingest::original_design(cluster, options.baseline_time).await?;
+    sql.batch_execute(include_str!("../queries/reset.sql"))
+        .await?;
+    let rollups = storage::rollups(cluster, options.rollup_rows).await?;
+    sql.batch_execute(include_str!("../queries/reset.sql"))
+        .await?;
+    // A fresh server, so its memory figure is the query's own.
+    let server = ServerProcess::start(programs, cluster).await?;
+    let year_query =
+        storage::year_query(cluster, &server, options.year_keys, options.queries).await?;
+    drop(server);
+    let caller_costs = client::caller_costs(options.records, options.layer_time).await?;
+    Ok(Report {
+        streams,
+        overload,
+        original_design,
+        copy_rows_per_second: rollups.copy,
+        sql_api,
+        rollups,
+        year_query,
+        end_to_end,
+        caller_costs,
+        year_size: (options.year_keys, options.queries),
+    })
+}
