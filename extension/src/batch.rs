@@ -8,7 +8,9 @@
 use crate::error::Error;
 
 /// The method names `count.add_batch` accepts: the `count.v1.Method` enum's,
-/// and `OTHER` for a method outside it.
+/// and `OTHER` for a method outside it. (e2e
+/// sql::every_count_v1_method_and_other_is_accepted checks this list, and
+/// the fallback's, against the proto.)
 pub const METHODS: [&str; 11] = [
     "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "PATCH", "GRPC", "OTHER",
 ];

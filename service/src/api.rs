@@ -12,23 +12,13 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::aggregate::Aggregate;
 use crate::config::IngestConfig;
 use crate::dates;
-use crate::entry::{Clock, method_of_stored};
-use crate::error::{Error, Refusal};
-use crate::ingest::ingest_stream;
-use crate::metrics;
+use crate::entry::method_of_stored;
+use crate::error::Error;
+use crate::ingest::{ingest_batch, ingest_stream};
 use crate::state::State;
 use crate::store::Total;
-
-/// The longest producer id accepted, in bytes.
-const MAX_PRODUCER_ID_BYTES: usize = 256;
-
-/// How many refused entries an `AddBatch` error names at most: they travel
-/// in the status's trailers, which HTTP/2 peers bound (16 KiB is common). A
-/// client resending the rest learns of further refusals on the next try.
-const MAX_REFUSALS: usize = 100;
 
 /// The service implementation; cheap to clone.
 #[derive(Debug, Clone)]
@@ -147,111 +137,8 @@ impl CountService for CountApi {
         request: Request<AddBatchRequest>,
     ) -> Result<Response<AddBatchResponse>, Status> {
         let _permit = self.admit_call()?;
-        let request = request.into_inner();
-        if request.producer_id.is_empty() {
-            return Err(Error::invalid("producer_id", "must not be empty").into());
-        }
-        if request.producer_id.len() > MAX_PRODUCER_ID_BYTES {
-            return Err(Error::invalid(
-                "producer_id",
-                format!(
-                    "is {} bytes long, the limit is {MAX_PRODUCER_ID_BYTES}",
-                    request.producer_id.len()
-                ),
-            )
-            .into());
-        }
-        if request.entries.len() > self.config.max_batch_entries {
-            return Err(Error::TooLarge {
-                field: "entries".to_owned(),
-                reason: format!(
-                    "{} entries, the limit is {}",
-                    request.entries.len(),
-                    self.config.max_batch_entries
-                ),
-            }
-            .into());
-        }
-        let sequence = i64::try_from(request.sequence).map_err(|_| {
-            Error::invalid(
-                "sequence",
-                format!("must be at most {}, got {}", i64::MAX, request.sequence),
-            )
-        })?;
-        let mut clock = Clock::system();
-        let mut aggregate = Aggregate::default();
-        let entries = request.entries.len() as u64;
-        metrics::received("add_batch", entries);
-        let mut refusals = Vec::new();
-        for (index, entry) in request.entries.into_iter().enumerate() {
-            let added = self
-                .config
-                .rules
-                .check(entry, &mut clock)
-                .and_then(|entry| aggregate.add(entry, |m, p| self.state.endpoints.admit(m, p)));
-            let refusal = match added {
-                Ok(()) => continue,
-                Err(Error::InvalidArgument { field, reason }) => {
-                    metrics::rejected("add_batch", &field);
-                    Refusal {
-                        field: format!("entries[{index}].{field}"),
-                        reason,
-                        over_cap: false,
-                    }
-                }
-                Err(Error::ResourceExhausted(reason)) => {
-                    metrics::rejected("add_batch", "endpoint");
-                    Refusal {
-                        field: format!("entries[{index}]"),
-                        reason,
-                        over_cap: true,
-                    }
-                }
-                Err(other) => return Err(other.into()),
-            };
-            if refusals.len() < MAX_REFUSALS {
-                refusals.push(refusal);
-            }
-        }
-        let store = self.state.store()?;
-        if !refusals.is_empty() {
-            // A resend of a batch applied before the limits were tightened
-            // is still a duplicate, not a refusal.
-            if let Some(last) = store.last_sequence(&request.producer_id).await?
-                && last >= sequence
-            {
-                metrics::batch(true);
-                return Ok(Response::new(duplicate(last)));
-            }
-            return Err(Error::EntriesRefused(refusals).into());
-        }
-        metrics::accepted("add_batch", entries);
-        let batch = aggregate.take_batch();
-        let started = std::time::Instant::now();
-        let applied = store
-            .add_batch(Some((&request.producer_id, sequence)), &batch)
-            .await?;
-        metrics::batch(applied.is_none());
-        metrics::committed("add_batch", applied.unwrap_or(0), started.elapsed());
-        let Some(accepted) = applied else {
-            let last = store.last_sequence(&request.producer_id).await?;
-            return Ok(Response::new(duplicate(last.unwrap_or(sequence))));
-        };
-        Ok(Response::new(AddBatchResponse {
-            accepted,
-            duplicate: false,
-            last_sequence: request.sequence,
-        }))
-    }
-}
-
-/// The answer to a batch applied before; `last` is the producer's last
-/// applied sequence.
-fn duplicate(last: i64) -> AddBatchResponse {
-    AddBatchResponse {
-        accepted: 0,
-        duplicate: true,
-        last_sequence: u64::try_from(last).unwrap_or(0),
+        let response = ingest_batch(&self.state, &self.config, request.into_inner()).await?;
+        Ok(Response::new(response))
     }
 }
 

@@ -1,5 +1,8 @@
-//! The `Add` stream: validate each message, aggregate in memory, flush to
-//! the database in the background while the stream goes on.
+//! The ingest core, shared by every server that takes counts: an `Add`
+//! stream (validate each message, aggregate in memory, flush to the
+//! database in the background while the stream goes on) and an `AddBatch`
+//! (validate every entry, apply the batch exactly once per producer and
+//! sequence). The gRPC handlers in [`crate::api`] only adapt to these.
 //!
 //! Memory is bounded per stream: at most two aggregates exist, the one being
 //! filled and the one being written. When the one being filled is full and the
@@ -8,7 +11,7 @@
 
 use std::pin::pin;
 
-use count_proto::v1::{AddRequest, AddResponse};
+use count_proto::v1::{AddBatchRequest, AddBatchResponse, AddRequest, AddResponse};
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,7 +21,7 @@ use tonic::Status;
 use crate::aggregate::{Aggregate, FlushBatch};
 use crate::config::IngestConfig;
 use crate::entry::Clock;
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::metrics;
 use crate::state::State;
 use crate::store::Store;
@@ -138,11 +141,17 @@ impl Drop for StreamMetrics {
     }
 }
 
-fn reject(response: &mut AddResponse, message: u64, error: &Error) {
+/// Counts a rejected entry of `rpc` in the metrics, by the field at fault
+/// (`endpoint` for the endpoint cap).
+fn count_rejection(rpc: &'static str, error: &Error) {
     match error {
-        Error::InvalidArgument { field, .. } => metrics::rejected("add", field),
-        _ => metrics::rejected("add", "endpoint"),
+        Error::InvalidArgument { field, .. } => metrics::rejected(rpc, field),
+        _ => metrics::rejected(rpc, "endpoint"),
     }
+}
+
+fn reject(response: &mut AddResponse, message: u64, error: &Error) {
+    count_rejection("add", error);
     response.rejected += 1;
     if response.rejections.len() < MAX_REJECTIONS {
         response
@@ -221,5 +230,119 @@ impl Writer {
                 ))
             }
         }
+    }
+}
+
+/// The longest producer id accepted, in bytes.
+const MAX_PRODUCER_ID_BYTES: usize = 256;
+
+/// How many refused entries an `AddBatch` error names at most: they travel
+/// in the status's trailers, which HTTP/2 peers bound (16 KiB is common). A
+/// client resending the rest learns of further refusals on the next try.
+const MAX_REFUSALS: usize = 100;
+
+/// Validates, aggregates and applies one `AddBatch`, exactly once per
+/// (producer, sequence). Refused entries refuse the batch, each named
+/// ([`Error::EntriesRefused`]), unless it was applied before.
+pub async fn ingest_batch(
+    state: &State,
+    config: &IngestConfig,
+    request: AddBatchRequest,
+) -> Result<AddBatchResponse, Error> {
+    if request.producer_id.is_empty() {
+        return Err(Error::invalid("producer_id", "must not be empty"));
+    }
+    if request.producer_id.len() > MAX_PRODUCER_ID_BYTES {
+        return Err(Error::invalid(
+            "producer_id",
+            format!(
+                "is {} bytes long, the limit is {MAX_PRODUCER_ID_BYTES}",
+                request.producer_id.len()
+            ),
+        ));
+    }
+    if request.entries.len() > config.max_batch_entries {
+        return Err(Error::TooLarge {
+            field: "entries".to_owned(),
+            reason: format!(
+                "{} entries, the limit is {}",
+                request.entries.len(),
+                config.max_batch_entries
+            ),
+        });
+    }
+    let sequence = i64::try_from(request.sequence).map_err(|_| {
+        Error::invalid(
+            "sequence",
+            format!("must be at most {}, got {}", i64::MAX, request.sequence),
+        )
+    })?;
+    let mut clock = Clock::system();
+    let mut aggregate = Aggregate::default();
+    let entries = request.entries.len() as u64;
+    metrics::received("add_batch", entries);
+    let mut refusals = Vec::new();
+    for (index, entry) in request.entries.into_iter().enumerate() {
+        let added = config
+            .rules
+            .check(entry, &mut clock)
+            .and_then(|entry| aggregate.add(entry, |m, p| state.endpoints.admit(m, p)));
+        let Err(error) = added else { continue };
+        count_rejection("add_batch", &error);
+        let refusal = match error {
+            Error::InvalidArgument { field, reason } => Refusal {
+                field: format!("entries[{index}].{field}"),
+                reason,
+                over_cap: false,
+            },
+            Error::ResourceExhausted(reason) => Refusal {
+                field: format!("entries[{index}]"),
+                reason,
+                over_cap: true,
+            },
+            other => return Err(other),
+        };
+        if refusals.len() < MAX_REFUSALS {
+            refusals.push(refusal);
+        }
+    }
+    let store = state.store()?;
+    if !refusals.is_empty() {
+        // A resend of a batch applied before the limits were tightened
+        // is still a duplicate, not a refusal.
+        if let Some(last) = store.last_sequence(&request.producer_id).await?
+            && last >= sequence
+        {
+            metrics::batch(true);
+            return Ok(duplicate(last));
+        }
+        return Err(Error::EntriesRefused(refusals));
+    }
+    metrics::accepted("add_batch", entries);
+    let batch = aggregate.take_batch();
+    let started = std::time::Instant::now();
+    let applied = store
+        .add_batch(Some((&request.producer_id, sequence)), &batch)
+        .await?;
+    metrics::batch(applied.is_none());
+    metrics::committed("add_batch", applied.unwrap_or(0), started.elapsed());
+    let Some(accepted) = applied else {
+        let last = store.last_sequence(&request.producer_id).await?;
+        return Ok(duplicate(last.unwrap_or(sequence)));
+    };
+    Ok(AddBatchResponse {
+        accepted,
+        duplicate: false,
+        last_sequence: request.sequence,
+    })
+}
+
+/// The answer to a batch applied before; `last` is the producer's last
+/// applied sequence.
+fn duplicate(last: i64) -> AddBatchResponse {
+    AddBatchResponse {
+        accepted: 0,
+        duplicate: true,
+        last_sequence: u64::try_from(last).unwrap_or(0),
     }
 }

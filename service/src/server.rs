@@ -26,8 +26,8 @@ const FINAL_WAIT: Duration = Duration::from_secs(10);
 /// How often the endpoint guard rereads `count.methods`.
 const ENDPOINT_RELOAD: Duration = Duration::from_secs(60);
 
-/// The health service's name for the count API.
-const SERVICE_NAME: &str = "count.v1.CountService";
+/// The health service's name for the count API: the generated one.
+use count_proto::v1::count_service_server::SERVICE_NAME;
 
 /// Serves on `listener` until `shutdown` resolves; then accepts no new
 /// connections, lets open streams go on for the grace period, ends those

@@ -24,12 +24,17 @@ impl Random {
     }
 }
 
-const METHODS: [&str; 11] = [
-    "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "PATCH", "GRPC", "OTHER",
-];
+/// Every method name count.add_batch takes, from the proto's enum.
+fn methods() -> Vec<&'static str> {
+    (0..=255)
+        .filter_map(|n| count_proto::v1::Method::try_from(n).ok())
+        .map(count_service::entry::stored_method)
+        .collect()
+}
 
 fn random_batch(random: &mut Random, keys: u64, rows: usize, days: i64) -> FlushBatch {
     let mut batch = FlushBatch::default();
+    let methods = methods();
     for _ in 0..rows {
         let key = random.below(keys);
         let day = random.below(days as u64) as i64;
@@ -37,7 +42,7 @@ fn random_batch(random: &mut Random, keys: u64, rows: usize, days: i64) -> Flush
         let second = day_start(day) + random.below(86_400) as i64;
         batch
             .methods
-            .push(METHODS[(key % METHODS.len() as u64) as usize]);
+            .push(methods[(key % methods.len() as u64) as usize]);
         batch.paths.push(format!("/k/{key}"));
         batch
             .timestamps

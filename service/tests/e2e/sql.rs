@@ -359,3 +359,82 @@ async fn a_rollup_under_repeatable_read_or_serializable_loses_no_row_it_waited_f
         .get(0);
     assert_eq!((raw, held(&sql).await), (0, expected));
 }
+
+/// Every `count.v1.Method` value, walked through the generated enum.
+fn every_method() -> Vec<count_proto::v1::Method> {
+    (0..=255)
+        .filter_map(|n| count_proto::v1::Method::try_from(n).ok())
+        .collect()
+}
+
+/// The quoted names between `[` and `]` after `marker` in `text`.
+fn listed_names(text: &str, marker: &str) -> std::collections::BTreeSet<String> {
+    let start = text.find(marker).expect("marker") + marker.len();
+    let list = &text[start..];
+    let list = &list[list.find('[').expect("[") + 1..];
+    let list = &list[..list.find(']').expect("]")];
+    list.split(',')
+        .map(|name| {
+            name.trim()
+                .trim_matches(|c| c == '\'' || c == '"')
+                .to_owned()
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_count_v1_method_and_other_is_accepted() {
+    let names: std::collections::BTreeSet<String> = every_method()
+        .into_iter()
+        .map(|m| count_service::entry::stored_method(m).to_owned())
+        .collect();
+    assert!(
+        names.contains("GRPC") && names.contains("OTHER"),
+        "{names:?}"
+    );
+    // The lists the two backends keep, against the proto's enum.
+    assert_eq!(
+        listed_names(
+            include_str!("../../../sql/add_batch.sql"),
+            "known_methods text[] := ARRAY"
+        ),
+        names
+    );
+    assert_eq!(
+        listed_names(
+            include_str!("../../../extension/src/batch.rs"),
+            "pub const METHODS: [&str;"
+        ),
+        names
+    );
+    // And what the backend in use accepts.
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    let names: Vec<String> = names.into_iter().collect();
+    let added: i64 = sql
+        .query_one(
+            "SELECT count.add_batch(NULL, NULL, $1::text[], array_fill('/m'::text, ARRAY[cardinality($1::text[])]),
+                 array_fill(now(), ARRAY[cardinality($1::text[])]), array_fill(1::bigint, ARRAY[cardinality($1::text[])]))",
+            &[&names],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(added, names.len() as i64);
+    for outside in ["METHOD_UNSPECIFIED", "FETCH", "get"] {
+        let error = sql
+            .query_one(
+                "SELECT count.add_batch(NULL, NULL, ARRAY[$1::text], ARRAY['/m'], ARRAY[now()], ARRAY[1::bigint])",
+                &[&outside],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::INVALID_PARAMETER_VALUE),
+            "{outside}"
+        );
+    }
+}
