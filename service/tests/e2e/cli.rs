@@ -2,7 +2,7 @@
 //! `count serve` on its embedded default.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use count_proto::v1::Method;
 use count_proto::v1::count_service_client::CountServiceClient;
@@ -19,10 +19,8 @@ async fn totals_table(server: &str, from: &str, to: &str, by: &str) -> (i32, Str
 
 /// Runs `count` without blocking the runtime the test's server runs on.
 async fn count(args: &[&str]) -> (i32, String, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_count"))
+    let output = tokio::process::Command::from(count_command())
         .args(args)
-        .env_remove("COUNT_DATABASE_URL")
-        .env_remove("DB_URL")
         .output()
         .await
         .expect("count runs");
@@ -136,11 +134,9 @@ async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
         .prefix("count-serve-")
         .tempdir()
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_count"))
+    let mut child = count_command()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
-        .env_remove("COUNT_DATABASE_URL")
-        .env_remove("DB_URL")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()

@@ -250,11 +250,28 @@ pub(crate) fn free_address() -> std::net::SocketAddr {
         .expect("address")
 }
 
+/// The `count` binary as a command with a clean environment: every `COUNT_*`
+/// variable and `DB_URL` removed. A developer's or CI's own settings (a
+/// `COUNT_DATABASE_URL` or `COUNT_TOKENS` in the shell) must not change what a
+/// test runs; a test that needs one sets it on the command itself. Every test
+/// that runs the binary starts here (wrap it in `tokio::process::Command::from`
+/// to run it without blocking the runtime).
+pub(crate) fn count_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_count"));
+    command.env_remove("DB_URL");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("COUNT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// `count serve` as its own process on `address` against `url`, with
 /// `extra` flags; killed when dropped.
 pub(crate) fn spawn_serve(address: std::net::SocketAddr, url: &str, extra: &[&str]) -> KillOnDrop {
     KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_count"))
+        count_command()
             .args([
                 "serve",
                 "--listen",
@@ -300,7 +317,7 @@ pub(crate) async fn health_status(address: SocketAddr) -> i32 {
     };
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let request = tonic_health::pb::HealthCheckRequest {
-        service: "count.v1.CountService".to_owned(),
+        service: count_proto::v1::count_service_server::SERVICE_NAME.to_owned(),
     };
     health
         .check(request)

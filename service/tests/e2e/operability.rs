@@ -216,7 +216,7 @@ fn configuration_precedence_is_flags_then_environment_then_file_then_defaults() 
         "listen = \"127.0.0.1:1001\"\nflush-interval = \"7s\"\nmax_batch_keys = 123\n",
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_count"))
+    let output = count_command()
         .args([
             "serve",
             "--print-config",
@@ -231,7 +231,6 @@ fn configuration_precedence_is_flags_then_environment_then_file_then_defaults() 
             "COUNT_DATABASE_URL",
             "postgresql://count:secret@db.example/count",
         )
-        .env_remove("DB_URL")
         .output()
         .unwrap();
     assert!(
@@ -253,7 +252,7 @@ fn configuration_precedence_is_flags_then_environment_then_file_then_defaults() 
         );
     }
     std::fs::write(&file, "flush-intervall = \"7s\"\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_count"))
+    let output = count_command()
         .args(["serve", "--print-config", "--config"])
         .arg(&file)
         .output()
@@ -269,7 +268,7 @@ fn configuration_precedence_is_flags_then_environment_then_file_then_defaults() 
 #[tokio::test]
 async fn logs_are_json_lines_on_request() {
     let db = TestDatabase::start().await;
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_count"))
+    let output = tokio::process::Command::from(count_command())
         .args([
             "migrate",
             "--log-format",

@@ -1,7 +1,6 @@
 //! Security: bearer tokens with roles over real gRPC, the secure default
 //! for non-loopback addresses, and TLS.
 
-use std::process::Command;
 use std::time::Duration;
 
 use count_client::{BearerToken, Counter};
@@ -149,7 +148,7 @@ async fn tokens_admit_each_role_to_its_calls_only() {
 #[test]
 fn serving_beyond_loopback_needs_tokens_or_an_explicit_opt_out() {
     let run = |extra: &[&str], tokens: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_count"));
+        let mut command = count_command();
         command
             .args([
                 "serve",
@@ -158,9 +157,7 @@ fn serving_beyond_loopback_needs_tokens_or_an_explicit_opt_out() {
                 "--database-url",
                 "postgresql://count@127.0.0.1:1/count",
             ])
-            .args(extra)
-            .env_remove("COUNT_TOKENS")
-            .env_remove("COUNT_TOKENS_FILE");
+            .args(extra);
         if let Some(tokens) = tokens {
             command.env("COUNT_TOKENS", tokens);
         }
@@ -381,7 +378,7 @@ async fn the_binary_serves_tls_from_its_flags_and_count_totals_reads_it() {
         .unwrap();
     roll_up(&mut client, day_of(t)).await;
     let day = day_of(t).to_string();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_count"))
+    let output = tokio::process::Command::from(count_command())
         .args([
             "totals",
             "--server",
