@@ -5,6 +5,39 @@ use std::time::Duration;
 use crate::auth::Tokens;
 use crate::entry::EntryRules;
 
+/// The defaults of `count serve`'s settings: clap's defaults and the
+/// configurations' `Default` both read them, so the two cannot differ.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `--listen`.
+    pub const LISTEN: &str = "127.0.0.1:7777";
+    /// `--flush-interval`.
+    pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+    /// `--max-batch-keys`.
+    pub const MAX_BATCH_KEYS: u32 = 10_000;
+    /// `--max-future`.
+    pub const MAX_FUTURE: Duration = Duration::from_secs(5 * 60);
+    /// `--max-path-bytes`.
+    pub const MAX_PATH_BYTES: usize = 1024;
+    /// `--max-entry-count`.
+    pub const MAX_ENTRY_COUNT: i64 = 1_000_000_000;
+    /// `--max-batch-entries`.
+    pub const MAX_BATCH_ENTRIES: usize = 10_000;
+    /// `--max-endpoints`.
+    pub const MAX_ENDPOINTS: usize = 100_000;
+    /// `--max-ingest-calls`.
+    pub const MAX_INGEST_CALLS: usize = 256;
+    /// `--max-message-bytes`.
+    pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+    /// `--shutdown-grace`.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// `--health-interval`.
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+    /// `--pool-size`.
+    pub const POOL_SIZE: usize = 16;
+}
+
 /// How `Add` streams and batches are checked and written.
 #[derive(Debug, Clone, Copy)]
 pub struct IngestConfig {
@@ -28,11 +61,11 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             rules: EntryRules::default(),
-            flush_interval: Duration::from_secs(1),
-            max_batch_keys: 10_000,
-            max_batch_entries: 10_000,
-            max_endpoints: 100_000,
-            max_calls: 256,
+            flush_interval: defaults::FLUSH_INTERVAL,
+            max_batch_keys: defaults::MAX_BATCH_KEYS as usize,
+            max_batch_entries: defaults::MAX_BATCH_ENTRIES,
+            max_endpoints: defaults::MAX_ENDPOINTS,
+            max_calls: defaults::MAX_INGEST_CALLS,
         }
     }
 }
@@ -62,10 +95,10 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             ingest: IngestConfig::default(),
-            shutdown_grace: Duration::from_secs(30),
-            health_interval: Duration::from_secs(2),
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+            health_interval: defaults::HEALTH_INTERVAL,
             rollup_every: None,
-            max_message_bytes: 4 * 1024 * 1024,
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             tokens: None,
             tls: None,
         }

@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use count_proto::v1::{AddRequest, Method};
 
+use crate::config::defaults;
 use crate::error::Error;
 use crate::metrics;
 
@@ -59,9 +60,9 @@ pub struct EntryRules {
 impl Default for EntryRules {
     fn default() -> Self {
         EntryRules {
-            max_future: Duration::from_secs(5 * 60),
-            max_path_bytes: 1024,
-            max_entry_count: 1_000_000_000,
+            max_future: defaults::MAX_FUTURE,
+            max_path_bytes: defaults::MAX_PATH_BYTES,
+            max_entry_count: defaults::MAX_ENTRY_COUNT,
         }
     }
 }
