@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::error::{Error, Result};
 use crate::process::{CpuMeter, RssSampler, cpu_seconds};
 use crate::{ServerProcess, connect};
-use count_service::cluster::Cluster;
+use count_service::db::cluster::Cluster;
 
 /// Calls timed together, so the clock's own cost spreads over them.
 const CHUNK: usize = 64;

@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::error::{Error, Result};
 use crate::process::{CpuMeter, RssSampler};
 use crate::{ServerProcess, connect};
-use count_service::cluster::Cluster;
+use count_service::db::cluster::Cluster;
 
 /// Distinct paths the load uses; the endpoints of the raw rows COPY writes.
 pub(crate) const ENDPOINTS: usize = 1_000;

@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use count_service::cluster::{Cluster, ClusterOptions};
+use count_service::db::cluster::{Cluster, ClusterOptions};
 
 use crate::client::EndToEnd;
 use crate::error::{Error, Result};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use count_service::cluster::Cluster;
+use count_service::db::cluster::Cluster;
 
 /// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;

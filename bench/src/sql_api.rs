@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 
-use count_service::aggregate::FlushBatch;
-use count_service::cluster::Cluster;
+use count_service::db::cluster::Cluster;
+use count_service::db::store::FlushBatch;
 
 use crate::connect;
 use crate::error::{Error, Result};
-use count_service::store::{Backend, Store};
+use count_service::db::store::{Backend, Store};
 
 /// One measured block: rows per second through each backend.
 #[derive(Debug, Clone, PartialEq)]

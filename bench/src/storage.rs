@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{ENDPOINTS, copy_rows};
 use crate::process::RssSampler;
 use crate::{ServerProcess, connect};
-use count_service::cluster::Cluster;
+use count_service::db::cluster::Cluster;
 
 /// One rollup measurement.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Entry_;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use count_proto::v1::Method;
 
+use crate::db::store::FlushBatch;
 use crate::entry::{Entry, stored_method};
 use crate::error::Error;
 
@@ -19,21 +20,6 @@ use crate::error::Error;
 pub struct Aggregate {
     counts: HashMap<(Method, String, i64), i64, foldhash::fast::RandomState>,
     requests: i64,
-}
-
-/// The column arrays of one `count.add_batch` call.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FlushBatch {
-    /// Method names as stored (`GET`, `GRPC`, ...).
-    pub methods: Vec<&'static str>,
-    /// Paths, element for element with `methods`.
-    pub paths: Vec<String>,
-    /// Timestamps truncated to the second.
-    pub timestamps: Vec<DateTime<Utc>>,
-    /// Requests per row, each at least 1.
-    pub counts: Vec<i64>,
-    /// The sum of `counts`.
-    pub requests: i64,
 }
 
 impl Aggregate {

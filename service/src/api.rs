@@ -14,11 +14,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::IngestConfig;
 use crate::dates;
+use crate::db::store::Total;
 use crate::entry::method_of_stored;
 use crate::error::Error;
 use crate::ingest::{ingest_batch, ingest_stream};
 use crate::state::State;
-use crate::store::Total;
 
 /// The service implementation; cheap to clone.
 #[derive(Debug, Clone)]

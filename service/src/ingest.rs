@@ -18,13 +18,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tonic::Status;
 
-use crate::aggregate::{Aggregate, FlushBatch};
+use crate::aggregate::Aggregate;
 use crate::config::IngestConfig;
+use crate::db::store::FlushBatch;
+use crate::db::store::Store;
 use crate::entry::Clock;
 use crate::error::{Error, Refusal};
 use crate::metrics;
 use crate::state::State;
-use crate::store::Store;
 
 /// How many received messages are handled at most between two looks at the
 /// flush timer and the shutdown signal.

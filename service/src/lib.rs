@@ -14,16 +14,16 @@
 //!   bound listener until shutdown, and the server's background tasks.
 //! - [`api`]: the `CountService` handlers.
 //! - [`auth`]: bearer tokens with roles (a tower layer).
-//! - [`ingest`]: the `Add` stream: validate, aggregate, flush in the background.
+//! - [`ingest`]: the ingest core every server shares: the `Add` stream
+//!   (validate, aggregate, flush in the background) and `AddBatch`.
 //! - [`entry`]: validation of one `AddRequest`.
 //! - [`endpoints`]: the cap on distinct endpoints (cardinality guard).
 //! - [`state`]: what handlers share: the store once connected, the guard.
 //! - [`aggregate`]: summing entries by key into flush batches.
 //! - [`dates`]: `google.type.Date` days and periods.
-//! - [`store`]: migrations, the SQL API, and the calls made through it.
-//! - [`database`]: choosing the database: a URL or the embedded cluster.
-//! - [`postgres_tls`]: TLS to PostgreSQL with libpq's `sslmode` semantics.
-//! - [`cluster`]: a private PostgreSQL cluster (embedded default, test harness).
+//! - [`db`]: the database: where it is (a URL or the embedded cluster), how
+//!   to connect (libpq's `sslmode` TLS), and the store (migrations, the SQL
+//!   API, and the calls made through it).
 //! - [`config`]: the server's tunables.
 //! - [`config_file`]: the optional TOML file, layered under flags and env.
 //! - [`metrics`]: the Prometheus series.
@@ -34,18 +34,15 @@ pub mod aggregate;
 pub mod api;
 pub mod auth;
 pub mod cli;
-pub mod cluster;
 pub mod config;
 pub mod config_file;
-pub mod database;
 pub mod dates;
+pub mod db;
 pub mod endpoints;
 pub mod entry;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
-pub mod postgres_tls;
 pub mod server;
 pub mod shutdown;
 pub mod state;
-pub mod store;

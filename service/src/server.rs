@@ -50,11 +50,11 @@ pub async fn run(
         StoreSource::Connect {
             config,
             pool_size,
-            migrate,
+            schema,
         } => {
             let state = state.clone();
             Some(tokio::spawn(async move {
-                state.connect(*config, pool_size, migrate).await
+                state.connect(*config, pool_size, schema).await
             }))
         }
     };

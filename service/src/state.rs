@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+use crate::db::connect::ConnectConfig;
+use crate::db::store::{Schema, Store};
 use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
-use crate::postgres_tls::ConnectConfig;
-use crate::store::Store;
 
 /// Where the server gets its store.
 #[derive(Debug)]
@@ -24,9 +24,8 @@ pub enum StoreSource {
         config: Box<ConnectConfig>,
         /// Most connections kept open.
         pool_size: usize,
-        /// Apply migrations and install the SQL API first (false: another
-        /// role did, see `sql/roles.sql`).
-        migrate: bool,
+        /// Whether to set the schema up first.
+        schema: Schema,
     },
 }
 
@@ -78,14 +77,10 @@ impl State {
     }
 
     /// Opens the store from `source`, retrying with backoff forever.
-    pub async fn connect(&self, config: ConnectConfig, pool_size: usize, migrate: bool) {
+    pub async fn connect(&self, config: ConnectConfig, pool_size: usize, schema: Schema) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let store = if migrate {
-                Store::open(config.clone(), pool_size).await
-            } else {
-                Store::open_existing(config.clone(), pool_size).await
-            };
+            let store = Store::connect(config.clone(), pool_size, schema).await;
             let opened = match store {
                 Ok(store) => self.install(store).await,
                 Err(error) => Err(error),

@@ -6,9 +6,9 @@ use chrono::NaiveDate;
 use clap::Args;
 
 use crate::config::defaults;
-use crate::database::{Database, DatabaseLocation};
+use crate::db::location::{Database, DatabaseLocation};
+use crate::db::store::{Schema, Store};
 use crate::error::Result;
-use crate::store::Store;
 
 /// Which database to use.
 #[derive(Debug, Args)]
@@ -67,14 +67,19 @@ impl DatabaseArgs {
         }
     }
 
-    /// The database, opened with the store `--no-migrate` asks for.
+    /// Whether to set the schema up (`--no-migrate` says no).
+    pub(super) fn schema(&self) -> Schema {
+        if self.no_migrate {
+            Schema::Existing
+        } else {
+            Schema::Prepare
+        }
+    }
+
+    /// The database, and a store opened as [`DatabaseArgs::schema`] says.
     pub(super) async fn open_store(&self) -> Result<(Database, Store)> {
         let database = self.location().open().await?;
-        let store = if self.no_migrate {
-            Store::open_existing(database.config.clone(), self.pool_size).await?
-        } else {
-            Store::open(database.config.clone(), self.pool_size).await?
-        };
+        let store = Store::connect(database.config.clone(), self.pool_size, self.schema()).await?;
         Ok((database, store))
     }
 }

@@ -260,7 +260,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
     let store = StoreSource::Connect {
         config: Box::new(database.config.clone()),
         pool_size: args.database.pool_size,
-        migrate: !args.database.no_migrate,
+        schema: args.database.schema(),
     };
     server::run(listener, store, config, shutdown::signal()).await?;
     tracing::info!("stopped");

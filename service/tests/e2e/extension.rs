@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use chrono::DateTime;
-use count_service::aggregate::FlushBatch;
-use count_service::store::{Backend, Store};
+use count_service::db::store::FlushBatch;
+use count_service::db::store::{Backend, Store};
 
 use crate::harness::*;
 

@@ -473,11 +473,11 @@ async fn postgres_tls_honours_sslmode_and_sslrootcert() {
         ),
     ];
     for (url, expected) in cases {
-        let config = count_service::postgres_tls::ConnectConfig::parse(&format!(
+        let config = count_service::db::connect::ConnectConfig::parse(&format!(
             "{url}&application_name=count-tls-test"
         ))
         .unwrap();
-        let opened = count_service::store::Store::open(config, 1).await;
+        let opened = count_service::db::store::Store::open(config, 1).await;
         match (opened, expected) {
             (Ok(store), Some(tls)) => {
                 assert!(store.ping().await, "{url}");
@@ -510,7 +510,7 @@ async fn the_service_runs_as_a_least_privilege_role_after_the_owner_migrates() {
     let mut app = db.config();
     app.user("count_app");
     // The role cannot set the schema up...
-    let refused = count_service::store::Store::open(app.clone(), 2)
+    let refused = count_service::db::store::Store::open(app.clone(), 2)
         .await
         .unwrap_err();
     assert!(
@@ -518,7 +518,7 @@ async fn the_service_runs_as_a_least_privilege_role_after_the_owner_migrates() {
         "{refused}"
     );
     // ...but runs the service on it.
-    let store = count_service::store::Store::open_existing(app, 2)
+    let store = count_service::db::store::Store::open_existing(app, 2)
         .await
         .unwrap();
     assert_eq!(store.backend(), db.backend);

@@ -79,7 +79,7 @@ async fn rollup_due_rolls_up_complete_days_only() {
     let store = db.store().await;
     let sql = db.sql().await;
     let today = day_start(0);
-    let batch = count_service::aggregate::FlushBatch {
+    let batch = count_service::db::store::FlushBatch {
         methods: vec!["GET"; 4],
         paths: vec!["/a".into(); 4],
         timestamps: [today - 86_400 * 2, today - 1, today, today + 60]

@@ -168,11 +168,15 @@ impl Cluster {
         )
     }
 
+    /// (Test support.)
+    #[cfg(feature = "test-support")]
     /// The base directory (data, sockets, log, password).
     pub fn base_dir(&self) -> &Path {
         &self.options.base_dir
     }
 
+    /// (Test support.)
+    #[cfg(feature = "test-support")]
     /// The password of user `postgres` for TCP connections on 127.0.0.1.
     pub fn password(&self) -> Result<String> {
         let path = self.options.base_dir.join("password");
@@ -181,6 +185,8 @@ impl Cluster {
         Ok(text.trim().to_owned())
     }
 
+    /// (Test support.)
+    #[cfg(feature = "test-support")]
     /// Gives `path` to the OS user the cluster runs as (for files the server
     /// must read, such as TLS keys).
     pub fn give(&self, path: &Path) -> Result<()> {
@@ -203,12 +209,12 @@ impl Cluster {
     pub async fn create_database(&self) -> Result<()> {
         let client = self.connect("postgres").await?;
         let exists: bool = client
-            .query_one(include_str!("../queries/database_exists.sql"), &[])
+            .query_one(include_str!("../../queries/database_exists.sql"), &[])
             .await?
             .get(0);
         if !exists {
             client
-                .batch_execute(include_str!("../queries/create_database.sql"))
+                .batch_execute(include_str!("../../queries/create_database.sql"))
                 .await?;
         }
         Ok(())
@@ -220,12 +226,12 @@ impl Cluster {
     pub async fn create_extension(&self) -> Result<bool> {
         let client = self.connect("count").await?;
         let available: bool = client
-            .query_one(include_str!("../queries/extension_available.sql"), &[])
+            .query_one(include_str!("../../queries/extension_available.sql"), &[])
             .await?
             .get(0);
         if available {
             client
-                .batch_execute(include_str!("../queries/create_extension.sql"))
+                .batch_execute(include_str!("../../queries/create_extension.sql"))
                 .await?;
         }
         Ok(available)
@@ -268,6 +274,8 @@ impl Cluster {
         )))
     }
 
+    /// (Test support.)
+    #[cfg(feature = "test-support")]
     /// Starts the server again after [`Cluster::stop`] or [`Cluster::kill`],
     /// on the same port.
     pub fn restart(&mut self) -> Result<()> {

@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::aggregate::FlushBatch;
+use crate::db::connect::ConnectConfig;
 use crate::error::{Error, Result};
-use crate::postgres_tls::ConnectConfig;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -19,12 +18,12 @@ mod embedded {
 
 /// The portable SQL API functions, installed where the extension is absent.
 const SQL_FUNCTIONS: [&str; 2] = [
-    include_str!("../../sql/add_batch.sql"),
-    include_str!("../../sql/rollup.sql"),
+    include_str!("../../../sql/add_batch.sql"),
+    include_str!("../../../sql/rollup.sql"),
 ];
 
 /// The views, installed whichever backend implements the functions.
-const SQL_VIEWS: &str = include_str!("../../sql/views.sql");
+const SQL_VIEWS: &str = include_str!("../../../sql/views.sql");
 
 /// Which implementation of the SQL API the database runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +57,21 @@ pub struct Total {
     pub total: i64,
 }
 
+/// The column arrays of one `count.add_batch` call.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FlushBatch {
+    /// Method names as stored (`GET`, `GRPC`, ...).
+    pub methods: Vec<&'static str>,
+    /// Paths, element for element with `methods`.
+    pub paths: Vec<String>,
+    /// Timestamps truncated to the second.
+    pub timestamps: Vec<DateTime<Utc>>,
+    /// Requests per row, each at least 1.
+    pub counts: Vec<i64>,
+    /// The sum of `counts`.
+    pub requests: i64,
+}
+
 /// A pool of connections to a migrated database with its SQL API.
 #[derive(Clone)]
 pub struct Store {
@@ -89,7 +103,8 @@ impl Store {
         Self::connect(config.into(), pool_size, Schema::Existing).await
     }
 
-    async fn connect(config: ConnectConfig, pool_size: usize, schema: Schema) -> Result<Store> {
+    /// Connects, and sets the schema up or uses it as `schema` says.
+    pub async fn connect(config: ConnectConfig, pool_size: usize, schema: Schema) -> Result<Store> {
         let tls = config.connector()?;
         let backend = prepare_schema(&config.postgres, tls.clone(), schema).await?;
         let manager = Manager::from_config(
@@ -117,7 +132,7 @@ impl Store {
     ) -> Result<Option<i64>> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached(include_str!("../queries/add_batch.sql"))
+            .prepare_cached(include_str!("../../queries/add_batch.sql"))
             .await?;
         let row = client
             .query_one(
@@ -140,7 +155,7 @@ impl Store {
     pub async fn last_sequence(&self, producer: &str) -> Result<Option<i64>> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached(include_str!("../queries/last_sequence.sql"))
+            .prepare_cached(include_str!("../../queries/last_sequence.sql"))
             .await?;
         let row = client.query_opt(&statement, &[&producer]).await?;
         Ok(row.map(|row| row.get(0)))
@@ -150,7 +165,7 @@ impl Store {
     pub async fn endpoints(&self) -> Result<Vec<(String, String)>> {
         let client = self.pool.get().await?;
         let rows = client
-            .query(include_str!("../queries/endpoints.sql"), &[])
+            .query(include_str!("../../queries/endpoints.sql"), &[])
             .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
@@ -171,7 +186,7 @@ impl Store {
     pub async fn rollup(&self, day: NaiveDate) -> Result<i64> {
         let client = self.pool.get().await?;
         let row = client
-            .query_one(include_str!("../queries/rollup.sql"), &[&day])
+            .query_one(include_str!("../../queries/rollup.sql"), &[&day])
             .await?;
         crate::metrics::rollup("day");
         Ok(row.get(0))
@@ -181,7 +196,7 @@ impl Store {
     pub async fn rollup_due(&self) -> Result<i64> {
         let client = self.pool.get().await?;
         let row = client
-            .query_one(include_str!("../queries/rollup_due.sql"), &[])
+            .query_one(include_str!("../../queries/rollup_due.sql"), &[])
             .await?;
         crate::metrics::rollup("due");
         Ok(row.get(0))
@@ -191,7 +206,7 @@ impl Store {
     pub async fn daily_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached(include_str!("../queries/daily_totals.sql"))
+            .prepare_cached(include_str!("../../queries/daily_totals.sql"))
             .await?;
         let rows = client.query(&statement, &[&from, &to]).await?;
         Ok(rows
@@ -213,9 +228,9 @@ impl Store {
         let (query, to) = if whole_months {
             // The monthly rows are keyed by the first day of their month.
             let last_month = to.with_day(1).unwrap_or(to);
-            (include_str!("../queries/monthly_totals.sql"), last_month)
+            (include_str!("../../queries/monthly_totals.sql"), last_month)
         } else {
-            (include_str!("../queries/period_totals.sql"), to)
+            (include_str!("../../queries/period_totals.sql"), to)
         };
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(query).await?;
@@ -256,12 +271,13 @@ async fn prepare_schema(
     }
 }
 
-/// Whether opening a store sets the schema up.
+/// Whether opening a store sets the schema up: chosen once (`--no-migrate`)
+/// and passed down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Schema {
+pub enum Schema {
     /// Apply migrations, install the SQL API (needs the schema's owner).
     Prepare,
-    /// Use what is there.
+    /// Use what is there (a least-privilege role, see `sql/roles.sql`).
     Existing,
 }
 
@@ -275,12 +291,12 @@ async fn prepare_once(client: &mut tokio_postgres::Client, schema: Schema) -> Re
         }
     }
     let installed: bool = client
-        .query_one(include_str!("../queries/extension_installed.sql"), &[])
+        .query_one(include_str!("../../queries/extension_installed.sql"), &[])
         .await?
         .get(0);
     if schema == Schema::Existing {
         let api: bool = client
-            .query_one(include_str!("../queries/sql_api_installed.sql"), &[])
+            .query_one(include_str!("../../queries/sql_api_installed.sql"), &[])
             .await?
             .get(0);
         if !api {
@@ -301,7 +317,7 @@ async fn prepare_once(client: &mut tokio_postgres::Client, schema: Schema) -> Re
         // The extension partitions count.requests by day (the migrations
         // create it plain wherever they ran after CREATE EXTENSION).
         client
-            .batch_execute(include_str!("../queries/prepare_partitions.sql"))
+            .batch_execute(include_str!("../../queries/prepare_partitions.sql"))
             .await?;
         Backend::Extension
     } else {

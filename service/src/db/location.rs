@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::cluster::{Cluster, ClusterOptions};
+use crate::db::cluster::{Cluster, ClusterOptions};
+use crate::db::connect::ConnectConfig;
 use crate::error::{Error, Result};
-use crate::postgres_tls::ConnectConfig;
 
 /// The database count uses in its embedded cluster.
 pub const EMBEDDED_DATABASE: &str = "count";
@@ -44,7 +44,7 @@ impl DatabaseLocation {
         let mut options = ClusterOptions::new(
             self.data_dir
                 .clone()
-                .unwrap_or_else(crate::cluster::default_base_dir),
+                .unwrap_or_else(crate::db::cluster::default_base_dir),
         );
         options.bin_dir = self.pg_bin_dir.clone();
         let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options))
