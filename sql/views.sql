@@ -1,5 +1,5 @@
 -- count's SQL views, installed by the service whichever backend implements
--- the functions (sql/add_batch.sql and sql/rollup.sql, or the extension). Portable SQL;
+-- the functions (sql/add_batch.sql, sql/totals.sql and sql/rollup.sql, or the extension). Portable SQL;
 -- re-running this file is harmless. The views read rolled-up totals only.
 
 -- Rolled-up totals by UTC day, month and year. `period` is the first day of

@@ -220,7 +220,7 @@ $$;
 
 -- count.rollup over partitions: the day's partition whole, then the day's
 -- rows without a partition. Same contract as the portable version.
-CREATE OR REPLACE FUNCTION count.rollup(rollup_day date) RETURNS bigint
+CREATE FUNCTION count.rollup(rollup_day date) RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -249,7 +249,7 @@ $$;
 -- (count.expire_producers), then partition upkeep
 -- (count.prepare_partitions) if its locks come within a moment. Same
 -- contract as the portable version.
-CREATE OR REPLACE FUNCTION count.rollup_due() RETURNS bigint
+CREATE FUNCTION count.rollup_due() RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp

@@ -6,29 +6,33 @@
 //! uses whichever is installed. Only `count.add_batch` is native: it is the
 //! ingest hot path, where a per-backend cache of endpoint ids, prepared plans
 //! and validation in one pass over the arrays save most of the fallback's
-//! work. The rollups are set-based SQL, so the extension ships the fallback's
-//! own `sql/rollup.sql`.
+//! work. What the rollups share with the fallback (`count.add_totals`,
+//! `count.expire_producers`) is the fallback's own `sql/totals.sql`; the
+//! extension's rollups, which roll up a day's partition whole, and the
+//! partition upkeep are in `queries/partitions.sql`.
 //!
 //! Layout:
 //! - [`batch`]: validation of `add_batch`'s arrays into rows (plain Rust).
-//! - [`endpoints`]: resolving (method, path) to `count.methods` ids, cached.
-//! - [`ingest`]: the SPI work of one `add_batch` call.
+//! - [`endpoint_ids`]: resolving (method, path) to `count.methods` ids, cached.
+//! - [`batch_write`]: the SPI work of one `add_batch` call.
 //! - [`error`]: the crate's error type and its SQLSTATEs.
+//! - [`subtransaction`]: an internal subtransaction around one SPI call,
+//!   as PL/pgSQL's exception blocks use.
 
 use pgrx::prelude::*;
 
 pub mod batch;
-pub mod endpoints;
+pub mod batch_write;
+pub mod endpoint_ids;
 pub mod error;
-pub mod ingest;
 pub mod subtransaction;
 
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../queries/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!(
-    "../../sql/rollup.sql",
-    name = "rollup",
+    "../../sql/totals.sql",
+    name = "totals",
     requires = ["bootstrap"]
 );
 extension_sql_file!("../queries/partitions.sql", name = "partitions", finalize);
@@ -54,7 +58,7 @@ fn add_batch(
         timestamps.as_ref().map(|a| a.iter().collect()),
         counts.as_ref().map(|a| a.iter().collect()),
     )
-    .and_then(ingest::add_batch);
+    .and_then(batch_write::add_batch);
     match result {
         Ok(added) => added,
         Err(error) => error.report(),

@@ -2,7 +2,7 @@
 //! second), so the database sees one row per key per flush.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry as Entry_;
+use std::collections::hash_map::Entry as Slot;
 
 use chrono::DateTime;
 use count_proto::v1::Method;
@@ -39,8 +39,8 @@ impl Aggregate {
             .ok_or_else(overflow)?;
         // Every key's sum is at most the total, which just fit.
         match self.counts.entry((entry.method, entry.path, entry.second)) {
-            Entry_::Occupied(mut slot) => *slot.get_mut() += entry.count,
-            Entry_::Vacant(slot) => {
+            Slot::Occupied(mut slot) => *slot.get_mut() += entry.count,
+            Slot::Vacant(slot) => {
                 admit(slot.key().0, &slot.key().1)?;
                 slot.insert(entry.count);
             }

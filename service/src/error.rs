@@ -55,6 +55,10 @@ pub enum Error {
     /// The embedded PostgreSQL cluster could not be set up, started or stopped.
     #[error("embedded PostgreSQL: {0}")]
     Cluster(String),
+    /// A part of the service could not be set up from its configuration
+    /// (the TLS client configuration, the reflection descriptors).
+    #[error("set-up: {0}")]
+    Setup(String),
     /// A file or socket operation failed; `context` says on what.
     #[error("{context}: {source}")]
     Io {
@@ -127,6 +131,22 @@ impl Error {
         move |source| Error::Io { context, source }
     }
 
+    /// Whether this is a conflict with a concurrent transaction (another
+    /// server setting the same schema up at the same moment), which the
+    /// same work retried gets past: a serialization failure, a deadlock, or
+    /// an object or row another transaction created first.
+    pub fn is_conflict(&self) -> bool {
+        const CONFLICTS: [&str; 6] = ["40001", "40P01", "23505", "42P07", "42710", "XX000"];
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = source {
+            if let Some(db) = error.downcast_ref::<tokio_postgres::Error>() {
+                return db.code().is_some_and(|c| CONFLICTS.contains(&c.code()));
+            }
+            source = error.source();
+        }
+        false
+    }
+
     /// The gRPC code a client should see: the one place SQLSTATEs become codes.
     pub fn code(&self) -> Code {
         match self {
@@ -145,6 +165,7 @@ impl Error {
             Error::PoolBuild(_)
             | Error::Migration(_)
             | Error::Cluster(_)
+            | Error::Setup(_)
             | Error::Io { .. }
             | Error::Transport(_) => Code::Internal,
         }

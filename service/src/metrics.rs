@@ -34,6 +34,10 @@ pub fn install(address: SocketAddr) -> Result<()> {
         "Entries received, by RPC (add, add_batch)."
     );
     describe_counter!(
+        "count_entries_accepted_total",
+        "Entries accepted as valid, by RPC (add, add_batch)."
+    );
+    describe_counter!(
         "count_entries_rejected_total",
         "Entries rejected as invalid, by RPC and offending field."
     );
@@ -122,4 +126,34 @@ pub fn connections(in_use: usize, idle: usize) {
 /// The backend in use.
 pub fn backend(name: &'static str) {
     gauge!("count_backend_info", "backend" => name).set(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    /// The series names in `source` that follow `macro_name!(`.
+    fn names(source: &str, macro_name: &str) -> std::collections::BTreeSet<String> {
+        source
+            .match_indices(&format!("{macro_name}!("))
+            .filter_map(|(at, call)| {
+                let rest = source[at + call.len()..].trim_start();
+                let rest = rest.strip_prefix('"')?;
+                Some(rest[..rest.find('"')?].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_series_recorded_is_described() {
+        let source = include_str!("metrics.rs");
+        let source = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+        let mut recorded = names(source, "counter");
+        recorded.extend(names(source, "gauge"));
+        recorded.extend(names(source, "histogram"));
+        let mut described = names(source, "describe_counter");
+        described.extend(names(source, "describe_gauge"));
+        described.extend(names(source, "describe_histogram"));
+        assert!(recorded.len() >= 10, "{recorded:?}");
+        let undescribed: Vec<_> = recorded.difference(&described).collect();
+        assert!(undescribed.is_empty(), "not described: {undescribed:?}");
+    }
 }

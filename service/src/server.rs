@@ -66,7 +66,7 @@ pub async fn run(
             .register_encoded_file_descriptor_set(count_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_error = |e| Error::Cluster(format!("reflection descriptors: {e}"));
+    let reflection_error = |e| Error::Setup(format!("reflection descriptors: {e}"));
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let background = tokio::spawn(background(state.clone(), config.clone(), health));

@@ -76,7 +76,8 @@ impl State {
         Ok(())
     }
 
-    /// Opens the store from `source`, retrying with backoff forever.
+    /// Opens the store with `config`, retrying with backoff until the
+    /// database answers.
     pub async fn connect(&self, config: ConnectConfig, pool_size: usize, schema: Schema) {
         let mut backoff = Duration::from_millis(200);
         loop {

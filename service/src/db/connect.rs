@@ -132,7 +132,7 @@ impl ConnectConfig {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Cluster(format!("TLS set-up: {e}")))?;
+            .map_err(|e| Error::Setup(format!("TLS: {e}")))?;
         let config = match self.verify {
             Verify::Nothing => builder
                 .dangerous()
@@ -147,7 +147,7 @@ impl ConnectConfig {
                     provider,
                 )
                 .build()
-                .map_err(|e| Error::Cluster(format!("TLS set-up: {e}")))?;
+                .map_err(|e| Error::Setup(format!("TLS: {e}")))?;
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))

@@ -1,7 +1,8 @@
-//! The database: schema migrations, the SQL API, and the calls the service
-//! makes through it. The service only ever calls the SQL API (`count.*`
-//! functions and views), so the native extension can replace the portable
-//! fallback function for function.
+//! The store: schema migrations, the SQL API's installation, and every call
+//! the service makes. Writes and rollups go through the SQL API (`count.*`
+//! functions), so the native extension can replace the portable fallback
+//! function for function; reads use the views and tables the migrations
+//! create, and `count.producers` for a producer's last sequence.
 
 use std::time::Duration;
 
@@ -16,9 +17,12 @@ mod embedded {
     refinery::embed_migrations!("../migrations");
 }
 
-/// The portable SQL API functions, installed where the extension is absent.
-const SQL_FUNCTIONS: [&str; 2] = [
+/// The portable SQL API functions, installed where the extension is absent
+/// (extension/queries/bootstrap.sql drops each of them, checked by
+/// sql::the_extension_replaces_every_fallback_function).
+pub const SQL_FUNCTIONS: [&str; 3] = [
     include_str!("../../../sql/add_batch.sql"),
+    include_str!("../../../sql/totals.sql"),
     include_str!("../../../sql/rollup.sql"),
 ];
 
@@ -261,7 +265,8 @@ async fn prepare_schema(
     let mut tries = 0;
     loop {
         match prepare_once(&mut client, schema).await {
-            Err(e) if tries < 5 => {
+            // Only conflicts: a permission error, say, would fail the same.
+            Err(e) if e.is_conflict() && tries < 5 => {
                 tries += 1;
                 tracing::warn!(%e, tries, "schema set-up conflicted; retrying");
                 tokio::time::sleep(Duration::from_millis(200 * tries)).await;

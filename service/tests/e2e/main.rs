@@ -16,4 +16,5 @@ mod limits;
 mod operability;
 mod rpc;
 mod security;
+mod sources;
 mod sql;

@@ -11,7 +11,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 
 use crate::batch::{Batch, METHODS};
-use crate::endpoints;
+use crate::endpoint_ids;
 use crate::error::Error;
 use crate::subtransaction;
 
@@ -20,8 +20,8 @@ use crate::subtransaction;
 struct Plans {
     claim_sequence: OwnedPreparedStatement,
     find_endpoints: OwnedPreparedStatement,
-    insert_new_endpoints: OwnedPreparedStatement,
-    insert_endpoints: OwnedPreparedStatement,
+    insert_endpoints_plain: OwnedPreparedStatement,
+    insert_endpoints_on_conflict: OwnedPreparedStatement,
     insert_requests: OwnedPreparedStatement,
 }
 
@@ -48,12 +48,12 @@ impl Plans {
                 include_str!("../queries/find_endpoints.sql"),
                 &[texts, texts],
             )?,
-            insert_new_endpoints: plan(
-                include_str!("../queries/insert_new_endpoints.sql"),
+            insert_endpoints_plain: plan(
+                include_str!("../queries/insert_endpoints.sql"),
                 &[texts, texts],
             )?,
-            insert_endpoints: plan(
-                include_str!("../queries/insert_endpoints.sql"),
+            insert_endpoints_on_conflict: plan(
+                include_str!("../queries/insert_endpoints_on_conflict.sql"),
                 &[texts, texts],
             )?,
             insert_requests: plan(
@@ -110,7 +110,7 @@ fn resolve(
     let mut ids: Vec<Option<i64>> = methods
         .iter()
         .zip(paths)
-        .map(|(&method, path)| endpoints::lookup(method, path))
+        .map(|(&method, path)| endpoint_ids::lookup(method, path))
         .collect();
     let missing: HashSet<(usize, &str)> = (0..ids.len())
         .filter(|&i| ids[i].is_none())
@@ -127,7 +127,7 @@ fn resolve(
         // find those that were there or a concurrent transaction inserted
         // first (each statement sees what committed before it started). A
         // cold cache (a new backend) looks its endpoints up first.
-        let steps: &[Step] = if endpoints::is_warm() {
+        let steps: &[Step] = if endpoint_ids::is_warm() {
             &[Step::Insert, Step::Find]
         } else {
             &[Step::Find, Step::Insert, Step::Find]
@@ -152,7 +152,7 @@ fn resolve(
             for (m, p, id) in &found {
                 resolved[*m].insert(p.clone(), *id);
             }
-            endpoints::remember(found);
+            endpoint_ids::remember(found);
             keys.retain(|(m, p)| !resolved[*m].contains_key(*p));
         }
         if !keys.is_empty() {
@@ -209,10 +209,10 @@ fn insert_endpoints(
     args: &[DatumWithOid<'_>],
 ) -> SpiResult<Vec<(usize, String, i64)>> {
     let plain = subtransaction::attempt(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, || {
-        endpoint_rows(client.update(&plans.insert_new_endpoints, None, args)?)
+        endpoint_rows(client.update(&plans.insert_endpoints_plain, None, args)?)
     });
     match plain {
         Some(found) => found,
-        None => endpoint_rows(client.update(&plans.insert_endpoints, None, args)?),
+        None => endpoint_rows(client.update(&plans.insert_endpoints_on_conflict, None, args)?),
     }
 }
