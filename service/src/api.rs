@@ -1,5 +1,5 @@
 //! The `count.v1.CountService` handlers: thin adapters from gRPC to
-//! [`crate::ingest`] and [`Store`].
+//! [`crate::ingest`] and [`crate::db::store::Store`].
 
 use count_proto::v1::count_service_server::CountService;
 use count_proto::v1::{
@@ -12,11 +12,11 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::config::IngestConfig;
 use crate::dates;
 use crate::db::store::Total;
 use crate::entry::method_of_stored;
 use crate::error::Error;
+use crate::ingest::IngestConfig;
 use crate::ingest::{ingest_batch, ingest_stream};
 use crate::state::State;
 
@@ -67,16 +67,21 @@ impl CountService for CountApi {
         // read (its in-memory aggregate and a batch waiting for the flush
         // before it), as the original service did.
         let permit = self.admit_call()?;
-        let (state, config, drain) = (self.state.clone(), self.config, self.drain.clone());
+        let store = self.state.store()?.clone();
+        let (endpoints, config, drain) = (
+            self.state.endpoints.clone(),
+            self.config,
+            self.drain.clone(),
+        );
         let messages = request.into_inner();
         let stream = tokio::spawn(async move {
             // Held until the stream's task ends, not the handler.
             let _permit = permit;
-            ingest_stream(state, config, messages, drain).await
+            ingest_stream(store, endpoints, config, messages, drain).await
         });
         let response = stream
             .await
-            .map_err(|e| Status::internal(format!("Add stream task failed: {e}")))??;
+            .map_err(|e| Error::Task(format!("Add stream task failed: {e}")))??;
         Ok(Response::new(response))
     }
 
@@ -137,7 +142,13 @@ impl CountService for CountApi {
         request: Request<AddBatchRequest>,
     ) -> Result<Response<AddBatchResponse>, Status> {
         let _permit = self.admit_call()?;
-        let response = ingest_batch(&self.state, &self.config, request.into_inner()).await?;
+        let response = ingest_batch(
+            self.state.store()?,
+            &self.state.endpoints,
+            &self.config,
+            request.into_inner(),
+        )
+        .await?;
         Ok(Response::new(response))
     }
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use count_proto::v1::{AddRequest, Method};
 
-use crate::config::defaults;
+use crate::defaults;
 use crate::error::Error;
 use crate::metrics;
 

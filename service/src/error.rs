@@ -70,9 +70,22 @@ pub enum Error {
     /// The gRPC transport failed (binding, serving or connecting).
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
-    /// A gRPC call made by the CLI failed.
+    /// A gRPC call failed: one the CLI made, or the `Add` stream a client
+    /// was sending broke.
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(#[from] Status),
+    /// A stream's flush failed; `committed` requests of the stream were
+    /// committed before it.
+    #[error("{source}; {committed} requests of this stream were committed before the failure")]
+    Flush {
+        /// Requests of the stream committed before the failure.
+        committed: i64,
+        /// Why the flush failed.
+        source: Box<Error>,
+    },
+    /// A background task of the server died.
+    #[error("{0}")]
+    Task(String),
 }
 
 /// One refused entry of a batch.
@@ -162,10 +175,12 @@ impl Error {
             Error::Database(e) => database_code(e),
             Error::Pool(_) => Code::Unavailable,
             Error::Rpc(status) => status.code(),
+            Error::Flush { source, .. } => source.code(),
             Error::PoolBuild(_)
             | Error::Migration(_)
             | Error::Cluster(_)
             | Error::Setup(_)
+            | Error::Task(_)
             | Error::Io { .. }
             | Error::Transport(_) => Code::Internal,
         }
@@ -190,20 +205,38 @@ fn database_code(error: &tokio_postgres::Error) -> Code {
     }
 }
 
+/// What a client is told: the database's own message where it has one (it
+/// already names the argument and index), else the error's text.
+fn client_message(error: &Error) -> String {
+    match error {
+        Error::Database(e) => match e.as_db_error() {
+            Some(db) => db.message().to_owned(),
+            None => error.to_string(),
+        },
+        Error::Flush { committed, source } => format!(
+            "{}; {committed} requests of this stream were committed before the failure",
+            client_message(source)
+        ),
+        _ => error.to_string(),
+    }
+}
+
+/// Whether the database (a statement or the pool) is at the root of `error`.
+fn from_database(error: &Error) -> bool {
+    match error {
+        Error::Database(_) | Error::Pool(_) => true,
+        Error::Flush { source, .. } => from_database(source),
+        _ => false,
+    }
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let code = error.code();
-        if matches!(error, Error::Database(_) | Error::Pool(_)) {
+        if from_database(&error) {
             crate::metrics::database_error();
         }
-        let message = match &error {
-            // The server's SQL message already names the argument and index.
-            Error::Database(e) => match e.as_db_error() {
-                Some(db) => db.message().to_owned(),
-                None => error.to_string(),
-            },
-            _ => error.to_string(),
-        };
+        let message = client_message(&error);
         if code == Code::Internal {
             tracing::error!(%error, "internal error");
         }

@@ -2,7 +2,10 @@
 //! stream (validate each message, aggregate in memory, flush to the
 //! database in the background while the stream goes on) and an `AddBatch`
 //! (validate every entry, apply the batch exactly once per producer and
-//! sequence). The gRPC handlers in [`crate::api`] only adapt to these.
+//! sequence). The gRPC handlers in [`crate::api`] only adapt to these: the
+//! core takes a store handle, the endpoint guard and its own
+//! [`IngestConfig`], and answers with this crate's [`Error`], so the HTTP
+//! API can share it without tonic.
 //!
 //! Memory is bounded per stream: at most two aggregates exist, the one being
 //! filled and the one being written. When the one being filled is full and the
@@ -10,22 +13,55 @@
 //! control pushes back on the client.
 
 use std::pin::pin;
+use std::time::Duration;
 
 use count_proto::v1::{AddBatchRequest, AddBatchResponse, AddRequest, AddResponse};
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
-use tonic::Status;
 
 use crate::aggregate::Aggregate;
-use crate::config::IngestConfig;
 use crate::db::store::FlushBatch;
 use crate::db::store::Store;
+use crate::defaults;
+use crate::endpoints::Endpoints;
 use crate::entry::Clock;
+use crate::entry::EntryRules;
 use crate::error::{Error, Refusal};
 use crate::metrics;
-use crate::state::State;
+
+/// How `Add` streams and batches are checked and written.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestConfig {
+    /// What makes an entry valid.
+    pub rules: EntryRules,
+    /// The longest an accepted entry waits in memory before it is written.
+    pub flush_interval: Duration,
+    /// A stream's aggregate is written as soon as it holds this many keys.
+    pub max_batch_keys: usize,
+    /// The most entries one `AddBatch` may carry.
+    pub max_batch_entries: usize,
+    /// The most distinct endpoints (method + path) the database may hold.
+    pub max_endpoints: usize,
+    /// The most `Add` streams and `AddBatch` calls served at once: what
+    /// bounds the server's memory, since each holds at most two aggregates
+    /// of `max_batch_keys` keys, or one message.
+    pub max_calls: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            rules: EntryRules::default(),
+            flush_interval: defaults::FLUSH_INTERVAL,
+            max_batch_keys: defaults::MAX_BATCH_KEYS as usize,
+            max_batch_entries: defaults::MAX_BATCH_ENTRIES,
+            max_endpoints: defaults::MAX_ENDPOINTS,
+            max_calls: defaults::MAX_INGEST_CALLS,
+        }
+    }
+}
 
 /// How many received messages are handled at most between two looks at the
 /// flush timer and the shutdown signal.
@@ -37,17 +73,19 @@ const MAX_REJECTIONS: usize = 10;
 /// Consumes one `Add` stream and answers once everything it sent is
 /// committed. When `drain` turns true (server shutdown after the grace
 /// period), stops reading, commits what it has and answers.
-pub async fn ingest_stream<S>(
-    state: State,
+pub async fn ingest_stream<S, E>(
+    store: Store,
+    endpoints: std::sync::Arc<Endpoints>,
     config: IngestConfig,
     mut stream: S,
     mut drain: watch::Receiver<bool>,
-) -> Result<AddResponse, Status>
+) -> Result<AddResponse, Error>
 where
-    S: Stream<Item = Result<AddRequest, Status>> + Unpin,
+    S: Stream<Item = Result<AddRequest, E>> + Unpin,
+    E: Into<Error> + std::fmt::Display,
 {
     let mut aggregate = Aggregate::default();
-    let mut writer = Writer::new(state.store()?.clone());
+    let mut writer = Writer::new(store);
     let mut response = AddResponse::default();
     let mut counted = StreamMetrics::default();
     // One timer and one drain future for the whole stream: creating them per
@@ -83,7 +121,7 @@ where
                             let added = config
                                 .rules
                                 .check(request, &mut clock)
-                                .and_then(|entry| aggregate.add(entry, |m, p| state.endpoints.admit(m, p)));
+                                .and_then(|entry| aggregate.add(entry, |m, p| endpoints.admit(m, p)));
                             match added {
                                 Ok(()) => {
                                     counted.accepted += 1;
@@ -99,13 +137,13 @@ where
                                 flush_armed = false;
                             }
                         }
-                        Some(Err(status)) => {
+                        Some(Err(broken)) => {
                             // The client is gone; what it sent is still
                             // counted, as the original service did.
-                            tracing::debug!(%status, received = counted.received, "Add stream broke");
+                            tracing::debug!(%broken, received = counted.received, "Add stream broke");
                             writer.write(aggregate.take_batch()).await?;
                             writer.finish().await?;
-                            return Err(status);
+                            return Err(broken.into());
                         }
                     }
                     budget -= 1;
@@ -188,7 +226,7 @@ impl Writer {
     /// Waits for the previous write, then starts writing `batch`. The write
     /// runs in its own task, so it completes even if the stream's handler is
     /// dropped.
-    async fn write(&mut self, batch: FlushBatch) -> Result<(), Status> {
+    async fn write(&mut self, batch: FlushBatch) -> Result<(), Error> {
         self.finish().await?;
         if batch.counts.is_empty() {
             return Ok(());
@@ -204,32 +242,22 @@ impl Writer {
     }
 
     /// Waits for the write in flight, if any.
-    async fn finish(&mut self) -> Result<(), Status> {
+    async fn finish(&mut self) -> Result<(), Error> {
         let Some(handle) = self.in_flight.take() else {
             return Ok(());
         };
-        let result = match handle.await {
-            Ok(result) => result,
-            Err(join) => {
-                return Err(Status::internal(format!("flush task failed: {join}")));
-            }
-        };
+        let result = handle
+            .await
+            .map_err(|join| Error::Task(format!("flush task failed: {join}")))?;
         match result {
             Ok(requests) => {
                 self.committed += requests;
                 Ok(())
             }
-            Err(error) => {
-                let status = Status::from(error);
-                Err(Status::new(
-                    status.code(),
-                    format!(
-                        "{}; {} requests of this stream were committed before the failure",
-                        status.message(),
-                        self.committed
-                    ),
-                ))
-            }
+            Err(error) => Err(Error::Flush {
+                committed: self.committed,
+                source: Box::new(error),
+            }),
         }
     }
 }
@@ -246,7 +274,8 @@ const MAX_REFUSALS: usize = 100;
 /// (producer, sequence). Refused entries refuse the batch, each named
 /// ([`Error::EntriesRefused`]), unless it was applied before.
 pub async fn ingest_batch(
-    state: &State,
+    store: &Store,
+    endpoints: &Endpoints,
     config: &IngestConfig,
     request: AddBatchRequest,
 ) -> Result<AddBatchResponse, Error> {
@@ -287,7 +316,7 @@ pub async fn ingest_batch(
         let added = config
             .rules
             .check(entry, &mut clock)
-            .and_then(|entry| aggregate.add(entry, |m, p| state.endpoints.admit(m, p)));
+            .and_then(|entry| aggregate.add(entry, |m, p| endpoints.admit(m, p)));
         let Err(error) = added else { continue };
         count_rejection("add_batch", &error);
         let refusal = match error {
@@ -307,7 +336,6 @@ pub async fn ingest_batch(
             refusals.push(refusal);
         }
     }
-    let store = state.store()?;
     if !refusals.is_empty() {
         // A resend of a batch applied before the limits were tightened
         // is still a duplicate, not a refusal.

@@ -24,7 +24,7 @@
 //! - [`db`]: the database: where it is (a URL or the embedded cluster), how
 //!   to connect (libpq's `sslmode` TLS), and the store (migrations, the SQL
 //!   API, and the calls made through it).
-//! - [`config`]: the server's tunables.
+//! - [`defaults`]: each setting's default, shared by clap and `Default`.
 //! - [`config_file`]: the optional TOML file, layered under flags and env.
 //! - [`metrics`]: the Prometheus series.
 //! - [`shutdown`]: the SIGINT/SIGTERM signal.
@@ -34,10 +34,10 @@ pub mod aggregate;
 pub mod api;
 pub mod auth;
 pub mod cli;
-pub mod config;
 pub mod config_file;
 pub mod dates;
 pub mod db;
+pub mod defaults;
 pub mod endpoints;
 pub mod entry;
 pub mod error;

@@ -16,12 +16,49 @@ use tonic_health::server::HealthReporter;
 
 use crate::api::CountApi;
 use crate::auth::AuthLayer;
-use crate::config::ServerConfig;
+use crate::auth::Tokens;
+use crate::defaults;
 use crate::error::{Error, Result};
+use crate::ingest::IngestConfig;
 use crate::state::{State, StoreSource};
 
 /// How long connections may stay open after open streams were told to end.
 const FINAL_WAIT: Duration = Duration::from_secs(10);
+
+/// Everything [`crate::server::run`] needs besides the listener and store.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Ingest limits.
+    pub ingest: IngestConfig,
+    /// After a shutdown signal, how long open streams may go on before the
+    /// server ends them (committing what they sent).
+    pub shutdown_grace: Duration,
+    /// How often the database is checked for the health service.
+    pub health_interval: Duration,
+    /// How often `count.rollup_due()` runs; never when `None`.
+    pub rollup_every: Option<Duration>,
+    /// The largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Bearer tokens every call must present; none when `None`.
+    pub tokens: Option<Tokens>,
+    /// TLS for the gRPC listener (with a client CA: mutual TLS); plaintext
+    /// when `None`.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            ingest: IngestConfig::default(),
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
+            health_interval: defaults::HEALTH_INTERVAL,
+            rollup_every: None,
+            max_message_bytes: defaults::MAX_MESSAGE_BYTES,
+            tokens: None,
+            tls: None,
+        }
+    }
+}
 
 /// How often the endpoint guard rereads `count.methods`.
 const ENDPOINT_RELOAD: Duration = Duration::from_secs(60);

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use clap::Args;
 
-use crate::config::defaults;
 use crate::db::location::{Database, DatabaseLocation};
 use crate::db::store::{Schema, Store};
+use crate::defaults;
 use crate::error::Result;
 
 /// Which database to use.

@@ -3,10 +3,10 @@
 //!
 //! Layout:
 //! - this module: the command, its global flags and the dispatch;
-//! - [`database`]: which database (`--database-url`, the embedded cluster),
+//! - `database`: which database (`--database-url`, the embedded cluster),
 //!   shared by `serve`, `migrate` and `rollup`;
-//! - [`serve`]: `count serve`'s settings, `--print-config`, and serving;
-//! - [`totals`]: `count totals`, a client of a running server.
+//! - `serve`: `count serve`'s settings, `--print-config`, and serving;
+//! - `totals`: `count totals`, a client of a running server.
 
 mod database;
 mod serve;

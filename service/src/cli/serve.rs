@@ -10,9 +10,11 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use super::database::DatabaseArgs;
 use super::{Cli, positive};
 use crate::auth::Tokens;
-use crate::config::{IngestConfig, ServerConfig, defaults};
+use crate::defaults;
 use crate::entry::EntryRules;
 use crate::error::{Error, Result};
+use crate::ingest::IngestConfig;
+use crate::server::ServerConfig;
 use crate::state::StoreSource;
 use crate::{server, shutdown};
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use count_client::{CountLayer, Counter, Method, Stats};
-use count_service::config::ServerConfig;
+use count_service::server::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;

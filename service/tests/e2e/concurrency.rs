@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use count_proto::v1::{AddBatchRequest, ListDailyTotalsRequest, Method};
-use count_service::config::ServerConfig;
+use count_service::server::ServerConfig;
 
 use crate::harness::*;
 

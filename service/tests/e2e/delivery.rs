@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use count_client::{Counter, Method, Stats};
 use count_proto::v1::AddBatchRequest;
 use count_service::auth::Tokens;
-use count_service::config::{IngestConfig, ServerConfig};
 use count_service::entry::EntryRules;
+use count_service::ingest::IngestConfig;
+use count_service::server::ServerConfig;
 
 use crate::harness::*;
 

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use count_proto::v1::{AddRequest, Method};
-use count_service::config::{IngestConfig, ServerConfig};
+use count_service::ingest::IngestConfig;
+use count_service::server::ServerConfig;
 use tonic::Code;
 
 use crate::harness::*;

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use count_proto::v1::{AddBatchRequest, AddRequest, Method};
-use count_service::config::ServerConfig;
+use count_service::server::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;

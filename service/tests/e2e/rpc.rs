@@ -8,7 +8,8 @@ use count_proto::v1::{
     AddBatchRequest, AddRequest, CountDailyTotalsRequest, GetPeriodTotalsRequest,
     ListDailyTotalsRequest, Method,
 };
-use count_service::config::{IngestConfig, ServerConfig};
+use count_service::ingest::IngestConfig;
+use count_service::server::ServerConfig;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 

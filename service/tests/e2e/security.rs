@@ -7,7 +7,7 @@ use count_client::{BearerToken, Counter};
 use count_proto::v1::count_service_client::CountServiceClient;
 use count_proto::v1::{GetPeriodTotalsRequest, Method};
 use count_service::auth::Tokens;
-use count_service::config::ServerConfig;
+use count_service::server::ServerConfig;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;

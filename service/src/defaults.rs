@@ -1,0 +1,31 @@
+//! The defaults of `count serve`'s settings: clap's defaults and the
+//! configurations' `Default` both read them, so the two cannot differ.
+
+use std::time::Duration;
+
+/// `--listen`.
+pub const LISTEN: &str = "127.0.0.1:7777";
+/// `--flush-interval`.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// `--max-batch-keys`.
+pub const MAX_BATCH_KEYS: u32 = 10_000;
+/// `--max-future`.
+pub const MAX_FUTURE: Duration = Duration::from_secs(5 * 60);
+/// `--max-path-bytes`.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// `--max-entry-count`.
+pub const MAX_ENTRY_COUNT: i64 = 1_000_000_000;
+/// `--max-batch-entries`.
+pub const MAX_BATCH_ENTRIES: usize = 10_000;
+/// `--max-endpoints`.
+pub const MAX_ENDPOINTS: usize = 100_000;
+/// `--max-ingest-calls`.
+pub const MAX_INGEST_CALLS: usize = 256;
+/// `--max-message-bytes`.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// `--shutdown-grace`.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// `--health-interval`.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// `--pool-size`.
+pub const POOL_SIZE: usize = 16;
