@@ -188,7 +188,7 @@ impl std::fmt::Display for Report {
 /// A connection to the bench cluster's `count` database.
 async fn connect(cluster: &Cluster) -> Result<tokio_postgres::Client> {
     let (client, connection) = cluster
-        .config("count")
+        .config(count_service::db::cluster::DATABASE)
         .connect(tokio_postgres::NoTls)
         .await?;
     tokio::spawn(connection);
@@ -204,7 +204,7 @@ pub(crate) struct ServerProcess {
 impl ServerProcess {
     /// `count serve` on the bench cluster.
     async fn start(programs: &Programs, cluster: &Cluster) -> Result<ServerProcess> {
-        let url = cluster.url("count");
+        let url = cluster.url(count_service::db::cluster::DATABASE);
         Self::spawn(
             &programs.count,
             &["serve", "--log-level", "warn", "--database-url", &url],

@@ -57,8 +57,9 @@ pub(crate) fn postgres_cpu_seconds(cluster: &Cluster) -> f64 {
     cpu_seconds(postmaster, true) + children
 }
 
-/// Resident memory of `pid` in kB.
-fn rss_kb(pid: u32) -> u64 {
+/// Resident memory of `pid` in kB (0 once it is gone). The service's
+/// memory tests read it too.
+pub fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()

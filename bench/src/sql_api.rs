@@ -76,7 +76,7 @@ async fn measure(
         sql.batch_execute(include_str!("../queries/drop_extension.sql"))
             .await?;
     }
-    let store = Store::open(cluster.config("count"), 1).await?;
+    let store = Store::open(cluster.config(count_service::db::cluster::DATABASE), 1).await?;
     if store.backend() != backend {
         return Err(Error::Check(format!(
             "bench wanted the {} backend, the database runs {}",

@@ -27,6 +27,11 @@ use crate::error::{Error, Result};
 /// The OS user a cluster runs as when this process is root.
 const SERVICE_USER: &str = "postgres";
 
+/// The database count's schema lives in, in a cluster of its own (the
+/// embedded default, the tests', the bench's). queries/create_database.sql
+/// names it too, checked by a test.
+pub const DATABASE: &str = "count";
+
 /// How to set up and start a [`Cluster`].
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -205,11 +210,14 @@ impl Cluster {
         config
     }
 
-    /// Creates the database `count` unless it exists.
+    /// Creates [`DATABASE`] unless it exists.
     pub async fn create_database(&self) -> Result<()> {
         let client = self.connect("postgres").await?;
         let exists: bool = client
-            .query_one(include_str!("../../queries/database_exists.sql"), &[])
+            .query_one(
+                include_str!("../../queries/database_exists.sql"),
+                &[&DATABASE],
+            )
             .await?
             .get(0);
         if !exists {
@@ -220,11 +228,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// Creates the `count` extension in database `count`, or updates it to
+    /// Creates the `count` extension in [`DATABASE`], or updates it to
     /// the installed version, when this PostgreSQL has it installed. Returns
     /// whether the extension is there.
     pub async fn create_extension(&self) -> Result<bool> {
-        let client = self.connect("count").await?;
+        let client = self.connect(DATABASE).await?;
         let available: bool = client
             .query_one(include_str!("../../queries/extension_available.sql"), &[])
             .await?
@@ -575,6 +583,14 @@ fn random_password() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_create_database_query_names_the_database() {
+        assert_eq!(
+            include_str!("../../queries/create_database.sql").trim(),
+            format!("CREATE DATABASE {DATABASE}")
+        );
+    }
 
     #[test]
     fn a_count_data_directory_is_reused_and_any_other_content_refused() {

@@ -3,12 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::db::cluster::{Cluster, ClusterOptions};
+use crate::db::cluster::{Cluster, ClusterOptions, DATABASE};
 use crate::db::connect::ConnectConfig;
 use crate::error::{Error, Result};
-
-/// The database count uses in its embedded cluster.
-pub const EMBEDDED_DATABASE: &str = "count";
 
 /// A database to connect to, keeping the embedded cluster (if any) running
 /// for as long as this value lives.
@@ -54,9 +51,9 @@ impl DatabaseLocation {
         if !cluster.create_extension().await? {
             tracing::info!("the count extension is not installed in this PostgreSQL");
         }
-        tracing::info!(url = %cluster.url(EMBEDDED_DATABASE), "embedded PostgreSQL (psql takes this URL)");
+        tracing::info!(url = %cluster.url(DATABASE), "embedded PostgreSQL (psql takes this URL)");
         Ok(Database {
-            config: cluster.config(EMBEDDED_DATABASE).into(),
+            config: cluster.config(DATABASE).into(),
             cluster: Some(cluster),
         })
     }

@@ -141,16 +141,7 @@ async fn records_made_while_the_server_is_down_are_delivered_once_it_is_up() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(counter.stats().pending, 1_000);
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-    let store = db.store().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(count_service::server::run(
-        listener,
-        store,
-        ServerConfig::default(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = TestServer::start_on(listener, db.store().await, ServerConfig::default());
     tokio::time::timeout(Duration::from_secs(30), counter.flush())
         .await
         .expect("delivered");
@@ -158,8 +149,7 @@ async fn records_made_while_the_server_is_down_are_delivered_once_it_is_up() {
     let stored = stored(&db).await;
     assert_eq!(stored.len(), 10);
     assert!(stored.values().all(|&total| total == 100));
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -188,15 +178,7 @@ async fn over_capacity_new_keys_are_dropped_and_counted_and_the_stats_add_up() {
 
     // The counter points at `address`, where nothing listened: serve there.
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(count_service::server::run(
-        listener,
-        db.store().await,
-        ServerConfig::default(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = TestServer::start_on(listener, db.store().await, ServerConfig::default());
     tokio::time::timeout(Duration::from_secs(30), counter.flush())
         .await
         .expect("delivered");
@@ -210,8 +192,7 @@ async fn over_capacity_new_keys_are_dropped_and_counted_and_the_stats_add_up() {
         stored(&db).await.values().sum::<i64>(),
         stats.pending as i64
     );
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 /// One HTTP/1.1 GET; returns the status line.

@@ -146,12 +146,7 @@ async fn two_servers_on_one_database_race_on_new_endpoints_without_losing_a_coun
         totals.values().all(|&total| total == CALLERS as i64),
         "{totals:?}"
     );
-    let sql = db.sql().await;
-    let endpoints: i64 = sql
-        .query_one("SELECT count(*) FROM count.methods", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let endpoints = db.bigint("SELECT count(*) FROM count.methods").await;
     assert_eq!(endpoints, (ROUNDS * NEW_KEYS) as i64);
     for server in servers {
         server.stop().await;

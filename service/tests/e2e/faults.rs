@@ -103,12 +103,9 @@ async fn a_database_restart_under_load_loses_and_doubles_nothing_acknowledged() 
         .await
         .unwrap();
     assert_eq!(response.into_inner().accepted, 4);
-    let sql = db.sql().await;
-    let stored: i64 = sql
-        .query_one("SELECT sum(count)::bigint FROM count.requests", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let stored = db
+        .bigint("SELECT sum(count)::bigint FROM count.requests")
+        .await;
     assert_eq!(stored, recorded as i64 + 4);
     server.stop().await;
 }
@@ -206,29 +203,13 @@ async fn sigterm_under_load_commits_everything_acknowledged_and_exits_zero() {
     let stats = counter.stats();
     acknowledged += stats.delivered as i64;
     sent += stats.recorded as i64;
-    let sql = db.sql().await;
-    let stored: i64 = sql
-        .query_one(
-            "SELECT coalesce(sum(count), 0)::bigint FROM count.requests",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let stored = db
+        .bigint("SELECT coalesce(sum(count), 0)::bigint FROM count.requests")
+        .await;
     assert!(
         acknowledged <= stored && stored <= sent,
         "acknowledged {acknowledged} <= committed {stored} <= sent {sent}: nothing acknowledged lost, nothing counted twice"
     );
-}
-
-/// The resident memory of process `pid`, in kB.
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +256,7 @@ async fn a_stalled_database_keeps_server_memory_bounded_and_recovers() {
     let mut peak = 0;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        peak = peak.max(rss_kb(server.0.id()));
+        peak = peak.max(count_bench::process::rss_kb(server.0.id()));
     }
     assert!(
         peak < 150 * 1024,

@@ -69,13 +69,23 @@ impl TestDatabase {
     }
 
     pub(crate) fn config(&self) -> tokio_postgres::Config {
-        self.cluster.config("count")
+        self.cluster.config(count_service::db::cluster::DATABASE)
     }
 
     pub(crate) async fn store(&self) -> Store {
         let store = Store::open(self.config(), 8).await.expect("store opens");
         assert_eq!(store.backend(), self.backend);
         store
+    }
+
+    /// The one bigint `query` returns, on a connection of its own.
+    pub(crate) async fn bigint(&self, query: &str) -> i64 {
+        self.sql()
+            .await
+            .query_one(query, &[])
+            .await
+            .expect("query")
+            .get(0)
     }
 
     /// A direct SQL connection, as a SQL user would have.
@@ -114,6 +124,16 @@ impl TestServer {
 
     pub(crate) async fn start_with(store: Store, config: ServerConfig) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on(listener, store, config)
+    }
+
+    /// A server on `listener` (an address a client was given before the
+    /// server existed).
+    pub(crate) fn start_on(
+        listener: TcpListener,
+        store: Store,
+        config: ServerConfig,
+    ) -> TestServer {
         let address = listener.local_addr().expect("address");
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(count_service::server::run(listener, store, config, async {

@@ -158,12 +158,7 @@ async fn the_endpoint_cap_refuses_new_endpoints_and_keeps_counting_known_ones() 
             "entries[1]: the limit of 3 endpoints (method + path) is reached: new endpoints are refused"
         )
     );
-    let sql = db.sql().await;
-    let endpoints: i64 = sql
-        .query_one("SELECT count(*) FROM count.methods", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let endpoints = db.bigint("SELECT count(*) FROM count.methods").await;
     assert_eq!(endpoints, 3);
     server.stop().await;
 }

@@ -167,15 +167,9 @@ async fn count_daily_totals_is_idempotent_and_merges_late_data() {
         1010
     );
 
-    let sql = db.sql().await;
-    let raw: i64 = sql
-        .query_one(
-            "SELECT coalesce(sum(count), 0)::bigint FROM count.requests",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let raw = db
+        .bigint("SELECT coalesce(sum(count), 0)::bigint FROM count.requests")
+        .await;
     assert_eq!(raw, 1, "only the next day's entry stays raw");
     server.stop().await;
 }
