@@ -58,6 +58,10 @@ pub fn install(address: SocketAddr) -> Result<()> {
         "Entries with METHOD_UNSPECIFIED (a method outside the enum), counted under OTHER."
     );
     describe_counter!("count_database_errors_total", "Database calls that failed.");
+    describe_counter!(
+        "count_database_retries_total",
+        "Statements retried after a serialization failure or deadlock, by operation."
+    );
     describe_counter!("count_rollups_total", "Rollups run, by kind (day, due).");
     describe_gauge!(
         "count_database_connections",
@@ -105,6 +109,12 @@ pub fn committed(rpc: &'static str, requests: i64, took: Duration) {
 pub fn batch(duplicate: bool) {
     let outcome = if duplicate { "duplicate" } else { "applied" };
     counter!("count_batches_total", "outcome" => outcome).increment(1);
+}
+
+/// The database asked for `operation` to be retried (a serialization
+/// failure or a deadlock), and it was.
+pub fn database_retry(operation: &'static str) {
+    counter!("count_database_retries_total", "operation" => operation).increment(1);
 }
 
 /// A database call failed.

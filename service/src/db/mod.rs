@@ -7,10 +7,12 @@
 //!   `sslmode` semantics.
 //! - [`cluster`]: a private PostgreSQL cluster (the embedded default, and the
 //!   test harness's).
+//! - `retry`: retrying serialization failures and deadlocks.
 //! - [`store`]: migrations, the SQL API's installation, and every call the
 //!   service makes (the SQL API, and reads of its tables).
 
 pub mod cluster;
 pub mod connect;
 pub mod location;
+mod retry;
 pub mod store;

@@ -11,6 +11,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::db::connect::ConnectConfig;
+use crate::db::retry::retrying;
 use crate::error::{Error, Result};
 
 mod embedded {
@@ -138,20 +139,23 @@ impl Store {
         let statement = client
             .prepare_cached(include_str!("../../queries/add_batch.sql"))
             .await?;
-        let row = client
-            .query_one(
-                &statement,
-                &[
-                    &producer.map(|p| p.0),
-                    &producer.map(|p| p.1),
-                    &batch.methods,
-                    &batch.paths,
-                    &batch.timestamps,
-                    &batch.counts,
-                ],
-            )
-            .await?;
-        Ok(row.get(0))
+        retrying("add_batch", || async {
+            let row = client
+                .query_one(
+                    &statement,
+                    &[
+                        &producer.map(|p| p.0),
+                        &producer.map(|p| p.1),
+                        &batch.methods,
+                        &batch.paths,
+                        &batch.timestamps,
+                        &batch.counts,
+                    ],
+                )
+                .await?;
+            Ok(row.get(0))
+        })
+        .await
     }
 
     /// The last sequence applied for `producer`, if it has applied any (and
@@ -189,9 +193,12 @@ impl Store {
     /// Rolls up one UTC day; returns the requests moved by this call.
     pub async fn rollup(&self, day: NaiveDate) -> Result<i64> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_one(include_str!("../../queries/rollup.sql"), &[&day])
-            .await?;
+        let row = retrying("rollup", || async {
+            Ok(client
+                .query_one(include_str!("../../queries/rollup.sql"), &[&day])
+                .await?)
+        })
+        .await?;
         crate::metrics::rollup("day");
         Ok(row.get(0))
     }
@@ -199,9 +206,12 @@ impl Store {
     /// Rolls up every complete day with raw rows; returns how many days.
     pub async fn rollup_due(&self) -> Result<i64> {
         let client = self.pool.get().await?;
-        let row = client
-            .query_one(include_str!("../../queries/rollup_due.sql"), &[])
-            .await?;
+        let row = retrying("rollup_due", || async {
+            Ok(client
+                .query_one(include_str!("../../queries/rollup_due.sql"), &[])
+                .await?)
+        })
+        .await?;
         crate::metrics::rollup("due");
         Ok(row.get(0))
     }

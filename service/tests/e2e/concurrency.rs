@@ -201,3 +201,77 @@ async fn concurrent_batches_of_the_same_new_endpoints_never_deadlock() {
     assert_eq!((endpoints, total), (4 * 500, 4 * 8 * 500));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_serializable_concurrent_streams_and_rollups_lose_nothing() {
+    // CockroachDB's only isolation level, and a PostgreSQL default some
+    // DBAs choose: flushes and rollups collide and must be retried.
+    let db = TestDatabase::start_with(
+        test_backend(),
+        vec![(
+            "default_transaction_isolation".to_owned(),
+            "serializable".to_owned(),
+        )],
+    )
+    .await;
+    let server = TestServer::start(&db).await;
+    let t = day_start(1);
+    let rolling = tokio::sync::watch::channel(true);
+    let roller = {
+        let store = db.store().await;
+        let mut running = rolling.1.clone();
+        tokio::spawn(async move {
+            let mut rollups = 0;
+            while *running.borrow_and_update() {
+                store
+                    .rollup_due()
+                    .await
+                    .expect("rollup_due, retried as needed");
+                rollups += 1;
+            }
+            rollups
+        })
+    };
+    let mut streams = Vec::new();
+    for s in 0..4i64 {
+        let mut client = server.client().await;
+        streams.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            for round in 0..20i64 {
+                // Endpoints new in every round, the same in every stream:
+                // inserting them, and the daily totals they roll into, is
+                // where transactions meet.
+                let messages: Vec<_> = (0..200)
+                    .map(|i| {
+                        let path = format!("/serial/{round}/{}", i % 10);
+                        entry(Method::Get, &path, t + round, 1 + s)
+                    })
+                    .collect();
+                accepted += client
+                    .add(tokio_stream::iter(messages))
+                    .await
+                    .expect("no serialization failure reaches a client")
+                    .into_inner()
+                    .accepted;
+            }
+            accepted
+        }));
+    }
+    let mut acknowledged = 0;
+    for stream in streams {
+        acknowledged += stream.await.unwrap();
+    }
+    rolling.0.send(false).unwrap();
+    let rollups = roller.await.unwrap();
+    assert!(rollups > 0);
+    // 4 streams x 20 rounds x 200 messages, stream s counting 1 + s each.
+    assert_eq!(acknowledged, 20 * 200 * (1 + 2 + 3 + 4));
+    let held = db
+        .bigint(
+            "SELECT ((SELECT coalesce(sum(total), 0) FROM count.daily_method_totals)
+                   + (SELECT coalesce(sum(count), 0) FROM count.requests))::bigint",
+        )
+        .await;
+    assert_eq!(held, acknowledged);
+    server.stop().await;
+}

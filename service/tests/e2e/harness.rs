@@ -34,11 +34,19 @@ impl TestDatabase {
         Self::start_with(test_backend(), Vec::new()).await
     }
 
-    /// A cluster on `backend`, with extra `postgresql.conf` settings.
+    /// A cluster on `backend`, with extra `postgresql.conf` settings (and
+    /// the run's [`test_isolation`], unless they set one).
     pub(crate) async fn start_with(
         backend: Backend,
-        settings: Vec<(String, String)>,
+        mut settings: Vec<(String, String)>,
     ) -> TestDatabase {
+        if let Some(isolation) = test_isolation()
+            && !settings
+                .iter()
+                .any(|(name, _)| name == "default_transaction_isolation")
+        {
+            settings.push(("default_transaction_isolation".to_owned(), isolation));
+        }
         let dir = tempfile::Builder::new()
             .prefix("count-test-")
             .tempdir()
@@ -108,6 +116,16 @@ pub(crate) fn test_backend() -> Backend {
         Ok("extension") => Backend::Extension,
         _ => Backend::Sql,
     }
+}
+
+/// The isolation level the run gives every test cluster by default:
+/// `COUNT_TEST_ISOLATION=serializable` runs the suite the way CockroachDB
+/// runs every transaction. `None`: PostgreSQL's READ COMMITTED.
+pub(crate) fn test_isolation() -> Option<String> {
+    std::env::var("COUNT_TEST_ISOLATION")
+        .ok()
+        .filter(|level| !level.is_empty())
+        .map(|level| level.replace('_', " "))
 }
 
 /// A running count server on a free port.

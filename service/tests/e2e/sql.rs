@@ -438,3 +438,49 @@ async fn every_count_v1_method_and_other_is_accepted() {
         );
     }
 }
+
+#[tokio::test]
+async fn plpgsql_check_finds_no_error_in_any_function() {
+    // plpgsql_check compiles every statement of every branch, which
+    // PostgreSQL only does when a branch runs: errors in rarely taken
+    // branches (error paths, the partition upkeep) show here first.
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    sql.batch_execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
+        .await
+        .expect("plpgsql_check (scripts/test installs postgresql-15-plpgsql-check)");
+    let rows = sql
+        .query(
+            "SELECT p.oid::regprocedure::text, c.level, c.message, coalesce(c.lineno, 0)
+               FROM pg_proc AS p
+               JOIN pg_language AS l ON l.oid = p.prolang AND l.lanname = 'plpgsql'
+               CROSS JOIN LATERAL plpgsql_check_function_tb(p.oid) AS c
+              WHERE p.pronamespace = 'count'::regnamespace AND c.level = 'error'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let errors: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} line {}: {}",
+                r.get::<_, String>(0),
+                r.get::<_, i32>(3),
+                r.get::<_, String>(2)
+            )
+        })
+        .collect();
+    let checked: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+              WHERE p.pronamespace = 'count'::regnamespace AND l.lanname = 'plpgsql'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(checked >= 5, "only {checked} PL/pgSQL functions");
+    assert!(errors.is_empty(), "plpgsql_check:\n{}", errors.join("\n"));
+}
