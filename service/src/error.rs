@@ -40,7 +40,7 @@ pub enum Error {
     #[error("{}", refusals_summary(.0))]
     EntriesRefused(Vec<Refusal>),
     /// A statement failed or the connection broke.
-    #[error("database: {0}")]
+    #[error("database: {}", with_causes(.0))]
     Database(#[from] tokio_postgres::Error),
     /// No database connection could be had from the pool.
     #[error("database pool: {0}")]

@@ -7,12 +7,14 @@
 //!   `sslmode` semantics.
 //! - [`cluster`]: a private PostgreSQL cluster (the embedded default, and the
 //!   test harness's).
+//! - `lease`: one migrator at a time, without advisory locks.
 //! - `retry`: retrying serialization failures and deadlocks.
 //! - [`store`]: migrations, the SQL API's installation, and every call the
 //!   service makes (the SQL API, and reads of its tables).
 
 pub mod cluster;
 pub mod connect;
+mod lease;
 pub mod location;
 mod retry;
 pub mod store;

@@ -11,6 +11,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::db::connect::ConnectConfig;
+use crate::db::lease::Lease;
 use crate::db::retry::retrying;
 use crate::error::{Error, Result};
 
@@ -262,9 +263,10 @@ impl Store {
 }
 
 /// Applies pending migrations and installs the SQL API, on a connection of
-/// its own. Another server may be doing the same at the same moment (two
-/// servers starting against one database): a conflict fails one of them, and
-/// the retry finds the work done. No advisory locks: CockroachDB has none.
+/// its own, under the migration lease (one migrator at a time; no advisory
+/// locks: CockroachDB has none). A conflict that still happens (two servers
+/// creating the lease's table at once, say) is retried, and the retry finds
+/// the work done.
 async fn prepare_schema(
     config: &tokio_postgres::Config,
     tls: MakeRustlsConnect,
@@ -297,6 +299,25 @@ pub enum Schema {
 }
 
 async fn prepare_once(client: &mut tokio_postgres::Client, schema: Schema) -> Result<Backend> {
+    if schema == Schema::Existing {
+        return prepare_set_up(client, schema).await;
+    }
+    let lease = Lease::take(client).await?;
+    let prepared = prepare_set_up(client, schema).await;
+    if prepared.is_err() {
+        // A failed statement may have left a transaction open and aborted;
+        // without one, ROLLBACK only warns.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    // Given back whether or not the set-up worked (the next try, or the
+    // next server, takes it again); the set-up's own error comes first.
+    let released = lease.release(client).await;
+    let backend = prepared?;
+    released?;
+    Ok(backend)
+}
+
+async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> Result<Backend> {
     if schema == Schema::Prepare {
         let report = embedded::migrations::runner()
             .run_async(&mut *client)

@@ -275,3 +275,37 @@ async fn under_serializable_concurrent_streams_and_rollups_lose_nothing() {
     assert_eq!(held, acknowledged);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn migrators_wait_for_a_live_migration_lease_and_take_over_an_expired_one() {
+    let db = TestDatabase::start().await;
+    let _first = db.store().await;
+    let sql = db.sql().await;
+    let lease = |holder: &str, expires_in: &str| {
+        format!(
+            "INSERT INTO count_migration_lease VALUES (1, '{holder}', now() + interval '{expires_in}')
+             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at"
+        )
+    };
+    // A migrator that died an hour ago: its lease has expired.
+    sql.batch_execute(&lease("dead", "-1 hour")).await.unwrap();
+    let started = std::time::Instant::now();
+    let _second = db.store().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // One that is migrating now, for two more seconds: the next waits.
+    sql.batch_execute(&lease("busy", "2 seconds"))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let _third = db.store().await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
+    // Each migrator gave the lease back.
+    let leases = db
+        .bigint("SELECT count(*) FROM count_migration_lease")
+        .await;
+    assert_eq!(leases, 0);
+}
