@@ -232,6 +232,11 @@ fn from_database(error: &Error) -> bool {
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        // A status that came in (a client's broken stream) goes out as it
+        // came: code, message and details.
+        if let Error::Rpc(status) = error {
+            return status;
+        }
         let code = error.code();
         if from_database(&error) {
             crate::metrics::database_error();

@@ -4,8 +4,9 @@
 //! (validate every entry, apply the batch exactly once per producer and
 //! sequence). The gRPC handlers in [`crate::api`] only adapt to these: the
 //! core takes a store handle, the endpoint guard and its own
-//! [`IngestConfig`], and answers with this crate's [`Error`], so the HTTP
-//! API can share it without tonic.
+//! [`IngestConfig`], and answers with this crate's [`Error`], so that
+//! another server (the HTTP API the web interface brings) can share it
+//! without tonic.
 //!
 //! Memory is bounded per stream: at most two aggregates exist, the one being
 //! filled and the one being written. When the one being filled is full and the

@@ -166,16 +166,22 @@ impl Store {
         let statement = client
             .prepare_cached(include_str!("../../queries/last_sequence.sql"))
             .await?;
-        let row = client.query_opt(&statement, &[&producer]).await?;
+        let row = retrying("last_sequence", || async {
+            Ok(client.query_opt(&statement, &[&producer]).await?)
+        })
+        .await?;
         Ok(row.map(|row| row.get(0)))
     }
 
     /// Every endpoint (method, path) the database holds.
     pub async fn endpoints(&self) -> Result<Vec<(String, String)>> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query(include_str!("../../queries/endpoints.sql"), &[])
-            .await?;
+        let rows = retrying("endpoints", || async {
+            Ok(client
+                .query(include_str!("../../queries/endpoints.sql"), &[])
+                .await?)
+        })
+        .await?;
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
@@ -223,7 +229,10 @@ impl Store {
         let statement = client
             .prepare_cached(include_str!("../../queries/daily_totals.sql"))
             .await?;
-        let rows = client.query(&statement, &[&from, &to]).await?;
+        let rows = retrying("totals", || async {
+            Ok(client.query(&statement, &[&from, &to]).await?)
+        })
+        .await?;
         Ok(rows
             .iter()
             .map(|row| Total {
@@ -249,7 +258,10 @@ impl Store {
         };
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(query).await?;
-        let rows = client.query(&statement, &[&from, &to]).await?;
+        let rows = retrying("totals", || async {
+            Ok(client.query(&statement, &[&from, &to]).await?)
+        })
+        .await?;
         Ok(rows
             .iter()
             .map(|row| Total {
@@ -272,11 +284,11 @@ async fn prepare_schema(
     tls: MakeRustlsConnect,
     schema: Schema,
 ) -> Result<Backend> {
-    let (mut client, connection) = config.connect(tls).await?;
+    let (mut client, connection) = config.connect(tls.clone()).await?;
     tokio::spawn(connection);
     let mut tries = 0;
     loop {
-        match prepare_once(&mut client, schema).await {
+        match prepare_once(&mut client, config, tls.clone(), schema).await {
             // Only conflicts: a permission error, say, would fail the same.
             Err(e) if e.is_conflict() && tries < 5 => {
                 tries += 1;
@@ -298,23 +310,26 @@ pub enum Schema {
     Existing,
 }
 
-async fn prepare_once(client: &mut tokio_postgres::Client, schema: Schema) -> Result<Backend> {
+async fn prepare_once(
+    client: &mut tokio_postgres::Client,
+    config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    schema: Schema,
+) -> Result<Backend> {
     if schema == Schema::Existing {
         return prepare_set_up(client, schema).await;
     }
-    let lease = Lease::take(client).await?;
+    let lease = Lease::take(client, config, tls).await?;
     let prepared = prepare_set_up(client, schema).await;
     if prepared.is_err() {
         // A failed statement may have left a transaction open and aborted;
         // without one, ROLLBACK only warns.
         let _ = client.batch_execute("ROLLBACK").await;
     }
-    // Given back whether or not the set-up worked (the next try, or the
-    // next server, takes it again); the set-up's own error comes first.
-    let released = lease.release(client).await;
-    let backend = prepared?;
-    released?;
-    Ok(backend)
+    // Given back whether or not the set-up worked: the next try, or the
+    // next server, takes it again.
+    lease.release(client).await;
+    prepared
 }
 
 async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> Result<Backend> {

@@ -93,6 +93,26 @@ async fn oversized_batches_and_messages_are_refused_whole() {
         "{}",
         status.message()
     );
+    // The same in an Add stream: the stream's answer is tonic's own status,
+    // passed through unchanged.
+    let status = client
+        .add(tokio_stream::iter(vec![entry(
+            Method::Get,
+            &"/p".repeat(40_000),
+            t,
+            1,
+        )]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("Error, decoded message length too large")
+            && status.message().contains("the limit is: 65536 bytes"),
+        "{}",
+        status.message()
+    );
     let long_producer = AddBatchRequest {
         producer_id: "p".repeat(257),
         ..batch(1, "/b")
