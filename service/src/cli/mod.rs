@@ -6,9 +6,12 @@
 //! - `database`: which database (`--database-url`, the embedded cluster),
 //!   shared by `serve`, `migrate` and `rollup`;
 //! - `serve`: `count serve`'s settings, `--print-config`, and serving;
-//! - `totals`: `count totals`, a client of a running server.
+//! - `add` and `totals`: `count add` and `count totals`, clients of a
+//!   running server (`remote`: how they reach it).
 
+mod add;
 mod database;
+mod remote;
 mod serve;
 mod totals;
 
@@ -16,7 +19,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use add::AddArgs;
 pub use database::{DatabaseArgs, RollupArgs};
+pub use remote::ServerArgs;
 pub use serve::{ServeArgs, describe};
 pub use totals::{Granularity, TotalsArgs};
 
@@ -61,6 +66,8 @@ pub enum Command {
     Rollup(RollupArgs),
     /// Print rolled-up totals from a running server as a table.
     Totals(TotalsArgs),
+    /// Send one count (of one or more requests) to a running server.
+    Add(AddArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -104,6 +111,7 @@ impl Cli {
                     .map_err(Error::io("writing the completion script"))
             }
             Command::Totals(args) => totals::print(&args).await,
+            Command::Add(args) => add::add(&args).await,
         }
     }
 }

@@ -1,14 +1,11 @@
 //! `count totals`: rolled-up totals from a running server, as a table.
 
-use std::path::PathBuf;
-
 use chrono::NaiveDate;
 use clap::{Args, ValueEnum};
-use count_client::BearerToken;
-use count_proto::v1::count_service_client::CountServiceClient;
 use count_proto::v1::{GetPeriodTotalsRequest, ListDailyTotalsRequest, Method, MethodCount};
 use tonic::Code;
-use tonic::transport::{Certificate, ClientTlsConfig};
+
+use super::remote::ServerArgs;
 
 use crate::dates;
 use crate::error::{Error, Result};
@@ -16,13 +13,9 @@ use crate::error::{Error, Result};
 /// `count totals`.
 #[derive(Debug, Args)]
 pub struct TotalsArgs {
-    /// The count server's URL (`https://` for TLS).
-    #[arg(long, env = "COUNT_SERVER", default_value = "http://127.0.0.1:7777")]
-    pub server: String,
-    /// CA (PEM) the server's certificate chains to [default for https:
-    /// the system's roots].
-    #[arg(long, env = "COUNT_CA_CERT")]
-    pub ca_cert: Option<PathBuf>,
+    /// The server.
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// First day (YYYY-MM-DD).
     #[arg(long, env = "COUNT_TOTALS_FROM")]
     pub from: NaiveDate,
@@ -75,25 +68,7 @@ async fn totals(args: &TotalsArgs) -> Result<Vec<Row>> {
             format!("{} is before --from {}", args.to, args.from),
         ));
     }
-    // The token comes from the environment, never from the command line.
-    let token = std::env::var("COUNT_TOKEN").ok();
-    let token = BearerToken::new(token.as_deref())
-        .map_err(|e| Error::invalid("COUNT_TOKEN", e.to_string()))?;
-    let mut endpoint = tonic::transport::Endpoint::from_shared(args.server.clone())
-        .map_err(|e| Error::invalid("--server", e.to_string()))?;
-    if args.server.starts_with("https:") {
-        let tls = match &args.ca_cert {
-            Some(ca) => {
-                let pem =
-                    std::fs::read(ca).map_err(Error::io(format!("reading {}", ca.display())))?;
-                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
-            }
-            None => ClientTlsConfig::new().with_native_roots(),
-        };
-        endpoint = endpoint.tls_config(tls)?;
-    }
-    let channel = endpoint.connect().await?;
-    let mut client = CountServiceClient::with_interceptor(channel, token);
+    let mut client = args.server.connect().await?;
     let mut rows = Vec::new();
     if args.by == Granularity::Day {
         let request = ListDailyTotalsRequest {

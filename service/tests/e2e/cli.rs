@@ -229,3 +229,86 @@ async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
         "the embedded cluster is stopped"
     );
 }
+
+#[tokio::test]
+async fn count_add_sends_one_count_to_a_running_server() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start(&db).await;
+    let url = format!("http://{}", server.address);
+    let (code, out, err) = count(&[
+        "add",
+        "get",
+        "/users/{id}",
+        "--count",
+        "3",
+        "--server",
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("counted 3 GET /users/{id} at "), "{out}");
+    let (code, out, err) = count(&[
+        "add",
+        "PROPFIND",
+        "/dav",
+        "--at",
+        "2026-01-02T03:04:05+01:00",
+        "--server",
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "counted 1 OTHER /dav at 2026-01-02T02:04:05+00:00\n");
+    let rows: Vec<(String, String, String, i64)> = db
+        .sql()
+        .await
+        .query(
+            "SELECT m.method, m.path, to_char(r.request_timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+                    r.count
+               FROM count.requests AS r JOIN count.methods AS m ON m.id = r.method_id
+              ORDER BY m.path",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (
+            rows[0].0.as_str(),
+            rows[0].1.as_str(),
+            rows[0].2.as_str(),
+            rows[0].3
+        ),
+        ("OTHER", "/dav", "2026-01-02 02:04:05", 1)
+    );
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1.as_str(), rows[1].3),
+        ("GET", "/users/{id}", 3)
+    );
+    // Bad values are usage errors; a refused count says why.
+    for (args, code, message) in [
+        (
+            vec!["add", "GET", "/a", "--count", "0"],
+            2,
+            "invalid value '0' for '--count <COUNT>'",
+        ),
+        (
+            vec!["add", "GET", "/a", "--at", "yesterday"],
+            2,
+            "invalid value 'yesterday' for '--at <AT>'",
+        ),
+        (
+            vec!["add", "GET", "", "--server", &url],
+            1,
+            "entries[0].path: must not be empty",
+        ),
+    ] {
+        let (actual, _, err) = count(&args).await;
+        assert_eq!(actual, code, "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    server.stop().await;
+}
