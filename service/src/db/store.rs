@@ -197,28 +197,39 @@ impl Store {
         ok
     }
 
+    /// The one row `sql` returns, on a pooled connection, retried as the
+    /// database asks ([`retrying`]); `operation` names it in the metrics.
+    async fn one_row(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row> {
+        let client = self.pool.get().await?;
+        retrying(operation, || async {
+            Ok(client.query_one(sql, params).await?)
+        })
+        .await
+    }
+
     /// Rolls up one UTC day; returns the requests moved by this call.
     pub async fn rollup(&self, day: NaiveDate) -> Result<i64> {
-        let client = self.pool.get().await?;
-        let row = retrying("rollup", || async {
-            Ok(client
-                .query_one(include_str!("../../queries/rollup.sql"), &[&day])
-                .await?)
-        })
-        .await?;
+        let row = self
+            .one_row("rollup", include_str!("../../queries/rollup.sql"), &[&day])
+            .await?;
         crate::metrics::rollup("day");
         Ok(row.get(0))
     }
 
     /// Rolls up every complete day with raw rows; returns how many days.
     pub async fn rollup_due(&self) -> Result<i64> {
-        let client = self.pool.get().await?;
-        let row = retrying("rollup_due", || async {
-            Ok(client
-                .query_one(include_str!("../../queries/rollup_due.sql"), &[])
-                .await?)
-        })
-        .await?;
+        let row = self
+            .one_row(
+                "rollup_due",
+                include_str!("../../queries/rollup_due.sql"),
+                &[],
+            )
+            .await?;
         crate::metrics::rollup("due");
         Ok(row.get(0))
     }
