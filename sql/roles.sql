@@ -15,10 +15,14 @@ GRANT SELECT, INSERT ON count.methods TO count_app;
 GRANT USAGE ON SEQUENCE count.methods_id_seq TO count_app;
 -- (DELETE: count.rollup_due forgets long-silent producers.)
 GRANT SELECT, INSERT, UPDATE, DELETE ON count.producers TO count_app;
--- Rollups move raw rows into daily totals.
+-- Rollups move raw rows into every tier; retention deletes old fine rows
+-- and moves the tiers' complete_from.
 GRANT SELECT, INSERT, DELETE ON count.requests TO count_app;
 GRANT SELECT, INSERT, UPDATE ON count.daily_method_totals, count.monthly_method_totals TO count_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON count.minute_method_totals, count.hourly_method_totals TO count_app;
+GRANT SELECT, UPDATE ON count.tiers TO count_app;
 -- Reads.
 GRANT SELECT ON count.daily_totals, count.monthly_totals, count.yearly_totals TO count_app;
 GRANT EXECUTE ON FUNCTION count.add_batch(text, bigint, text[], text[], timestamptz[], bigint[]),
-    count.rollup(date), count.rollup_due() TO count_app;
+    count.rollup(date), count.rollup_due(),
+    count.totals(timestamptz, timestamptz, text, text, text[], text, text, text[], integer) TO count_app;

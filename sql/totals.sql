@@ -1,54 +1,122 @@
--- The totals every rollup adds to, and the producers' expiry: shared by
--- both backends. The service installs this file with sql/add_batch.sql and
--- sql/rollup.sql where the extension is absent; the extension ships it as
--- it is. Re-running this file is harmless: every statement replaces.
+-- The tiers every rollup adds to, their retention, and the producers'
+-- expiry: shared by both backends. The service installs this file with
+-- sql/add_batch.sql and sql/rollup.sql where the extension is absent; the
+-- extension ships it as it is. Re-running this file is harmless: every
+-- statement replaces.
 
--- Adds requests to count.daily_method_totals and
--- count.monthly_method_totals: element i of the arrays is one (day,
--- endpoint, requests), at most one element per (day, endpoint). Every rollup
--- ends here. Returns the requests added.
+-- Release 0.1.0's add_totals took days: every tier takes minutes now.
+DROP FUNCTION IF EXISTS count.add_totals(date[], bigint[], bigint[]);
+
+-- Adds rolled-up requests to every tier: element i of the arrays is one
+-- (UTC minute, endpoint, requests), at most one element per (minute,
+-- endpoint). Every rollup ends here, so every tier gets the same requests in
+-- the same transaction. The minute and hour tiers take only what falls on or
+-- after their `complete_from` (count.tiers): before it they are not read.
+-- Returns the requests added.
+--
+-- Each statement writes in key order: concurrent rollups update the same
+-- rows, and a common order makes them wait instead of deadlocking.
 --
 -- A total that would pass bigint's maximum (9,223,372,036,854,775,807) stays
 -- at it, with a WARNING: failing instead would stop every later rollup, of
 -- every day and endpoint, on one absurd total.
-CREATE OR REPLACE FUNCTION count.add_totals(days date[], method_ids bigint[], totals bigint[])
+CREATE OR REPLACE FUNCTION count.add_totals(minutes timestamptz[], method_ids bigint[], totals bigint[])
 RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    minute_from timestamptz;
+    hour_from timestamptz;
     added bigint;
-    saturated boolean;
 BEGIN
-    WITH summed AS (
-        SELECT day, method_id, total FROM unnest(days, method_ids, totals) AS t (day, method_id, total)
-    ), merged AS (
-        INSERT INTO count.daily_method_totals AS d (day, method_id, total)
-        SELECT day, method_id, total FROM summed
-        ON CONFLICT (day, method_id) DO UPDATE
-            SET total = least(d.total::numeric + excluded.total, 9223372036854775807)::bigint
-        RETURNING d.total = 9223372036854775807 AS at_max
-    ), monthly AS (
-        -- In key order: rollups of other days of the month update the same
-        -- rows, and a common order makes them wait instead of deadlocking.
-        INSERT INTO count.monthly_method_totals AS m (month, method_id, total)
-        SELECT day - (extract(day FROM day)::int - 1), method_id,
-               least(sum(total), 9223372036854775807)::bigint
-          FROM summed
-         GROUP BY 1, 2
-         ORDER BY 1, 2
-        ON CONFLICT (month, method_id) DO UPDATE
-            SET total = least(m.total::numeric + excluded.total, 9223372036854775807)::bigint
-        RETURNING m.total = 9223372036854775807 AS at_max
-    )
-    SELECT least(coalesce(sum(total), 0), 9223372036854775807)::bigint,
-           coalesce((SELECT bool_or(at_max) FROM merged), false)
-               OR coalesce((SELECT bool_or(at_max) FROM monthly), false)
-      INTO added, saturated
-      FROM summed;
-    IF saturated THEN
+    SELECT (SELECT complete_from FROM count.tiers WHERE tier = 'minute'),
+           (SELECT complete_from FROM count.tiers WHERE tier = 'hour')
+      INTO minute_from, hour_from;
+
+    INSERT INTO count.minute_method_totals AS t (minute, method_id, total)
+    SELECT s.minute, s.method_id, s.total
+      FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)
+     WHERE s.minute >= minute_from
+     ORDER BY 1, 2
+    ON CONFLICT (minute, method_id) DO UPDATE
+        SET total = least(t.total::numeric + excluded.total, 9223372036854775807)::bigint;
+
+    INSERT INTO count.hourly_method_totals AS h (hour, method_id, q1, q2, q3, q4)
+    SELECT q.hour, q.method_id,
+           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 0), 0), 9223372036854775807)::bigint,
+           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 1), 0), 9223372036854775807)::bigint,
+           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 2), 0), 9223372036854775807)::bigint,
+           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 3), 0), 9223372036854775807)::bigint
+      FROM (SELECT date_trunc('hour', s.minute, 'UTC') AS hour, s.method_id, s.total,
+                   floor(extract(minute FROM s.minute AT TIME ZONE 'UTC') / 15) AS quarter
+              FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)) AS q
+     WHERE q.hour >= hour_from
+     GROUP BY 1, 2
+     ORDER BY 1, 2
+    ON CONFLICT (hour, method_id) DO UPDATE
+        SET q1 = least(h.q1::numeric + excluded.q1, 9223372036854775807)::bigint,
+            q2 = least(h.q2::numeric + excluded.q2, 9223372036854775807)::bigint,
+            q3 = least(h.q3::numeric + excluded.q3, 9223372036854775807)::bigint,
+            q4 = least(h.q4::numeric + excluded.q4, 9223372036854775807)::bigint;
+
+    INSERT INTO count.daily_method_totals AS d (day, method_id, total)
+    SELECT (s.minute AT TIME ZONE 'UTC')::date, s.method_id, least(sum(s.total), 9223372036854775807)::bigint
+      FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)
+     GROUP BY 1, 2
+     ORDER BY 1, 2
+    ON CONFLICT (day, method_id) DO UPDATE
+        SET total = least(d.total::numeric + excluded.total, 9223372036854775807)::bigint;
+
+    INSERT INTO count.monthly_method_totals AS m (month, method_id, total)
+    SELECT date_trunc('month', s.minute AT TIME ZONE 'UTC')::date, s.method_id,
+           least(sum(s.total), 9223372036854775807)::bigint
+      FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)
+     GROUP BY 1, 2
+     ORDER BY 1, 2
+    ON CONFLICT (month, method_id) DO UPDATE
+        SET total = least(m.total::numeric + excluded.total, 9223372036854775807)::bigint;
+
+    SELECT least(coalesce(sum(t), 0), 9223372036854775807)::bigint INTO added FROM unnest(totals) AS t;
+    -- The monthly totals are the largest: one at the maximum is where any
+    -- tier saturated first.
+    IF EXISTS (
+        SELECT 1
+          FROM count.monthly_method_totals AS m
+          JOIN unnest(minutes, method_ids) AS s (minute, method_id)
+            ON m.month = date_trunc('month', s.minute AT TIME ZONE 'UTC')::date AND m.method_id = s.method_id
+         WHERE m.total = 9223372036854775807
+    ) THEN
         RAISE WARNING 'count.add_totals: a total reached bigint''s maximum and stays there';
     END IF;
     RETURN added;
+END;
+$$;
+
+-- Applies the fine tiers' retention (count.tiers' `keep`): moves each
+-- tier's `complete_from` forward to the UTC day `keep` ago, then deletes its
+-- rows before `complete_from`. Whatever leaves a fine tier is still in the
+-- coarser ones (every rollup adds to all of them). Reads take
+-- `complete_from` in the same snapshot as the rows, so a read racing this
+-- never uses a tier where it has lost rows. A rollup that read the old
+-- `complete_from` may still add rows before the new one: they are never
+-- read, and the next run deletes them.
+CREATE OR REPLACE FUNCTION count.apply_retention() RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    minute_from timestamptz;
+    hour_from timestamptz;
+BEGIN
+    -- Once a day per tier: the WHERE skips the update, and its row lock,
+    -- until the day moves on.
+    UPDATE count.tiers
+       SET complete_from = date_trunc('day', now() - keep, 'UTC')
+     WHERE keep IS NOT NULL AND complete_from < date_trunc('day', now() - keep, 'UTC');
+    SELECT (SELECT complete_from FROM count.tiers WHERE tier = 'minute'),
+           (SELECT complete_from FROM count.tiers WHERE tier = 'hour')
+      INTO minute_from, hour_from;
+    DELETE FROM count.minute_method_totals WHERE minute < minute_from;
+    DELETE FROM count.hourly_method_totals WHERE hour < hour_from;
 END;
 $$;
 

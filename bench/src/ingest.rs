@@ -11,8 +11,8 @@ use count_proto::v1::count_service_client::CountServiceClient;
 use count_proto::v1::count_service_server::{CountService, CountServiceServer};
 use count_proto::v1::{
     AddBatchRequest, AddBatchResponse, AddRequest, AddResponse, CountDailyTotalsRequest,
-    CountDailyTotalsResponse, GetPeriodTotalsRequest, GetPeriodTotalsResponse,
-    ListDailyTotalsRequest, ListDailyTotalsResponse, Method,
+    CountDailyTotalsResponse, GetPeriodTotalsRequest, GetPeriodTotalsResponse, GetTotalsRequest,
+    GetTotalsResponse, ListDailyTotalsRequest, ListDailyTotalsResponse, Method,
 };
 use futures::StreamExt;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -75,6 +75,13 @@ impl CountService for Discard {
         &self,
         _: Request<AddBatchRequest>,
     ) -> Result<Response<AddBatchResponse>, Status> {
+        Err(Status::unimplemented("discard server"))
+    }
+
+    async fn get_totals(
+        &self,
+        _: Request<GetTotalsRequest>,
+    ) -> Result<Response<GetTotalsResponse>, Status> {
         Err(Status::unimplemented("discard server"))
     }
 }

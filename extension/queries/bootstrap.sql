@@ -14,4 +14,6 @@ DROP FUNCTION IF EXISTS count.add_batch(text, bigint, text[], text[], timestampt
 DROP FUNCTION IF EXISTS count.rollup(date);
 DROP FUNCTION IF EXISTS count.rollup_due();
 DROP FUNCTION IF EXISTS count.add_totals(date[], bigint[], bigint[]);
+DROP FUNCTION IF EXISTS count.add_totals(timestamptz[], bigint[], bigint[]);
+DROP FUNCTION IF EXISTS count.apply_retention();
 DROP FUNCTION IF EXISTS count.expire_producers();

@@ -15,7 +15,7 @@
 
 -- Detaches `rel` from this extension if creating it made it a member (when
 -- called from the extension's own script).
-CREATE FUNCTION count.keep_out_of_extension(rel regclass) RETURNS void
+CREATE OR REPLACE FUNCTION count.keep_out_of_extension(rel regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -32,7 +32,7 @@ $$;
 
 -- The daily partitions of count.requests (named requests_YYYYMMDD), oldest
 -- first.
-CREATE FUNCTION count.day_partitions(OUT day date, OUT part regclass) RETURNS SETOF record
+CREATE OR REPLACE FUNCTION count.day_partitions(OUT day date, OUT part regclass) RETURNS SETOF record
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -44,7 +44,7 @@ AS $$
 $$;
 
 -- The partition of count.requests that holds exactly `day`, if any.
-CREATE FUNCTION count.day_partition(day date) RETURNS regclass
+CREATE OR REPLACE FUNCTION count.day_partition(day date) RETURNS regclass
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -53,7 +53,7 @@ $$;
 
 -- Where rows without a partition of their own are: the default partition,
 -- or the plain table where count.prepare_partitions has not run yet.
-CREATE FUNCTION count.unpartitioned_rows() RETURNS regclass
+CREATE OR REPLACE FUNCTION count.unpartitioned_rows() RETURNS regclass
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -75,7 +75,7 @@ $$;
 -- Creating and dropping partitions lock count.requests briefly (ingest
 -- waits); count.rollup_due calls this at its end, where a lock not granted
 -- within 200 ms is given up until the next run rather than waited for.
-CREATE FUNCTION count.prepare_partitions(first_day date DEFAULT NULL, days integer DEFAULT 3)
+CREATE OR REPLACE FUNCTION count.prepare_partitions(first_day date DEFAULT NULL, days integer DEFAULT 3)
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -155,12 +155,12 @@ BEGIN
 END;
 $$;
 
--- Moves the rows of `rel` (a partition, or the rows without a partition of
--- their own) in [from_ts, to_ts) into the totals, the portable way (DELETE
--- ... RETURNING), grouped by UTC day. Correct at any isolation level: rows
--- it does not see stay for the next rollup. Returns the requests moved and
--- the days they belong to.
-CREATE FUNCTION count.rollup_rows(rel regclass, from_ts timestamptz, to_ts timestamptz,
+-- Moves the rows of `rel` (a partition, the rows without a partition of
+-- their own, or count.requests whole) in [from_ts, to_ts) into every tier,
+-- the portable way (DELETE ... RETURNING). Correct at any isolation level:
+-- rows it does not see stay for the next rollup. Returns the requests moved
+-- and the UTC days they belong to.
+CREATE OR REPLACE FUNCTION count.rollup_rows(rel regclass, from_ts timestamptz, to_ts timestamptz,
                                   OUT moved bigint, OUT days date[])
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -171,23 +171,23 @@ BEGIN
             -- Finite times only: see the portable count.rollup_due.
             DELETE FROM %s
              WHERE request_timestamp >= $1 AND request_timestamp < $2
-               AND request_timestamp > '-infinity'
+               AND request_timestamp > '-infinity' AND request_timestamp < 'infinity'
             RETURNING method_id, request_timestamp, count
         ), summed AS (
-            SELECT (request_timestamp AT TIME ZONE 'UTC')::date AS day, method_id,
+            SELECT date_trunc('minute', request_timestamp, 'UTC') AS minute, method_id,
                    least(sum(count), 9223372036854775807)::bigint AS total
               FROM gone
              GROUP BY 1, 2
         )
-        SELECT count.add_totals(array_agg(day), array_agg(method_id), array_agg(total)),
-               coalesce(array_agg(DISTINCT day), '{}')
+        SELECT count.add_totals(array_agg(minute), array_agg(method_id), array_agg(total)),
+               coalesce(array_agg(DISTINCT (minute AT TIME ZONE 'UTC')::date), '{}')
           FROM summed$q$, rel)
       INTO moved, days
       USING from_ts, to_ts;
 END;
 $$;
 
--- Moves all rows of the partition of `day` into the totals and empties it.
+-- Moves all rows of partition `part` into every tier and empties it.
 -- The partition is locked from the first read to the commit: rows arriving
 -- meanwhile wait, then land in the emptied partition for the next rollup.
 -- That needs the aggregate to see every row committed before the lock was
@@ -195,7 +195,7 @@ $$;
 -- snapshot); under REPEATABLE READ or SERIALIZABLE the snapshot predates the
 -- wait, and TRUNCATE would drop rows the aggregate never saw, so there the
 -- partition is rolled up row by row instead. Returns the requests moved.
-CREATE FUNCTION count.rollup_partition(day date, part regclass) RETURNS bigint
+CREATE OR REPLACE FUNCTION count.rollup_partition(part regclass) RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -208,11 +208,11 @@ BEGIN
     END IF;
     EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', part);
     EXECUTE format($q$
-        SELECT count.add_totals(array_agg($1), array_agg(method_id), array_agg(total))
-          FROM (SELECT method_id, least(sum(count), 9223372036854775807)::bigint AS total
-                  FROM %s GROUP BY method_id) AS s$q$, part)
-      INTO moved
-      USING day;
+        SELECT count.add_totals(array_agg(minute), array_agg(method_id), array_agg(total))
+          FROM (SELECT date_trunc('minute', request_timestamp, 'UTC') AS minute, method_id,
+                       least(sum(count), 9223372036854775807)::bigint AS total
+                  FROM %s GROUP BY 1, 2) AS s$q$, part)
+      INTO moved;
     EXECUTE format('TRUNCATE %s', part);
     RETURN moved;
 END;
@@ -220,7 +220,7 @@ $$;
 
 -- count.rollup over partitions: the day's partition whole, then the day's
 -- rows without a partition. Same contract as the portable version.
-CREATE FUNCTION count.rollup(rollup_day date) RETURNS bigint
+CREATE OR REPLACE FUNCTION count.rollup(rollup_day date) RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -235,7 +235,7 @@ BEGIN
     END IF;
     part := count.day_partition(rollup_day);
     IF part IS NOT NULL THEN
-        moved := count.rollup_partition(rollup_day, part);
+        moved := count.rollup_partition(part);
     END IF;
     SELECT r.moved INTO rest
       FROM count.rollup_rows(count.unpartitioned_rows(), rollup_day::timestamp AT TIME ZONE 'UTC',
@@ -245,11 +245,12 @@ END;
 $$;
 
 -- count.rollup_due over partitions: every partition of a day before today
--- that has rows, then the rows without a partition, long-silent producers
--- (count.expire_producers), then partition upkeep
--- (count.prepare_partitions) if its locks come within a moment. Same
--- contract as the portable version.
-CREATE FUNCTION count.rollup_due() RETURNS bigint
+-- that has rows, whole (late data; or everything, when rollups were off),
+-- then every other raw row, the fine tiers' retention
+-- (count.apply_retention), long-silent producers (count.expire_producers),
+-- then partition upkeep (count.prepare_partitions) if its locks come within
+-- a moment. Same contract as the portable version.
+CREATE OR REPLACE FUNCTION count.rollup_due() RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -263,14 +264,14 @@ DECLARE
     rest date[];
     lock_wait text := current_setting('lock_timeout');
 BEGIN
+    PERFORM count.apply_retention();
     FOR day, part IN SELECT p.day, p.part FROM count.day_partitions() AS p WHERE p.day < today LOOP
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO has_rows;
         CONTINUE WHEN NOT has_rows;
-        PERFORM count.rollup_partition(day, part);
+        PERFORM count.rollup_partition(part);
         rolled := rolled || day;
     END LOOP;
-    SELECT r.days INTO rest
-      FROM count.rollup_rows(count.unpartitioned_rows(), '-infinity', today::timestamp AT TIME ZONE 'UTC') AS r;
+    SELECT r.days INTO rest FROM count.rollup_rows('count.requests', '-infinity', 'infinity') AS r;
     PERFORM count.expire_producers();
     BEGIN
         PERFORM set_config('lock_timeout', '200ms', true);
@@ -288,7 +289,7 @@ $$;
 -- They run as the extension's owner (to create, truncate and drop
 -- partitions): only roles granted EXECUTE may call them (sql/roles.sql).
 REVOKE EXECUTE ON FUNCTION count.prepare_partitions(date, integer), count.rollup(date), count.rollup_due(),
-    count.rollup_partition(date, regclass), count.rollup_rows(regclass, timestamptz, timestamptz),
+    count.rollup_partition(regclass), count.rollup_rows(regclass, timestamptz, timestamptz),
     count.keep_out_of_extension(regclass)
     FROM PUBLIC;
 

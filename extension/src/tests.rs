@@ -14,6 +14,7 @@ mod tests {
         if exists != Some(true) {
             Spi::run(include_str!("../../migrations/V1__schema.sql")).expect("schema");
             Spi::run(include_str!("../../migrations/V2__monthly_totals.sql")).expect("schema");
+            Spi::run(include_str!("../../migrations/V3__time_tiers.sql")).expect("schema");
         }
         Spi::run(
             "CREATE OR REPLACE FUNCTION pg_temp.outcome(statement text) RETURNS text
@@ -290,7 +291,8 @@ mod tests {
             "SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/p3'], ARRAY[now()], ARRAY[8])",
         )
         .expect("add_batch");
-        assert_eq!(one::<i64>("SELECT count.rollup_due()"), Some(2));
+        // The two past days' partitions whole, and today's rows.
+        assert_eq!(one::<i64>("SELECT count.rollup_due()"), Some(3));
         assert_eq!(
             one::<bool>(
                 "SELECT to_regclass('count.requests_20250701') IS NULL
@@ -298,15 +300,29 @@ mod tests {
             ),
             Some(true)
         );
-        // Today stays raw.
-        assert_eq!(total("/p3"), 8);
+        assert_eq!(total("/p3"), 0);
         assert_eq!(
             one::<String>(
                 "SELECT string_agg(d.day || '=' || d.total, ',' ORDER BY d.day)
                    FROM count.daily_method_totals AS d JOIN count.methods AS m ON m.id = d.method_id
-                  WHERE m.path = '/p3'"
+                  WHERE m.path = '/p3' AND d.day < '2025-08-01'"
             ),
             Some("2025-07-01=1,2025-07-02=2".to_owned())
+        );
+        // Every tier holds the same requests, but for the minutes older
+        // than the minute tier's 35 days.
+        assert_eq!(
+            one::<String>(
+                "SELECT (SELECT sum(total) FROM count.minute_method_totals AS t JOIN count.methods AS m
+                           ON m.id = t.method_id WHERE m.path = '/p3')
+                        || ',' || (SELECT sum(q1 + q2 + q3 + q4) FROM count.hourly_method_totals AS t
+                           JOIN count.methods AS m ON m.id = t.method_id WHERE m.path = '/p3')
+                        || ',' || (SELECT sum(total) FROM count.daily_method_totals AS t JOIN count.methods AS m
+                           ON m.id = t.method_id WHERE m.path = '/p3')
+                        || ',' || (SELECT sum(total) FROM count.monthly_method_totals AS t JOIN count.methods AS m
+                           ON m.id = t.method_id WHERE m.path = '/p3')"
+            ),
+            Some("8,11,11,11".to_owned())
         );
     }
 }

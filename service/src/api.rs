@@ -4,8 +4,8 @@
 use count_proto::v1::count_service_server::CountService;
 use count_proto::v1::{
     AddBatchRequest, AddBatchResponse, AddRequest, AddResponse, CountDailyTotalsRequest,
-    CountDailyTotalsResponse, GetPeriodTotalsRequest, GetPeriodTotalsResponse,
-    ListDailyTotalsRequest, ListDailyTotalsResponse, Method, MethodCount,
+    CountDailyTotalsResponse, GetPeriodTotalsRequest, GetPeriodTotalsResponse, GetTotalsRequest,
+    GetTotalsResponse, ListDailyTotalsRequest, ListDailyTotalsResponse, Method, MethodCount,
 };
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use crate::entry::method_of_stored;
 use crate::error::Error;
 use crate::ingest::IngestConfig;
 use crate::ingest::{ingest_batch, ingest_stream};
+use crate::query;
 use crate::state::State;
 
 /// The service implementation; cheap to clone.
@@ -112,9 +113,7 @@ impl CountService for CountApi {
         }
         let totals = self.state.store()?.daily_totals(start, end).await?;
         if totals.is_empty() {
-            return Err(
-                Error::NotFound(format!("no rolled-up totals from {start} to {end}")).into(),
-            );
+            return Err(Error::NotFound(format!("no totals from {start} to {end}")).into());
         }
         Ok(Response::new(ListDailyTotalsResponse {
             method_counts: method_counts(totals),
@@ -128,9 +127,7 @@ impl CountService for CountApi {
         let (first, last) = dates::period(request.into_inner().period, "period")?;
         let totals = self.state.store()?.period_totals(first, last).await?;
         if totals.is_empty() {
-            return Err(
-                Error::NotFound(format!("no rolled-up totals from {first} to {last}")).into(),
-            );
+            return Err(Error::NotFound(format!("no totals from {first} to {last}")).into());
         }
         Ok(Response::new(GetPeriodTotalsResponse {
             method_counts: method_counts(totals),
@@ -150,6 +147,21 @@ impl CountService for CountApi {
         )
         .await?;
         Ok(Response::new(response))
+    }
+
+    async fn get_totals(
+        &self,
+        request: Request<GetTotalsRequest>,
+    ) -> Result<Response<GetTotalsResponse>, Status> {
+        let query = query::totals_query(request.into_inner())?;
+        // Taken before the read's snapshot: everything committed before it
+        // is in the answer.
+        let as_of = chrono::Utc::now();
+        let rows = self.state.store()?.totals(&query).await?;
+        Ok(Response::new(GetTotalsResponse {
+            totals: rows.into_iter().map(query::total).collect(),
+            as_of: Some(query::timestamp(as_of)),
+        }))
     }
 }
 

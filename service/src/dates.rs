@@ -1,5 +1,5 @@
-//! `google.type.Date` in requests and readers: validation into calendar
-//! days and periods, and the months or years a range of days covers.
+//! `google.type.Date` in requests: validation into calendar days and
+//! periods.
 
 use chrono::{Datelike, Months, NaiveDate};
 use count_proto::google::r#type::Date;
@@ -98,55 +98,9 @@ fn calendar_day(year: i32, month: i32, day: i32, field: &str) -> Result<NaiveDat
         })
 }
 
-/// The months (as `google.type.Date` periods, day 0) that contain any day
-/// of `from..=to`.
-pub fn months(from: NaiveDate, to: NaiveDate) -> Vec<Date> {
-    let mut months = Vec::new();
-    let (mut year, mut month) = (from.year(), from.month());
-    while (year, month) <= (to.year(), to.month()) {
-        months.push(Date {
-            year,
-            month: month as i32,
-            day: 0,
-        });
-        (year, month) = if month == 12 {
-            (year + 1, 1)
-        } else {
-            (year, month + 1)
-        };
-    }
-    months
-}
-
-/// The years (as `google.type.Date` periods, month and day 0) that contain
-/// any day of `from..=to`.
-pub fn years(from: NaiveDate, to: NaiveDate) -> Vec<Date> {
-    (from.year()..=to.year())
-        .map(|year| Date {
-            year,
-            month: 0,
-            day: 0,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn months_and_years_cover_the_range() {
-        let ymd = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
-        let months = months(ymd(2025, 11, 20), ymd(2026, 2, 1));
-        let months: Vec<_> = months.iter().map(|d| (d.year, d.month, d.day)).collect();
-        assert_eq!(
-            months,
-            vec![(2025, 11, 0), (2025, 12, 0), (2026, 1, 0), (2026, 2, 0)]
-        );
-        let years = years(ymd(2024, 6, 1), ymd(2026, 1, 1));
-        let years: Vec<_> = years.iter().map(|d| (d.year, d.month, d.day)).collect();
-        assert_eq!(years, vec![(2024, 0, 0), (2025, 0, 0), (2026, 0, 0)]);
-    }
 
     fn date(year: i32, month: i32, day: i32) -> Option<Date> {
         Some(Date { year, month, day })

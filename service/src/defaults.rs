@@ -27,5 +27,8 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// `--health-interval`.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// `--rollup-every`: raw rows, which every read scans, stay a few seconds'
+/// worth.
+pub const ROLLUP_EVERY: Duration = Duration::from_secs(5);
 /// `--pool-size`.
 pub const POOL_SIZE: usize = 16;

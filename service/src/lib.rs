@@ -1,12 +1,13 @@
-//! count: counts requests exactly and serves their totals by day, month and
-//! year, over gRPC (`count.v1`), from the `count` command line, and from SQL
-//! views in schema `count`.
+//! count: counts requests exactly and serves their live totals, by minute,
+//! hour, day, week, month or year in any time zone, over gRPC (`count.v1`),
+//! from the `count` command line, and from SQL (schema `count`).
 //!
 //! Services stream request data points in; the server validates them,
 //! aggregates them in memory by (method, path, second), and writes them
-//! insert-only through the SQL API (`count.add_batch`). A rollup
-//! (`count.rollup`) moves a UTC day's raw rows into daily totals, which all
-//! reads use.
+//! insert-only through the SQL API (`count.add_batch`). Rollups
+//! (`count.rollup_due`, every few seconds) move raw rows into totals per
+//! minute, hour, day and month; reads (`count.totals`) add the tiers and
+//! the raw rows not rolled up yet.
 //!
 //! Layout:
 //! - [`cli`]: the `count` command line and its subcommands.
@@ -21,6 +22,7 @@
 //! - [`state`]: what handlers share: the store once connected, the guard.
 //! - [`aggregate`]: summing entries by key into flush batches.
 //! - [`dates`]: `google.type.Date` days and periods.
+//! - [`query`]: `GetTotals` requests into `count.totals` queries.
 //! - [`db`]: the database: where it is (a URL or the embedded cluster), how
 //!   to connect (libpq's `sslmode` TLS), and the store (migrations, the SQL
 //!   API, and the calls made through it).
@@ -43,6 +45,7 @@ pub mod entry;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod query;
 pub mod server;
 pub mod shutdown;
 pub mod state;

@@ -52,7 +52,7 @@ impl Default for ServerConfig {
             ingest: IngestConfig::default(),
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             health_interval: defaults::HEALTH_INTERVAL,
-            rollup_every: None,
+            rollup_every: Some(defaults::ROLLUP_EVERY),
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             tokens: None,
             tls: None,
@@ -227,7 +227,7 @@ async fn background(state: State, config: ServerConfig, health: HealthReporter) 
             () = tick(&mut rollup) => {
                 let Ok(store) = state.store() else { continue };
                 match store.rollup_due().await {
-                    Ok(days) => tracing::info!(days, "scheduled rollup"),
+                    Ok(days) => tracing::debug!(days, "scheduled rollup"),
                     Err(error) => tracing::warn!(%error, "scheduled rollup failed; next period retries"),
                 }
             }

@@ -23,7 +23,7 @@ pub use add::AddArgs;
 pub use database::{DatabaseArgs, RollupArgs};
 pub use remote::ServerArgs;
 pub use serve::{ServeArgs, describe};
-pub use totals::{Granularity, TotalsArgs};
+pub use totals::{Granularity, Group, Moment, TotalsArgs};
 
 use crate::error::{Error, Result};
 

@@ -70,10 +70,13 @@ pub struct ServeArgs {
     /// --allow-unauthenticated.
     #[arg(long, env = "COUNT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Run `count.rollup_due()` this often (for databases without pg_cron);
-    /// off when unset. Safe with several servers: rollups are idempotent.
-    #[arg(long, env = "COUNT_ROLLUP_EVERY")]
-    pub rollup_every: Option<humantime::Duration>,
+    /// Run `count.rollup_due()` this often; 0 turns it off (pg_cron, say,
+    /// runs it instead). Every read adds the raw rows not rolled up yet, so
+    /// totals are live either way: rolling up often keeps those rows few
+    /// and reads fast. Safe with several servers: rollups are exact however
+    /// many run at once.
+    #[arg(long, env = "COUNT_ROLLUP_EVERY", default_value_t = defaults::ROLLUP_EVERY.into())]
+    pub rollup_every: humantime::Duration,
     /// How often the database is checked for the health service.
     #[arg(long, env = "COUNT_HEALTH_INTERVAL", default_value_t = defaults::HEALTH_INTERVAL.into())]
     pub health_interval: humantime::Duration,
@@ -118,7 +121,7 @@ impl ServeArgs {
             },
             shutdown_grace: *self.shutdown_grace,
             health_interval: *self.health_interval,
-            rollup_every: self.rollup_every.map(Into::into),
+            rollup_every: Some(*self.rollup_every).filter(|every| !every.is_zero()),
             max_message_bytes: self.max_message_bytes,
             tokens: Tokens::load(self.tokens_file.as_deref())?,
             tls: self.tls()?,

@@ -1,131 +1,268 @@
-//! `count totals`: rolled-up totals from a running server, as a table.
+//! `count totals`: live totals from a running server (`GetTotals`), as a
+//! table.
 
-use chrono::NaiveDate;
-use clap::{Args, ValueEnum};
-use count_proto::v1::{GetPeriodTotalsRequest, ListDailyTotalsRequest, Method, MethodCount};
-use tonic::Code;
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use clap::{ArgGroup, Args, ValueEnum};
+use count_proto::v1::{Dimension, GetTotalsRequest, Method, Total};
 
 use super::remote::ServerArgs;
 
-use crate::dates;
 use crate::error::{Error, Result};
+use crate::query;
 
 /// `count totals`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("range").required(true).args(["from", "last"])))]
 pub struct TotalsArgs {
     /// The server.
     #[command(flatten)]
     pub server: ServerArgs,
-    /// First day (YYYY-MM-DD).
-    #[arg(long, env = "COUNT_TOTALS_FROM")]
-    pub from: NaiveDate,
-    /// Last day, inclusive (YYYY-MM-DD).
-    #[arg(long, env = "COUNT_TOTALS_TO")]
-    pub to: NaiveDate,
-    /// One row per method and path for each day, month or year; months and
-    /// years are those that contain --from to --to, whole.
+    /// Start: a day (YYYY-MM-DD, its midnight in --tz) or a time (RFC 3339,
+    /// a whole minute).
+    #[arg(long, env = "COUNT_TOTALS_FROM", requires = "to", value_parser = moment)]
+    pub from: Option<Moment>,
+    /// End: a day, inclusive (YYYY-MM-DD, in --tz), or a time, excluded
+    /// (RFC 3339, a whole minute).
+    #[arg(long, env = "COUNT_TOTALS_TO", requires = "from", value_parser = moment)]
+    pub to: Option<Moment>,
+    /// Instead of --from and --to: this long up to now, in whole minutes
+    /// (`15m`, `24h`, `30days`); the current minute is included.
+    #[arg(long, env = "COUNT_TOTALS_LAST", conflicts_with_all = ["from", "to"])]
+    pub last: Option<humantime::Duration>,
+    /// One row per bucket of this size (weeks start on Monday); `total`
+    /// sums the whole range.
     #[arg(long, env = "COUNT_TOTALS_BY", value_enum, default_value_t = Granularity::Day)]
     pub by: Granularity,
+    /// The IANA time zone of days, weeks, months, years and of the printed
+    /// times.
+    #[arg(long, env = "COUNT_TOTALS_TZ", default_value = "UTC")]
+    pub tz: Tz,
+    /// Only this method (GET, POST, GRPC, OTHER, ...); repeat for several.
+    #[arg(long = "method", env = "COUNT_TOTALS_METHOD", value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// Only this path, exactly.
+    #[arg(long, env = "COUNT_TOTALS_PATH")]
+    pub path: Option<String>,
+    /// Only paths that start with this.
+    #[arg(long, env = "COUNT_TOTALS_PATH_PREFIX")]
+    pub path_prefix: Option<String>,
+    /// Only the N endpoints with the most requests over the range.
+    #[arg(long, env = "COUNT_TOTALS_TOP", value_parser = clap::value_parser!(u32).range(1..))]
+    pub top: Option<u32>,
+    /// A row per endpoint, or one per bucket for all of them.
+    #[arg(long, env = "COUNT_TOTALS_GROUP", value_enum, default_value_t = Group::Endpoint)]
+    pub group: Group,
 }
 
-/// The period of `count totals` rows.
+/// A `--from` or `--to`: a day in `--tz`, or a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// A calendar day (YYYY-MM-DD).
+    Day(NaiveDate),
+    /// An RFC 3339 time.
+    Time(DateTime<Utc>),
+}
+
+impl std::fmt::Display for Moment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Moment::Day(day) => write!(f, "{day}"),
+            Moment::Time(time) => write!(f, "{}", time.to_rfc3339()),
+        }
+    }
+}
+
+fn moment(text: &str) -> Result<Moment, String> {
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(Moment::Day(day));
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| Moment::Time(t.with_timezone(&Utc)))
+        .map_err(|e| format!("{text} is neither a day (YYYY-MM-DD) nor an RFC 3339 time: {e}"))
+}
+
+/// The buckets of `count totals` rows: `count.v1.Granularity`'s values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Granularity {
-    /// Daily totals.
+    /// Per minute.
+    Minute,
+    /// Per hour.
+    Hour,
+    /// Per day.
     Day,
-    /// Monthly totals.
+    /// Per week, from Monday.
+    Week,
+    /// Per month.
     Month,
-    /// Yearly totals.
+    /// Per year.
     Year,
+    /// One sum over the range.
+    Total,
+}
+
+impl Granularity {
+    fn wire(self) -> count_proto::v1::Granularity {
+        use count_proto::v1::Granularity as G;
+        match self {
+            Granularity::Minute => G::Minute,
+            Granularity::Hour => G::Hour,
+            Granularity::Day => G::Day,
+            Granularity::Week => G::Week,
+            Granularity::Month => G::Month,
+            Granularity::Year => G::Year,
+            Granularity::Total => G::Total,
+        }
+    }
+
+    /// How a bucket's start is printed.
+    fn format(self) -> &'static str {
+        match self {
+            Granularity::Minute | Granularity::Hour => "%Y-%m-%d %H:%M",
+            Granularity::Day | Granularity::Week => "%Y-%m-%d",
+            Granularity::Month => "%Y-%m",
+            Granularity::Year => "%Y",
+            Granularity::Total => "%Y-%m-%d %H:%M",
+        }
+    }
+}
+
+/// What `count totals` rows are grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Group {
+    /// A row per method and path.
+    Endpoint,
+    /// A row per bucket.
+    None,
 }
 
 /// Prints the totals `args` ask for, or says there are none.
 pub(super) async fn print(args: &TotalsArgs) -> Result<()> {
-    let rows = totals(args).await?;
-    if rows.is_empty() {
-        eprintln!("no rolled-up totals from {} to {}", args.from, args.to);
+    let request = request(args, Utc::now())?;
+    let mut client = args.server.connect().await?;
+    let totals = client.get_totals(request).await?.into_inner().totals;
+    if totals.is_empty() {
+        eprintln!("no requests counted in that range");
     } else {
+        let rows: Vec<Row> = totals
+            .into_iter()
+            .map(|total| row(total, args.by, args.tz, args.group))
+            .collect();
         print!("{}", render_table(&rows));
     }
     Ok(())
 }
 
+/// The `GetTotals` request `args` ask for, at `now`.
+fn request(args: &TotalsArgs, now: DateTime<Utc>) -> Result<GetTotalsRequest> {
+    let (start, end) = match (args.from, args.to, args.last) {
+        (Some(from), Some(to), _) => {
+            let (start, end) = (
+                time(from, args.tz, "--from", false)?,
+                time(to, args.tz, "--to", true)?,
+            );
+            let backwards = match (from, to) {
+                (Moment::Day(from), Moment::Day(to)) => to < from,
+                _ => end < start,
+            };
+            if backwards {
+                return Err(Error::invalid(
+                    "--to",
+                    format!("{to} is before --from {from}"),
+                ));
+            }
+            (start, end)
+        }
+        (_, _, Some(last)) => {
+            let last =
+                Duration::from_std(*last).map_err(|_| Error::invalid("--last", "is too long"))?;
+            // The current minute, and whole minutes before it.
+            let end = minute_floor(now) + Duration::minutes(1);
+            (minute_floor(end - last), end)
+        }
+        _ => return Err(Error::invalid("--last", "or --from and --to must be given")),
+    };
+    let methods = args
+        .methods
+        .iter()
+        .map(|name| {
+            let method = match name.to_ascii_uppercase().as_str() {
+                "OTHER" => Some(Method::Unspecified),
+                "METHOD_UNSPECIFIED" => None,
+                upper => Method::from_str_name(upper),
+            };
+            method
+                .map(|m| m as i32)
+                .ok_or_else(|| Error::invalid("--method", format!("unknown method {name}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(GetTotalsRequest {
+        start_time: Some(query::timestamp(start)),
+        end_time: Some(query::timestamp(end)),
+        granularity: args.by.wire() as i32,
+        time_zone: args.tz.name().to_owned(),
+        methods,
+        path: args.path.clone().unwrap_or_default(),
+        path_prefix: args.path_prefix.clone().unwrap_or_default(),
+        group_by: match args.group {
+            Group::Endpoint => vec![Dimension::Endpoint as i32],
+            Group::None => Vec::new(),
+        },
+        top: args.top.unwrap_or(0),
+    })
+}
+
+/// A day's midnight in `tz` (the next day's for an inclusive end), or the
+/// time given.
+fn time(moment: Moment, tz: Tz, flag: &str, end: bool) -> Result<DateTime<Utc>> {
+    let day = match moment {
+        Moment::Time(time) => return Ok(time),
+        Moment::Day(day) if end => day
+            .succ_opt()
+            .ok_or_else(|| Error::invalid(flag, "is the last representable day"))?,
+        Moment::Day(day) => day,
+    };
+    tz.from_local_datetime(&day.and_time(NaiveTime::MIN))
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| Error::invalid(flag, format!("{day} has no midnight in {tz}")))
+}
+
+fn minute_floor(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(time.timestamp().div_euclid(60) * 60, 0).unwrap_or(time)
+}
+
 /// One line of `count totals`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
-    /// The day, month or year, as printed.
+    /// The bucket, as printed in the chosen zone.
     period: String,
-    /// The method's name.
+    /// The method's name; empty without grouping.
     method: String,
     path: String,
     total: i64,
 }
 
-async fn totals(args: &TotalsArgs) -> Result<Vec<Row>> {
-    if args.to < args.from {
-        return Err(Error::invalid(
-            "--to",
-            format!("{} is before --from {}", args.to, args.from),
-        ));
-    }
-    let mut client = args.server.connect().await?;
-    let mut rows = Vec::new();
-    if args.by == Granularity::Day {
-        let request = ListDailyTotalsRequest {
-            start_date: Some(dates::to_proto(args.from)),
-            end_date: Some(dates::to_proto(args.to)),
-        };
-        let counts = not_found_is_empty(client.list_daily_totals(request).await)?
-            .map(|r| r.into_inner().method_counts)
-            .unwrap_or_default();
-        rows.extend(counts.into_iter().map(|c| {
-            let day = c
-                .date
-                .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day));
-            row(day.unwrap_or_default(), c)
-        }));
-        return Ok(rows);
-    }
-    let periods = match args.by {
-        Granularity::Year => dates::years(args.from, args.to),
-        _ => dates::months(args.from, args.to),
+fn row(total: Total, by: Granularity, tz: Tz, group: Group) -> Row {
+    let bucket = total
+        .bucket
+        .and_then(|b| DateTime::from_timestamp(b.seconds, 0))
+        .unwrap_or_default()
+        .with_timezone(&tz);
+    let method = match group {
+        Group::None => "",
+        // OTHER is the one method that reads back as METHOD_UNSPECIFIED.
+        Group::Endpoint => match Method::try_from(total.method) {
+            Ok(Method::Unspecified) => "OTHER",
+            Ok(method) => method.as_str_name(),
+            Err(_) => "?",
+        },
     };
-    for period in periods {
-        let label = match args.by {
-            Granularity::Year => format!("{:04}", period.year),
-            _ => format!("{:04}-{:02}", period.year, period.month),
-        };
-        let request = GetPeriodTotalsRequest {
-            period: Some(period),
-        };
-        if let Some(response) = not_found_is_empty(client.get_period_totals(request).await)? {
-            rows.extend(
-                response
-                    .into_inner()
-                    .method_counts
-                    .into_iter()
-                    .map(|c| row(label.clone(), c)),
-            );
-        }
-    }
-    Ok(rows)
-}
-
-fn row(period: String, count: MethodCount) -> Row {
-    let method = Method::try_from(count.method).map_or("?", |m| m.as_str_name());
     Row {
-        period,
+        period: bucket.format(by.format()).to_string(),
         method: method.to_owned(),
-        path: count.path,
-        total: count.count,
-    }
-}
-
-fn not_found_is_empty<T>(result: Result<T, tonic::Status>) -> Result<Option<T>> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(status) if status.code() == Code::NotFound => Ok(None),
-        Err(status) => Err(status.into()),
+        path: total.path,
+        total: total.total,
     }
 }
 
@@ -160,6 +297,7 @@ fn render_table(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     #[test]
     fn table_columns_align() {
@@ -176,5 +314,90 @@ mod tests {
              2026-01-01  GET     /users/{id}  12\n\
              2026-01-01  GRPC    /a           3\n"
         );
+    }
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        totals: TotalsArgs,
+    }
+
+    fn request_for(args: &[&str], now: &str) -> Result<GetTotalsRequest> {
+        let cli = Cli::try_parse_from(std::iter::once("count").chain(args.iter().copied()))
+            .map_err(|e| Error::invalid("args", e.to_string()))?;
+        let now = DateTime::parse_from_rfc3339(now)
+            .unwrap()
+            .with_timezone(&Utc);
+        request(&cli.totals, now)
+    }
+
+    fn seconds(time: &str) -> i64 {
+        DateTime::parse_from_rfc3339(time).unwrap().timestamp()
+    }
+
+    #[test]
+    fn last_ends_after_the_current_minute() {
+        let request =
+            request_for(&["--last", "5m", "--by", "minute"], "2026-11-30T12:03:30Z").unwrap();
+        assert_eq!(
+            request.start_time.unwrap().seconds,
+            seconds("2026-11-30T11:59:00Z")
+        );
+        assert_eq!(
+            request.end_time.unwrap().seconds,
+            seconds("2026-11-30T12:04:00Z")
+        );
+        assert_eq!(
+            request.granularity,
+            count_proto::v1::Granularity::Minute as i32
+        );
+    }
+
+    #[test]
+    fn days_are_midnights_in_the_zone_and_the_last_is_whole() {
+        let request = request_for(
+            &[
+                "--from",
+                "2026-03-01",
+                "--to",
+                "2026-03-31",
+                "--tz",
+                "Asia/Kathmandu",
+                "--method",
+                "get,OTHER",
+            ],
+            "2026-11-30T00:00:00Z",
+        )
+        .unwrap();
+        assert_eq!(
+            request.start_time.unwrap().seconds,
+            seconds("2026-02-28T18:15:00Z")
+        );
+        assert_eq!(
+            request.end_time.unwrap().seconds,
+            seconds("2026-03-31T18:15:00Z")
+        );
+        assert_eq!(request.time_zone, "Asia/Kathmandu");
+        assert_eq!(
+            request.methods,
+            vec![Method::Get as i32, Method::Unspecified as i32]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let now = "2026-11-30T00:00:00Z";
+        let error = |args: &[&str]| request_for(args, now).unwrap_err().to_string();
+        assert!(error(&["--from", "yesterday", "--to", "2026-01-01"]).contains("--from"));
+        assert_eq!(
+            error(&["--from", "2026-01-02", "--to", "2026-01-01"]),
+            "--to: 2026-01-01 is before --from 2026-01-02"
+        );
+        assert_eq!(
+            error(&["--last", "1h", "--method", "FETCH"]),
+            "--method: unknown method FETCH"
+        );
+        assert!(error(&["--last", "1h", "--tz", "Mars/Olympus"]).contains("Mars/Olympus"));
+        assert!(error(&["--by", "day"]).contains("--from"));
     }
 }

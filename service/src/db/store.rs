@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -28,8 +28,12 @@ pub const SQL_FUNCTIONS: [&str; 3] = [
     include_str!("../../../sql/rollup.sql"),
 ];
 
-/// The views, installed whichever backend implements the functions.
-const SQL_VIEWS: &str = include_str!("../../../sql/views.sql");
+/// The views and `count.totals`, installed whichever backend implements
+/// the functions: they only read the tables.
+const SQL_READS: [&str; 2] = [
+    include_str!("../../../sql/views.sql"),
+    include_str!("../../../sql/reads.sql"),
+];
 
 /// Which implementation of the SQL API the database runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +54,7 @@ impl Backend {
     }
 }
 
-/// One row of rolled-up totals.
+/// One row of the original service's reads: a day's or a period's total.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Total {
     /// The day, for daily totals; `None` for a period's sum.
@@ -234,54 +238,140 @@ impl Store {
         Ok(row.get(0))
     }
 
-    /// Rolled-up totals of each day from `from` to `to`, both inclusive.
-    pub async fn daily_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
+    /// Live totals `query` asks for, through `count.totals` (sql/reads.sql).
+    pub async fn totals(&self, query: &TotalsQuery) -> Result<Vec<TotalRow>> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached(include_str!("../../queries/daily_totals.sql"))
+            .prepare_cached(include_str!("../../queries/totals.sql"))
             .await?;
+        let group_by: Vec<&str> = if query.by_endpoint {
+            vec!["endpoint"]
+        } else {
+            Vec::new()
+        };
         let rows = retrying("totals", || async {
-            Ok(client.query(&statement, &[&from, &to]).await?)
+            Ok(client
+                .query(
+                    &statement,
+                    &[
+                        &query.start,
+                        &query.end,
+                        &query.granularity,
+                        &query.time_zone,
+                        &query.methods,
+                        &query.path,
+                        &query.path_prefix,
+                        &group_by,
+                        &query.top,
+                    ],
+                )
+                .await?)
         })
         .await?;
         Ok(rows
             .iter()
-            .map(|row| Total {
-                day: Some(row.get(0)),
+            .map(|row| TotalRow {
+                bucket: row.get(0),
                 method: row.get(1),
                 path: row.get(2),
                 total: row.get(3),
+                live: row.get(4),
             })
             .collect())
     }
 
-    /// Rolled-up totals summed over `from` to `to`, both inclusive: whole
-    /// months (a month or a year) come from the monthly totals, anything
-    /// else from the daily ones.
-    pub async fn period_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
-        let whole_months = from.day() == 1 && to.succ_opt().is_none_or(|next| next.day() == 1);
-        let (query, to) = if whole_months {
-            // The monthly rows are keyed by the first day of their month.
-            let last_month = to.with_day(1).unwrap_or(to);
-            (include_str!("../../queries/monthly_totals.sql"), last_month)
-        } else {
-            (include_str!("../../queries/period_totals.sql"), to)
-        };
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(query).await?;
-        let rows = retrying("totals", || async {
-            Ok(client.query(&statement, &[&from, &to]).await?)
-        })
-        .await?;
+    /// Live totals of each UTC day from `from` to `to`, both inclusive.
+    pub async fn daily_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
+        let rows = self
+            .totals(&TotalsQuery::utc_days(from, to, "day")?)
+            .await?;
         Ok(rows
-            .iter()
+            .into_iter()
             .map(|row| Total {
-                day: None,
-                method: row.get(0),
-                path: row.get(1),
-                total: row.get(2),
+                day: Some(row.bucket.date_naive()),
+                ..Total::from(row)
             })
             .collect())
+    }
+
+    /// Live totals summed over the UTC days `from` to `to`, both inclusive.
+    pub async fn period_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
+        let rows = self
+            .totals(&TotalsQuery::utc_days(from, to, "total")?)
+            .await?;
+        Ok(rows.into_iter().map(Total::from).collect())
+    }
+}
+
+/// What `count.totals` is asked: its arguments, as the SQL function takes
+/// them (sql/reads.sql says what each means).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotalsQuery {
+    /// The first minute counted.
+    pub start: DateTime<Utc>,
+    /// The end, excluded.
+    pub end: DateTime<Utc>,
+    /// `minute` ... `year`, or `total`.
+    pub granularity: String,
+    /// The buckets' IANA time zone.
+    pub time_zone: String,
+    /// Only these stored methods (`GET`, `OTHER`, ...).
+    pub methods: Option<Vec<String>>,
+    /// Only this path.
+    pub path: Option<String>,
+    /// Only paths starting with this.
+    pub path_prefix: Option<String>,
+    /// A row per endpoint, or one per bucket.
+    pub by_endpoint: bool,
+    /// Only the groups with the largest totals.
+    pub top: Option<i32>,
+}
+
+impl TotalsQuery {
+    /// All endpoints' totals over the UTC days `from` to `to` (inclusive),
+    /// by `granularity`.
+    fn utc_days(from: NaiveDate, to: NaiveDate, granularity: &str) -> Result<Self> {
+        let midnight = |day: NaiveDate| day.and_time(NaiveTime::MIN).and_utc();
+        let after = to
+            .succ_opt()
+            .ok_or_else(|| Error::invalid("end_date", "is the last representable day"))?;
+        Ok(TotalsQuery {
+            start: midnight(from),
+            end: midnight(after),
+            granularity: granularity.to_owned(),
+            time_zone: "UTC".to_owned(),
+            methods: None,
+            path: None,
+            path_prefix: None,
+            by_endpoint: true,
+            top: None,
+        })
+    }
+}
+
+/// One row of `count.totals`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotalRow {
+    /// The bucket's start.
+    pub bucket: DateTime<Utc>,
+    /// The method's stored name, when grouped by endpoint.
+    pub method: Option<String>,
+    /// The path, when grouped by endpoint.
+    pub path: Option<String>,
+    /// Requests counted.
+    pub total: i64,
+    /// The bucket ends after the read began.
+    pub live: bool,
+}
+
+impl From<TotalRow> for Total {
+    fn from(row: TotalRow) -> Self {
+        Total {
+            day: None,
+            method: row.method.unwrap_or_default(),
+            path: row.path.unwrap_or_default(),
+            total: row.total,
+        }
     }
 }
 
@@ -388,6 +478,8 @@ async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> 
         }
         Backend::Sql
     };
-    client.batch_execute(SQL_VIEWS).await?;
+    for reads in SQL_READS {
+        client.batch_execute(reads).await?;
+    }
     Ok(backend)
 }

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use count_client::{CountLayer, Counter, Method, Stats};
-use count_service::server::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
@@ -141,7 +140,7 @@ async fn records_made_while_the_server_is_down_are_delivered_once_it_is_up() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(counter.stats().pending, 1_000);
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-    let server = TestServer::start_on(listener, db.store().await, ServerConfig::default());
+    let server = TestServer::start_on(listener, db.store().await, config());
     tokio::time::timeout(Duration::from_secs(30), counter.flush())
         .await
         .expect("delivered");
@@ -178,7 +177,7 @@ async fn over_capacity_new_keys_are_dropped_and_counted_and_the_stats_add_up() {
 
     // The counter points at `address`, where nothing listened: serve there.
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-    let server = TestServer::start_on(listener, db.store().await, ServerConfig::default());
+    let server = TestServer::start_on(listener, db.store().await, config());
     tokio::time::timeout(Duration::from_secs(30), counter.flush())
         .await
         .expect("delivered");

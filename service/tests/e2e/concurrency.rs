@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use count_proto::v1::{AddBatchRequest, ListDailyTotalsRequest, Method};
-use count_service::server::ServerConfig;
 
 use crate::harness::*;
 
@@ -27,7 +26,7 @@ fn workload(stream: usize, i: usize) -> (Method, String, i64, i64) {
 #[tokio::test]
 async fn eight_streams_of_twenty_thousand_entries_give_exact_totals() {
     let db = TestDatabase::start().await;
-    let mut config = ServerConfig::default();
+    let mut config = config();
     // Small batches, so every stream flushes many times while it runs.
     config.ingest.max_batch_keys = 1_000;
     let server = TestServer::start_with(db.store().await, config).await;
@@ -96,8 +95,8 @@ async fn two_servers_on_one_database_race_on_new_endpoints_without_losing_a_coun
     // Both servers migrate the empty database at the same moment.
     let (store_a, store_b) = tokio::join!(db.store(), db.store());
     let servers = [
-        TestServer::start_with(store_a, ServerConfig::default()).await,
-        TestServer::start_with(store_b, ServerConfig::default()).await,
+        TestServer::start_with(store_a, config()).await,
+        TestServer::start_with(store_b, config()).await,
     ];
     let t = day_start(1) + 42;
     const ROUNDS: usize = 5;

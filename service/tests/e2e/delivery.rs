@@ -114,7 +114,7 @@ async fn a_key_the_server_refuses_costs_only_itself() {
             max_endpoints: 2,
             ..IngestConfig::default()
         },
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     // Over the server's path limit, and a third endpoint over its cap: both
@@ -158,7 +158,7 @@ async fn batches_too_large_for_the_server_are_split_and_later_keys_still_arrive(
             max_batch_entries: 100,
             ..IngestConfig::default()
         },
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     let counter = counter(server.address).build().unwrap();
@@ -184,7 +184,7 @@ async fn errors_a_resend_cannot_fix_drop_the_batch_instead_of_blocking_delivery(
     let tokens = Tokens::parse("read read-token-0123456789", "test").unwrap();
     let config = ServerConfig {
         tokens: Some(tokens),
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     // Without a token, then with one lacking the ingest role.
@@ -228,7 +228,7 @@ async fn a_busy_server_s_resource_exhausted_is_retried_until_delivered() {
             max_calls: 1,
             ..IngestConfig::default()
         },
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     // An open Add stream holds the server's only call.

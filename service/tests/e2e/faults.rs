@@ -346,7 +346,7 @@ async fn an_add_stream_cancelled_while_a_flush_waits_still_commits_what_the_serv
             flush_interval: Duration::from_millis(50),
             ..IngestConfig::default()
         },
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     let t = day_start(1) + 5;

@@ -135,9 +135,19 @@ pub(crate) struct TestServer {
     task: JoinHandle<count_service::error::Result<()>>,
 }
 
+/// The server configuration of the tests: the defaults, with no scheduled
+/// rollup, so that a test sees raw rows until it rolls them up itself
+/// (rpc::a_default_server_rolls_up_within_seconds covers the schedule).
+pub(crate) fn config() -> ServerConfig {
+    ServerConfig {
+        rollup_every: None,
+        ..ServerConfig::default()
+    }
+}
+
 impl TestServer {
     pub(crate) async fn start(database: &TestDatabase) -> TestServer {
-        Self::start_with(database.store().await, ServerConfig::default()).await
+        Self::start_with(database.store().await, config()).await
     }
 
     pub(crate) async fn start_with(store: Store, config: ServerConfig) -> TestServer {
@@ -318,6 +328,8 @@ pub(crate) fn spawn_serve(address: std::net::SocketAddr, url: &str, extra: &[&st
                 url,
             ])
             .args(["--health-interval", "100ms"])
+            // As config(): no scheduled rollup unless `extra` asks.
+            .args(["--rollup-every", "0"])
             .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

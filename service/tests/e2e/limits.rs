@@ -66,7 +66,7 @@ async fn oversized_batches_and_messages_are_refused_whole() {
             ..IngestConfig::default()
         },
         max_message_bytes: 64 * 1024,
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     let mut client = server.client().await;
@@ -143,7 +143,7 @@ async fn the_endpoint_cap_refuses_new_endpoints_and_keeps_counting_known_ones() 
             max_endpoints: 3,
             ..IngestConfig::default()
         },
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     let mut client = server.client().await;

@@ -18,3 +18,4 @@ mod rpc;
 mod security;
 mod sources;
 mod sql;
+mod totals;

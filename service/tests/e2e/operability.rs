@@ -18,7 +18,7 @@ async fn health_follows_the_database_down_and_up() {
     let mut db = TestDatabase::start().await;
     let config = ServerConfig {
         health_interval: Duration::from_millis(200),
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     let (serving, not_serving) = (1, 2);
@@ -304,7 +304,7 @@ async fn two_servers_with_a_rollup_schedule_roll_each_request_up_once() {
     let db = TestDatabase::start().await;
     let config = ServerConfig {
         rollup_every: Some(Duration::from_millis(100)),
-        ..ServerConfig::default()
+        ..config()
     };
     let servers = [
         TestServer::start_with(db.store().await, config.clone()).await,

@@ -175,7 +175,7 @@ async fn count_daily_totals_is_idempotent_and_merges_late_data() {
 }
 
 #[tokio::test]
-async fn list_and_period_totals_read_rolled_up_days() {
+async fn list_and_period_totals_are_live_before_and_after_rollups() {
     let db = TestDatabase::start().await;
     let server = TestServer::start(&db).await;
     let mut client = server.client().await;
@@ -192,8 +192,8 @@ async fn list_and_period_totals_read_rolled_up_days() {
         .map(|(d, m, p, c)| entry(*m, p, noon(*d), *c))
         .collect();
     client.add(tokio_stream::iter(entries)).await.unwrap();
-    // Nothing is rolled up yet: reads find nothing.
-    let status = client
+    // Nothing is rolled up yet: reads are live, from the raw rows.
+    let year = client
         .get_period_totals(GetPeriodTotalsRequest {
             period: Some(Date {
                 year: 2026,
@@ -202,14 +202,12 @@ async fn list_and_period_totals_read_rolled_up_days() {
             }),
         })
         .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::NotFound);
-    for day in [
-        ymd(2025, 12, 31),
-        ymd(2026, 1, 1),
-        ymd(2026, 1, 31),
-        ymd(2026, 2, 1),
-    ] {
+        .unwrap()
+        .into_inner()
+        .method_counts;
+    assert_eq!(year.iter().map(|c| c.count).sum::<i64>(), 33);
+    // Half the days rolled up: the reads below add tiers and raw rows.
+    for day in [ymd(2025, 12, 31), ymd(2026, 1, 31)] {
         roll_up(&mut client, day).await;
     }
 
@@ -444,7 +442,7 @@ async fn shutdown_ends_open_streams_after_the_grace_period_and_commits_them() {
             flush_interval: Duration::from_secs(3600),
             ..IngestConfig::default()
         },
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     let mut client = server.client().await;

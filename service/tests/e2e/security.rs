@@ -40,7 +40,7 @@ async fn tokens_admit_each_role_to_its_calls_only() {
     .unwrap();
     let config = ServerConfig {
         tokens: Some(tokens),
-        ..ServerConfig::default()
+        ..config()
     };
     let server = TestServer::start_with(db.store().await, config).await;
     let t = day_start(1) + 1;
@@ -268,7 +268,7 @@ async fn grpc_over_tls_and_mutual_tls() {
         db.store().await,
         ServerConfig {
             tls: Some(tls.clone()),
-            ..ServerConfig::default()
+            ..config()
         },
     )
     .await;
@@ -300,7 +300,7 @@ async fn grpc_over_tls_and_mutual_tls() {
         db.store().await,
         ServerConfig {
             tls: Some(mutual),
-            ..ServerConfig::default()
+            ..config()
         },
     )
     .await;
@@ -522,7 +522,7 @@ async fn the_service_runs_as_a_least_privilege_role_after_the_owner_migrates() {
         .await
         .unwrap();
     assert_eq!(store.backend(), db.backend);
-    let server = TestServer::start_with(store, ServerConfig::default()).await;
+    let server = TestServer::start_with(store, config()).await;
     let mut client = server.client().await;
     let t = day_start(1) + 77;
     client

@@ -1,0 +1,217 @@
+//! `GetTotalsRequest` in and out: the request checked into a
+//! [`TotalsQuery`] (what only the wire can get wrong: missing timestamps,
+//! enum numbers out of range), and rows back into `Total` messages. What
+//! the range, granularity and time zone may be is `count.totals`' to say
+//! (sql/reads.sql): its errors already name the field.
+
+use chrono::{DateTime, Utc};
+use count_proto::v1::{Dimension, GetTotalsRequest, Granularity, Method, Total};
+use prost_types::Timestamp;
+
+use crate::db::store::{TotalRow, TotalsQuery};
+use crate::entry::{method_of_stored, stored_method};
+use crate::error::{Error, Result};
+
+/// The query `request` asks for.
+pub fn totals_query(request: GetTotalsRequest) -> Result<TotalsQuery> {
+    let start = time(request.start_time, "start_time")?;
+    let end = time(request.end_time, "end_time")?;
+    let granularity = match Granularity::try_from(request.granularity) {
+        Ok(Granularity::Unspecified) => Granularity::Total,
+        Ok(granularity) => granularity,
+        Err(_) => {
+            return Err(Error::invalid(
+                "granularity",
+                format!("unknown granularity number {}", request.granularity),
+            ));
+        }
+    };
+    let methods = request
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(i, &number)| {
+            Method::try_from(number)
+                .map(|method| stored_method(method).to_owned())
+                .map_err(|_| {
+                    Error::invalid(
+                        format!("methods[{i}]"),
+                        format!("unknown method number {number}"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut by_endpoint = false;
+    for (i, &number) in request.group_by.iter().enumerate() {
+        match Dimension::try_from(number) {
+            Ok(Dimension::Endpoint) => by_endpoint = true,
+            _ => {
+                return Err(Error::invalid(
+                    format!("group_by[{i}]"),
+                    format!("unknown dimension number {number}"),
+                ));
+            }
+        }
+    }
+    let top = match request.top {
+        0 => None,
+        top => Some(i32::try_from(top).map_err(|_| {
+            Error::invalid("top", format!("must be at most {}, got {top}", i32::MAX))
+        })?),
+    };
+    let some = |text: String| (!text.is_empty()).then_some(text);
+    Ok(TotalsQuery {
+        start,
+        end,
+        granularity: granularity.as_str_name().to_ascii_lowercase(),
+        time_zone: some(request.time_zone).unwrap_or_else(|| "UTC".to_owned()),
+        methods: (!methods.is_empty()).then_some(methods),
+        path: some(request.path),
+        path_prefix: some(request.path_prefix),
+        by_endpoint,
+        top,
+    })
+}
+
+/// The wire form of a `count.totals` row.
+pub fn total(row: TotalRow) -> Total {
+    Total {
+        bucket: Some(timestamp(row.bucket)),
+        // OTHER, and only it, reads back as METHOD_UNSPECIFIED.
+        method: row
+            .method
+            .as_deref()
+            .and_then(method_of_stored)
+            .unwrap_or(Method::Unspecified) as i32,
+        path: row.path.unwrap_or_default(),
+        total: row.total,
+        live: row.live,
+    }
+}
+
+/// The wire form of a time.
+pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        // Below 10^9 by construction.
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn time(timestamp: Option<Timestamp>, field: &str) -> Result<DateTime<Utc>> {
+    let timestamp = timestamp.ok_or_else(|| Error::invalid(field, "must be set"))?;
+    u32::try_from(timestamp.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(timestamp.seconds, nanos))
+        .ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("{}s {}ns is not a time", timestamp.seconds, timestamp.nanos),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> GetTotalsRequest {
+        GetTotalsRequest {
+            start_time: Some(Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            }),
+            end_time: Some(Timestamp {
+                seconds: 1_800_003_600,
+                nanos: 0,
+            }),
+            ..GetTotalsRequest::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_one_utc_total_of_everything() {
+        let query = totals_query(request()).unwrap();
+        assert_eq!(query.granularity, "total");
+        assert_eq!(query.time_zone, "UTC");
+        assert_eq!(
+            (query.methods, query.path, query.path_prefix),
+            (None, None, None)
+        );
+        assert!(!query.by_endpoint);
+        assert_eq!(query.top, None);
+    }
+
+    #[test]
+    fn methods_are_stored_names_and_other() {
+        let query = totals_query(GetTotalsRequest {
+            methods: vec![Method::Get as i32, Method::Unspecified as i32],
+            granularity: Granularity::Week as i32,
+            group_by: vec![Dimension::Endpoint as i32],
+            top: 3,
+            ..request()
+        })
+        .unwrap();
+        assert_eq!(
+            query.methods,
+            Some(vec!["GET".to_owned(), "OTHER".to_owned()])
+        );
+        assert_eq!(query.granularity, "week");
+        assert!(query.by_endpoint);
+        assert_eq!(query.top, Some(3));
+    }
+
+    #[test]
+    fn wire_errors_name_the_field() {
+        let cases = [
+            (
+                GetTotalsRequest {
+                    start_time: None,
+                    ..request()
+                },
+                "start_time: must be set",
+            ),
+            (
+                GetTotalsRequest {
+                    end_time: Some(Timestamp {
+                        seconds: 0,
+                        nanos: -1,
+                    }),
+                    ..request()
+                },
+                "end_time: 0s -1ns is not a time",
+            ),
+            (
+                GetTotalsRequest {
+                    granularity: 99,
+                    ..request()
+                },
+                "granularity: unknown granularity number 99",
+            ),
+            (
+                GetTotalsRequest {
+                    methods: vec![3, 55],
+                    ..request()
+                },
+                "methods[1]: unknown method number 55",
+            ),
+            (
+                GetTotalsRequest {
+                    group_by: vec![0],
+                    ..request()
+                },
+                "group_by[0]: unknown dimension number 0",
+            ),
+            (
+                GetTotalsRequest {
+                    top: u32::MAX,
+                    ..request()
+                },
+                "top: must be at most 2147483647, got 4294967295",
+            ),
+        ];
+        for (request, expected) in cases {
+            assert_eq!(totals_query(request).unwrap_err().to_string(), expected);
+        }
+    }
+}
