@@ -2,8 +2,9 @@
 -- schema. Needs, before the server starts:
 --   shared_preload_libraries = 'pg_cron'
 --   cron.database_name = '<this database>'
--- Every hour at minute 5: each run rolls up every complete UTC day that still
--- has raw rows, so the day just ended is rolled up soon after midnight UTC and
--- late data is picked up within the hour. Rolling up is idempotent.
+-- Every minute, pg_cron's finest schedule: each run rolls up every raw row,
+-- late data included. Reads are live whatever the schedule (they add the raw
+-- rows not rolled up yet); rolling up often keeps those rows few. A run that
+-- finds another under way (count serve --rollup-every, say) returns at once.
 CREATE EXTENSION IF NOT EXISTS pg_cron;
-SELECT cron.schedule('count-rollup-due', '5 * * * *', 'SELECT count.rollup_due()');
+SELECT cron.schedule('count-rollup-due', '* * * * *', 'SELECT count.rollup_due()');

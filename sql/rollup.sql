@@ -10,7 +10,10 @@
 -- rollup is not seen by its DELETE and stays for the next one. Two rollups
 -- at once: under READ COMMITTED the second's DELETE waits for the first and
 -- skips the rows it deleted; under REPEATABLE READ or SERIALIZABLE it fails
--- with 40001, which the service retries.
+-- with 40001, which the service retries. So that this stays rare, rollups
+-- take turns on a row lock (count.tiers' minute row): count.rollup waits
+-- for its turn, count.rollup_due skips its run when another is under way
+-- (the running one, or the next, takes the raw rows).
 
 -- Rolls up one UTC day: moves that day's raw rows into every tier, adding
 -- to what earlier rollups moved. Calling it again picks up rows that arrived
@@ -25,6 +28,7 @@ BEGIN
     IF rollup_day IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'count.rollup: rollup_day must not be NULL';
     END IF;
+    PERFORM 1 FROM count.tiers WHERE tier = 'minute' FOR UPDATE;
     WITH gone AS (
         DELETE FROM count.requests
          WHERE request_timestamp >= (rollup_day::timestamp AT TIME ZONE 'UTC')
@@ -46,9 +50,9 @@ $$;
 -- Rolls up every raw row, whatever its time (late data included), applies
 -- the fine tiers' retention (count.apply_retention) and forgets long-silent
 -- producers (count.expire_producers). Returns how many UTC days it added
--- to. This is what pg_cron and `count serve --rollup-every` run: the
--- service every few seconds, so that raw rows, which every read scans, stay
--- few.
+-- to, 0 when another rollup was under way. This is what pg_cron and
+-- `count serve --rollup-every` run: the service every few seconds, so that
+-- raw rows, which every read scans, stay few.
 CREATE OR REPLACE FUNCTION count.rollup_due() RETURNS bigint
 LANGUAGE plpgsql
 AS $$
@@ -56,6 +60,10 @@ DECLARE
     days bigint;
     moved bigint;
 BEGIN
+    PERFORM 1 FROM count.tiers WHERE tier = 'minute' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
     PERFORM count.apply_retention();
     -- Finite times only: an infinite row (count.add_batch refuses them, but
     -- a direct INSERT could add one) has no minute to roll up into.

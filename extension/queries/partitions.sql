@@ -233,6 +233,8 @@ BEGIN
     IF rollup_day IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'count.rollup: rollup_day must not be NULL';
     END IF;
+    -- Rollups take turns (see sql/rollup.sql).
+    PERFORM 1 FROM count.tiers WHERE tier = 'minute' FOR UPDATE;
     part := count.day_partition(rollup_day);
     IF part IS NOT NULL THEN
         moved := count.rollup_partition(part);
@@ -264,6 +266,12 @@ DECLARE
     rest date[];
     lock_wait text := current_setting('lock_timeout');
 BEGIN
+    -- Rollups take turns (see sql/rollup.sql): another under way, this run
+    -- leaves the raw rows to it.
+    PERFORM 1 FROM count.tiers WHERE tier = 'minute' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
     PERFORM count.apply_retention();
     FOR day, part IN SELECT p.day, p.part FROM count.day_partitions() AS p WHERE p.day < today LOOP
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO has_rows;

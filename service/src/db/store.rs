@@ -401,6 +401,52 @@ async fn prepare_schema(
     }
 }
 
+/// The extension version this service works with: the workspace's, which
+/// the extension crate shares.
+pub const EXTENSION_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Brings an installed extension to [`EXTENSION_VERSION`] (`ALTER EXTENSION
+/// count UPDATE`, which needs its owner) when setting the schema up, or
+/// says what to run when using it as it is.
+async fn extension_up_to_date(client: &tokio_postgres::Client, schema: Schema) -> Result<()> {
+    let version = || async {
+        let row = client
+            .query_one(include_str!("../../queries/extension_version.sql"), &[])
+            .await?;
+        Ok::<String, Error>(row.get(0))
+    };
+    let installed = version().await?;
+    if installed == EXTENSION_VERSION {
+        return Ok(());
+    }
+    if schema == Schema::Existing {
+        return Err(Error::Unavailable(format!(
+            "the count extension is version {installed}; this server needs {EXTENSION_VERSION}: \
+             run `count migrate` (or ALTER EXTENSION count UPDATE) as the extension's owner"
+        )));
+    }
+    client
+        .batch_execute(include_str!("../../queries/update_extension.sql"))
+        .await
+        .map_err(|e| {
+            Error::Setup(format!(
+                "updating the count extension from {installed} to {EXTENSION_VERSION} \
+                 (ALTER EXTENSION count UPDATE) failed; run it as the extension's owner: {}",
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |db| db.message().to_owned())
+            ))
+        })?;
+    let updated = version().await?;
+    if updated != EXTENSION_VERSION {
+        return Err(Error::Setup(format!(
+            "the count extension's installed files are version {updated}; this server needs \
+             {EXTENSION_VERSION}: install the extension's {EXTENSION_VERSION} package"
+        )));
+    }
+    tracing::info!(from = %installed, to = %updated, "updated the count extension");
+    Ok(())
+}
+
 /// Whether opening a store sets the schema up: chosen once (`--no-migrate`)
 /// and passed down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,6 +480,15 @@ async fn prepare_once(
 }
 
 async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> Result<Backend> {
+    let installed: bool = client
+        .query_one(include_str!("../../queries/extension_installed.sql"), &[])
+        .await?
+        .get(0);
+    if installed {
+        // Before the migrations: an older extension's rollups, running
+        // meanwhile from pg_cron, would not fill the tiers they add.
+        extension_up_to_date(client, schema).await?;
+    }
     if schema == Schema::Prepare {
         let report = embedded::migrations::runner()
             .run_async(&mut *client)
@@ -442,10 +497,6 @@ async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> 
             tracing::info!(migration = %migration, "applied migration");
         }
     }
-    let installed: bool = client
-        .query_one(include_str!("../../queries/extension_installed.sql"), &[])
-        .await?
-        .get(0);
     if schema == Schema::Existing {
         let api: bool = client
             .query_one(include_str!("../../queries/sql_api_installed.sql"), &[])

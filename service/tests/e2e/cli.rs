@@ -312,3 +312,27 @@ async fn count_add_sends_one_count_to_a_running_server() {
     }
     server.stop().await;
 }
+
+/// The README's first run: `count add`, then `count totals --last 5m --by
+/// minute` shows the count at once, on a server with the default rollup
+/// schedule (reads add the raw rows not rolled up yet).
+#[tokio::test]
+async fn a_first_count_shows_live_in_totals_by_minute() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start_with(
+        db.store().await,
+        count_service::server::ServerConfig::default(),
+    )
+    .await;
+    let url = format!("http://{}", server.address);
+    let (code, _, err) = count(&["add", "GET", "/users/{id}", "--server", &url]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) =
+        count(&["totals", "--last", "5m", "--by", "minute", "--server", &url]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0], "PERIOD            METHOD  PATH         TOTAL");
+    assert!(lines[1].ends_with("  GET     /users/{id}  1"), "{out}");
+    server.stop().await;
+}

@@ -330,13 +330,15 @@ async fn pg_cron_runs_rollup_due_inside_the_database() {
     sql.batch_execute(include_str!("../../../sql/cron.sql"))
         .await
         .unwrap();
-    // The shipped schedule is hourly; make this test's job fire every minute
-    // (pg_cron reloads its jobs when cron.job changes).
-    sql.batch_execute(
-        "UPDATE cron.job SET schedule = '* * * * *' WHERE jobname = 'count-rollup-due'",
-    )
-    .await
-    .unwrap();
+    let schedule: String = sql
+        .query_one(
+            "SELECT schedule FROM cron.job WHERE jobname = 'count-rollup-due'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(schedule, "* * * * *", "every minute, pg_cron's finest");
     // pg_cron fires at the next minute boundary: allow three.
     eventually(Duration::from_secs(180), || {
         let sql = &sql;

@@ -19,3 +19,4 @@ mod security;
 mod sources;
 mod sql;
 mod totals;
+mod upgrade;
