@@ -9,11 +9,9 @@
 -- count.requests or in the tiers. count.totals reads the raw rows, the
 -- tiers and each tier's `complete_from` in one statement, hence one
 -- snapshot, under any isolation level: a read racing a rollup counts every
--- request once. Each bucket is cut into pieces, each read from one tier
--- only: whole UTC months from the monthly totals, whole UTC days from the
--- daily ones, whole hours and quarter-hours from the hourly ones, the
--- minutes left from the minute totals; raw rows are added wherever they
--- fall.
+-- request once. Each bucket is the signed sum of a few pieces, each a run
+-- of whole UTC months, days, hours, quarter-hours or minutes read from that
+-- tier (count.pieces); raw rows are added to the bucket they fall in.
 
 -- `t` rounded down to a whole UTC unit: quarter (a quarter-hour), hour,
 -- day or month. Computed on UTC wall-clock time: the session's TimeZone
@@ -89,42 +87,52 @@ AS $$
        AND l.local_start AT TIME ZONE time_zone < end_time
 $$;
 
--- The pieces of one bucket's [from_time, to_time), each a run of whole units of one
--- tier: from the outside in, minutes up to the first whole quarter-hour,
--- quarter-hours up to the first whole hour, hours up to the first whole
--- day, days up to the first whole month, and whole months; the same at the
--- end. A level whose coarser units do not fit takes the rest whole. At most
--- nine pieces, none empty.
-CREATE OR REPLACE FUNCTION count.pieces(from_time timestamptz, to_time timestamptz)
-RETURNS TABLE (tier text, lo timestamptz, hi timestamptz)
+-- `t` rounded to the nearest whole UTC unit (minute: `t` itself, a whole
+-- minute); halfway goes down.
+CREATE OR REPLACE FUNCTION count.utc_round(unit text, t timestamptz) RETURNS timestamptz
 LANGUAGE sql STABLE
 AS $$
-    WITH q AS (
-        SELECT CASE WHEN count.utc_ceil('quarter', from_time) < count.utc_floor('quarter', to_time)
-                    THEN count.utc_ceil('quarter', from_time) ELSE from_time END AS a,
-               CASE WHEN count.utc_ceil('quarter', from_time) < count.utc_floor('quarter', to_time)
-                    THEN count.utc_floor('quarter', to_time) ELSE from_time END AS b
-    ), h AS (
-        SELECT CASE WHEN count.utc_ceil('hour', a) < count.utc_floor('hour', b) THEN count.utc_ceil('hour', a) ELSE a END AS a,
-               CASE WHEN count.utc_ceil('hour', a) < count.utc_floor('hour', b) THEN count.utc_floor('hour', b) ELSE a END AS b
-          FROM q
-    ), d AS (
-        SELECT CASE WHEN count.utc_ceil('day', a) < count.utc_floor('day', b) THEN count.utc_ceil('day', a) ELSE a END AS a,
-               CASE WHEN count.utc_ceil('day', a) < count.utc_floor('day', b) THEN count.utc_floor('day', b) ELSE a END AS b
-          FROM h
-    ), m AS (
-        SELECT CASE WHEN count.utc_ceil('month', a) < count.utc_floor('month', b) THEN count.utc_ceil('month', a) ELSE a END AS a,
-               CASE WHEN count.utc_ceil('month', a) < count.utc_floor('month', b) THEN count.utc_floor('month', b) ELSE a END AS b
-          FROM d
+    SELECT CASE
+               WHEN unit = 'minute' THEN t
+               WHEN t - count.utc_floor(unit, t) <= count.utc_ceil(unit, t) - t THEN count.utc_floor(unit, t)
+               ELSE count.utc_ceil(unit, t)
+           END
+$$;
+
+-- The signed pieces whose sum is one bucket's [from_time, to_time), each a
+-- run of whole units of one tier, read as `sign` times its rows. From the
+-- coarsest level down, both ends are rounded to the nearest whole month,
+-- then day, hour, quarter-hour and minute; the first level whose rounded
+-- ends differ is read whole, and each finer level adds or subtracts the
+-- run between the coarser rounding of an end and its own. A month in
+-- Asia/Kathmandu, [18:15 on the last day of the month before, 18:15 on the
+-- last day), is the UTC month, plus 6 hours, minus 6 hours, minus and plus
+-- a quarter-hour: 15 rows per endpoint instead of 54 summed whole. Exact,
+-- since every tier holds the same requests; each run is at most half a
+-- unit of the coarser level.
+CREATE OR REPLACE FUNCTION count.pieces(from_time timestamptz, to_time timestamptz)
+RETURNS TABLE (tier text, lo timestamptz, hi timestamptz, sign integer)
+LANGUAGE sql STABLE
+AS $$
+    WITH rounded AS (
+        SELECT u.level, u.unit, count.utc_round(u.unit, from_time) AS a, count.utc_round(u.unit, to_time) AS b
+          FROM (VALUES (4, 'month'), (3, 'day'), (2, 'hour'), (1, 'quarter'), (0, 'minute')) AS u (level, unit)
+    ), levels AS (
+        -- held: a coarser level already read [coarser_a, coarser_b).
+        SELECT r.unit, r.a, r.b,
+               lag(r.a) OVER w AS coarser_a, lag(r.b) OVER w AS coarser_b,
+               coalesce(bool_or(r.a < r.b) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS held
+          FROM rounded AS r
+        WINDOW w AS (ORDER BY r.level DESC)
     )
-    SELECT p.tier, p.lo, p.hi
-      FROM q, h, d, m,
-           LATERAL (VALUES ('minute', from_time, q.a), ('minute', q.b, to_time),
-                           ('quarter', q.a, h.a), ('quarter', h.b, q.b),
-                           ('hour', h.a, d.a), ('hour', d.b, h.b),
-                           ('day', d.a, m.a), ('day', m.b, d.b),
-                           ('month', m.a, m.b)) AS p (tier, lo, hi)
-     WHERE p.lo < p.hi
+    SELECT l.unit, p.lo, p.hi, p.sign
+      FROM levels AS l,
+           LATERAL (VALUES (NOT l.held AND l.a < l.b, l.a, l.b, 1),
+                           (l.held AND l.a <> l.coarser_a, least(l.a, l.coarser_a), greatest(l.a, l.coarser_a),
+                            CASE WHEN l.a < l.coarser_a THEN 1 ELSE -1 END),
+                           (l.held AND l.b <> l.coarser_b, least(l.b, l.coarser_b), greatest(l.b, l.coarser_b),
+                            CASE WHEN l.b > l.coarser_b THEN 1 ELSE -1 END)) AS p (wanted, lo, hi, sign)
+     WHERE p.wanted
 $$;
 
 -- Refuses a piece that needs a tier from before its `complete_from`
@@ -162,7 +170,7 @@ $$;
 -- requests counted, and `live`: whether the bucket ends after now(), so
 -- that requests are still arriving in it. Buckets without requests are
 -- absent. Rows are ordered by bucket, then by total (largest first) when
--- `top` is set, then by method and path.
+-- `top` is set, then by method and path (byte order).
 --
 -- Errors (22023 unless said): a NULL start_time, end_time, granularity or
 -- time_zone (22004), end_time before start_time, a time that is not a whole
@@ -182,6 +190,10 @@ CREATE OR REPLACE FUNCTION count.totals(
     top integer DEFAULT NULL
 ) RETURNS TABLE (bucket timestamptz, method text, path text, total bigint, live boolean)
 LANGUAGE plpgsql STABLE
+-- The planner cannot know how few rows each piece reads, and its estimate
+-- (millions) would have PostgreSQL JIT-compile the query: about a second
+-- spent on every call that takes milliseconds.
+SET jit = off
 AS $$
 DECLARE
     unit text := lower(granularity);
@@ -254,26 +266,19 @@ BEGIN
         SELECT b.bucket, b.lo, b.hi FROM count.buckets(start_time, end_time, unit, time_zone) AS b
          WHERE unit <> 'minute'
     ), cut AS (
-        -- By minute, every tier row of the minute tier is a bucket: no cuts.
-        SELECT 'minute' AS tier, start_time AS lo, end_time AS hi
+        -- By minute, every row of the minute tier is a bucket of its own:
+        -- one piece, its rows labelled by their own minute.
+        SELECT NULL::timestamptz AS bucket, 'minute' AS tier, start_time AS lo, end_time AS hi, 1 AS sign
          WHERE unit = 'minute' AND start_time < end_time
         UNION ALL
-        SELECT p.tier, p.lo, p.hi FROM spans AS s CROSS JOIN LATERAL count.pieces(s.lo, s.hi) AS p
-    ), merged AS (
-        -- Adjacent pieces of one tier read as one range.
-        SELECT c.tier, min(c.lo) AS lo, max(c.hi) AS hi
-          FROM (SELECT r.tier, r.lo, r.hi, sum(r.starts) OVER (PARTITION BY r.tier ORDER BY r.lo) AS run
-                  FROM (SELECT c.tier, c.lo, c.hi,
-                               CASE WHEN c.lo = lag(c.hi) OVER (PARTITION BY c.tier ORDER BY c.lo) THEN 0 ELSE 1 END
-                                   AS starts
-                          FROM cut AS c) AS r) AS c
-         GROUP BY c.tier, c.run
+        SELECT s.bucket, p.tier, p.lo, p.hi, p.sign
+          FROM spans AS s CROSS JOIN LATERAL count.pieces(s.lo, s.hi) AS p
     ), pieces AS (
-        SELECT m.tier, m.lo, m.hi
-          FROM merged AS m, tiers AS f
-         WHERE count.piece_is_kept(m.tier, m.lo, f.minute_from, f.hour_from)
+        SELECT c.bucket, c.tier, c.lo, c.hi, c.sign
+          FROM cut AS c, tiers AS f
+         WHERE count.piece_is_kept(c.tier, c.lo, f.minute_from, f.hour_from)
     ), counted AS (
-        SELECT x.at, x.method_id, x.n
+        SELECT coalesce(p.bucket, x.at) AS bucket, x.method_id, p.sign * x.n AS n
           FROM pieces AS p
          CROSS JOIN LATERAL (
                 SELECT t.minute AS at, t.method_id, t.total AS n
@@ -308,34 +313,42 @@ BEGIN
                    AND (ids IS NULL OR t.method_id = ANY (ids))
               ) AS x
         UNION ALL
-        SELECT r.request_timestamp, r.method_id, r.count
+        SELECT count.bucket_of(r.request_timestamp, unit, time_zone, start_time), r.method_id, r.count
           FROM count.requests AS r
          WHERE r.request_timestamp >= start_time AND r.request_timestamp < end_time
            AND (ids IS NULL OR r.method_id = ANY (ids))
     ), grouped AS (
-        SELECT count.bucket_of(c.at, unit, time_zone, start_time) AS bucket,
-               CASE WHEN by_endpoint THEN c.method_id END AS method_id,
+        -- A group whose pieces cancel out had no request in the bucket.
+        SELECT c.bucket, CASE WHEN by_endpoint THEN c.method_id END AS method_id,
                least(sum(c.n), 9223372036854775807)::bigint AS total
           FROM counted AS c
          GROUP BY 1, 2
+        HAVING sum(c.n) <> 0
     ), named AS (
         SELECT g.bucket, e.method, e.path, g.total
           FROM grouped AS g
           LEFT JOIN count.methods AS e ON e.id = g.method_id
     ), ranked AS (
-        SELECT n.method, n.path
-          FROM named AS n
-         GROUP BY n.method, n.path
-         ORDER BY sum(n.total) DESC, n.method, n.path
-         LIMIT top
+        -- Each group's rank by its total over the whole range, in one
+        -- pass (a correlated top-N subquery ran once per row); only with
+        -- `top`: without, the one-time filter skips the window's sorts.
+        SELECT g.bucket, g.method, g.path, g.total,
+               dense_rank() OVER (ORDER BY g.group_total DESC, g.method COLLATE "C", g.path COLLATE "C") AS place
+          FROM (SELECT n.bucket, n.method, n.path, n.total,
+                       sum(n.total) OVER (PARTITION BY n.method, n.path) AS group_total
+                  FROM named AS n
+                 WHERE top IS NOT NULL) AS g
+    ), chosen AS (
+        SELECT n.bucket, n.method, n.path, n.total FROM named AS n WHERE top IS NULL
+        UNION ALL
+        SELECT r.bucket, r.method, r.path, r.total FROM ranked AS r WHERE r.place <= top
     )
+    -- Methods and paths in byte order ("C"): a collation-aware sort of
+    -- every row's text cost more than the read itself.
     SELECT n.bucket, n.method, n.path, n.total,
            coalesce(s.hi, least(n.bucket + interval '1 minute', end_time)) > now()
-      FROM named AS n
+      FROM chosen AS n
       LEFT JOIN spans AS s ON s.bucket = n.bucket
-     WHERE top IS NULL
-        OR EXISTS (SELECT 1 FROM ranked AS k
-                    WHERE k.method IS NOT DISTINCT FROM n.method AND k.path IS NOT DISTINCT FROM n.path)
-     ORDER BY n.bucket, CASE WHEN top IS NULL THEN 0 ELSE -n.total END, n.method, n.path;
+     ORDER BY n.bucket, CASE WHEN top IS NULL THEN 0 ELSE -n.total END, n.method COLLATE "C", n.path COLLATE "C";
 END;
 $$;

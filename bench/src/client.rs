@@ -78,7 +78,7 @@ pub(crate) async fn end_to_end(
     requests: usize,
 ) -> Result<EndToEnd> {
     let sql = connect(cluster).await?;
-    sql.batch_execute(include_str!("../queries/reset.sql"))
+    sql.batch_execute(include_str!("../queries/reset_counts.sql"))
         .await?;
     let counter = Counter::builder(format!("http://{}", server.address))
         .producer_id(PRODUCER)

@@ -98,7 +98,7 @@ pub async fn serve_discard(address: SocketAddr) -> Result<()> {
 
 /// How the load's requests spread over keys (method, path, second).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keys {
+pub(crate) enum Keys {
     /// Over `ENDPOINTS` paths, timestamps advancing over `SECONDS` seconds as a
     /// live service's would: the server's aggregation folds them into few
     /// rows.
@@ -180,7 +180,7 @@ async fn stream_load(
 pub struct ServeFigure {
     /// Requests committed per second.
     pub rate: f64,
-    /// Raw rows written.
+    /// Raw rows left (all written, where the server does not roll up).
     pub rows: i64,
     /// The server's peak resident memory in kB.
     pub peak_rss_kb: u64,
@@ -216,8 +216,9 @@ impl StreamFigure {
 }
 
 /// Streams `total` requests into `server` over `streams` streams on an
-/// emptied database, and checks that every one was accepted and stored.
-async fn serve_load(
+/// emptied database, and checks that every one was accepted and stored
+/// (raw, or rolled up where the server rolls up).
+pub(crate) async fn serve_load(
     cluster: &Cluster,
     server: &ServerProcess,
     keys: Keys,
@@ -225,7 +226,7 @@ async fn serve_load(
     total: usize,
 ) -> Result<ServeFigure> {
     let sql = connect(cluster).await?;
-    sql.batch_execute(include_str!("../queries/reset.sql"))
+    sql.batch_execute(include_str!("../queries/reset_counts.sql"))
         .await?;
     let cpu = CpuMeter::start(server.pid(), cluster);
     let sampler = RssSampler::start(server.pid());

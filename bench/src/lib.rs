@@ -12,6 +12,8 @@
 //! - [`sql_api`]: `count.add_batch` through the fallback and the extension.
 //! - [`storage`]: rollups (a day's partition, and the portable path) against
 //!   a bare scan; the year query's latency.
+//! - [`live`]: ingest with continuous rollups against without, live reads
+//!   (`GetTotals`) over a year of tiers, and the tiers' storage.
 //! - [`client`]: the client library end to end, `Counter::record` on the
 //!   caller's thread, and the `CountLayer` on an axum handler against the
 //!   same handler without it.
@@ -21,6 +23,7 @@
 pub mod client;
 pub mod error;
 pub mod ingest;
+pub mod live;
 pub mod process;
 pub mod sql_api;
 pub mod storage;
@@ -93,9 +96,15 @@ pub struct BenchOptions {
     /// Endpoints of the year query (x 365 days of totals).
     #[arg(long, env = "COUNT_BENCH_YEAR_KEYS", default_value_t = 1_000)]
     pub year_keys: usize,
-    /// Timed year queries.
+    /// Timed year queries, and timed calls of each live read.
     #[arg(long, env = "COUNT_BENCH_QUERIES", default_value_t = 100, value_parser = count_service::cli::positive)]
     pub queries: usize,
+    /// Endpoints of the live reads' store (a year of hours, and minutes).
+    #[arg(long, env = "COUNT_BENCH_LIVE_KEYS", default_value_t = 1_000, value_parser = count_service::cli::positive)]
+    pub live_keys: usize,
+    /// Days of minute totals in the live reads' store.
+    #[arg(long, env = "COUNT_BENCH_MINUTE_DAYS", default_value_t = 30, value_parser = count_service::cli::positive)]
+    pub minute_days: usize,
 }
 
 /// The programs the bench starts: `count` (its `serve` is measured) and the
@@ -131,6 +140,10 @@ pub struct Report {
     pub caller_costs: String,
     /// The year query's size: endpoints and timed calls.
     year_size: (usize, usize),
+    /// Ingest at 4 and 16 streams with and without continuous rollups.
+    pub rollups_on_off: Vec<live::OnOffFigure>,
+    /// Live reads over a year of tiers, and the tiers' storage.
+    pub live: live::LiveReads,
 }
 
 impl Report {
@@ -139,13 +152,42 @@ impl Report {
         self.streams.iter().find(|f| f.streams == streams)
     }
 
+    /// Raw rows rolled up per second (the portable path, which the
+    /// continuous rollups take) over raw rows produced per second by the
+    /// heaviest ingest (overload: every request its own raw row); target:
+    /// at least 5.
+    pub fn rollup_headroom(&self) -> (f64, f64) {
+        let produced = self.overload.rate;
+        let rolled = self
+            .rollups
+            .figures
+            .last()
+            .map_or(0.0, |f| self.rollups.rows as f64 / f.rollup);
+        (produced, rolled)
+    }
+
     /// The one-line summary that ends the table.
     pub fn summary(&self) -> String {
         let ratio = |n| self.at(n).map_or(0.0, StreamFigure::ratio);
+        let (produced, rolled) = self.rollup_headroom();
+        let on_off = |n| {
+            self.rollups_on_off
+                .iter()
+                .find(|f| f.streams == n)
+                .map_or(0.0, live::OnOffFigure::ratio)
+        };
+        let p99 = |name: &str| {
+            self.live
+                .figures
+                .iter()
+                .find(|f| f.name.starts_with(name))
+                .map_or(0.0, |f| f.p99)
+        };
         format!(
             "summary: streaming ingest {:.2}x/{:.2}x the protocol ceiling at 4/16 streams, {:.0}x the original design; \
              client library {:.1}M counted/s; rollup {:.2}x the bare scan; year query p99 {:.1} ms; \
-             server peak RSS {} MB (overload)",
+             server peak RSS {} MB (overload); with rollups {:.2}x/{:.2}x at 4/16 streams, rolled up {:.1}x as fast as produced; \
+             live reads p99 {:.1}/{:.1}/{:.1}/{:.1}/{:.1} ms; {:.2} MB per endpoint-year",
             ratio(4),
             ratio(16),
             self.streams
@@ -157,6 +199,15 @@ impl Report {
             self.rollups.ratio(),
             self.year_query.1,
             self.overload.peak_rss_mb(),
+            on_off(4),
+            on_off(16),
+            rolled / produced,
+            p99("last 60 minutes"),
+            p99("today"),
+            p99("a year by month, UTC"),
+            p99("a year by month, Asia"),
+            p99("top 10"),
+            self.live.long_term_bytes_per_endpoint_year / 1e6,
         )
     }
 }
@@ -165,11 +216,14 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (p50, p99, rss) = self.year_query;
         let (keys, queries) = self.year_size;
+        let (produced, rolled) = self.rollup_headroom();
         write!(
             f,
             "{}\n{}\n{}\n\
              year query (GetPeriodTotals, {keys} endpoints x 365 days, {queries} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms   \
-             server peak RSS {rss} MB\n\n{}\n{}\n{}\n",
+             server peak RSS {rss} MB\n\n{}\n\
+             rollups keep up: raw rows produced {produced:.0}/s (overload: a raw row per request), \
+             rolled up {rolled:.0}/s: {:.1}x (target >= 5x)\n\n{}\n{}\n{}\n{}\n",
             ingest::render(
                 &self.streams,
                 &self.overload,
@@ -178,6 +232,9 @@ impl std::fmt::Display for Report {
             ),
             sql_api::render(&self.sql_api),
             self.rollups.render(),
+            live::render_on_off(&self.rollups_on_off),
+            rolled / produced,
+            self.live.render(),
             self.end_to_end.render(),
             self.caller_costs,
             self.summary(),
@@ -202,14 +259,16 @@ pub(crate) struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// `count serve` on the bench cluster.
-    async fn start(programs: &Programs, cluster: &Cluster) -> Result<ServerProcess> {
+    /// `count serve` on the bench cluster, with `extra` flags.
+    async fn start(
+        programs: &Programs,
+        cluster: &Cluster,
+        extra: &[&str],
+    ) -> Result<ServerProcess> {
         let url = cluster.url(count_service::db::cluster::DATABASE);
-        Self::spawn(
-            &programs.count,
-            &["serve", "--log-level", "warn", "--database-url", &url],
-        )
-        .await
+        let mut args = vec!["serve", "--log-level", "warn", "--database-url", &url];
+        args.extend_from_slice(extra);
+        Self::spawn(&programs.count, &args).await
     }
 
     /// The discard server of the protocol ceiling.
@@ -279,8 +338,9 @@ async fn scenarios(
 ) -> Result<Report> {
     let sql_api = sql_api::run(cluster, &options.keys_per_call, options.calls).await?;
     // The server runs on the backend sql_api measured last: the extension
-    // where it is installed.
-    let server = ServerProcess::start(programs, cluster).await?;
+    // where it is installed. Without rollups, so that the raw rows each
+    // load wrote can be counted (rollups on: rollups_on_off below).
+    let server = ServerProcess::start(programs, cluster, &["--rollup-every", "0"]).await?;
     let discard = ServerProcess::discard(programs).await?;
     let streams = ingest::streaming(cluster, &server, &discard, options.stream_requests).await?;
     drop(discard);
@@ -298,10 +358,19 @@ async fn scenarios(
     sql.batch_execute(include_str!("../queries/reset.sql"))
         .await?;
     // A fresh server, so its memory figure is the query's own.
-    let server = ServerProcess::start(programs, cluster).await?;
+    let server = ServerProcess::start(programs, cluster, &["--rollup-every", "0"]).await?;
     let year_query =
         storage::year_query(cluster, &server, options.year_keys, options.queries).await?;
     drop(server);
+    let rollups_on_off = live::rollups_on_off(cluster, programs, options.stream_requests).await?;
+    let live = live::reads(
+        cluster,
+        programs,
+        options.live_keys,
+        options.minute_days,
+        options.queries,
+    )
+    .await?;
     let caller_costs = client::caller_costs(options.records, options.layer_time).await?;
     Ok(Report {
         streams,
@@ -314,5 +383,7 @@ async fn scenarios(
         end_to_end,
         caller_costs,
         year_size: (options.year_keys, options.queries),
+        rollups_on_off,
+        live,
     })
 }

@@ -32,6 +32,8 @@ async fn the_bench_runs_every_scenario_and_checks_what_it_wrote() {
         rollup_rows: 5_000,
         year_keys: 10,
         queries: 3,
+        live_keys: 20,
+        minute_days: 2,
     };
     let programs = Programs {
         count,
@@ -77,6 +79,16 @@ async fn the_bench_runs_every_scenario_and_checks_what_it_wrote() {
             report.caller_costs
         );
     }
+    let on_off: Vec<usize> = report.rollups_on_off.iter().map(|f| f.streams).collect();
+    assert_eq!(on_off, vec![4, 16]);
+    for figure in &report.rollups_on_off {
+        assert!(figure.off.rate > 0.0 && figure.on.rate > 0.0, "{figure:?}");
+    }
+    assert_eq!(report.live.figures.len(), 5);
+    for figure in &report.live.figures {
+        assert!(figure.p50 > 0.0 && figure.p99 >= figure.p50, "{figure:?}");
+    }
+    assert!(report.live.long_term_bytes_per_endpoint_year > 0.0);
     let text = report.to_string();
     assert!(text.ends_with(&format!("{}\n", report.summary())), "{text}");
 }

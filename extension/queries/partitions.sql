@@ -247,8 +247,14 @@ END;
 $$;
 
 -- count.rollup_due over partitions: every partition of a day before today
--- that has rows, whole (late data; or everything, when rollups were off),
--- then every other raw row, the fine tiers' retention
+-- that has rows, whole (late data; or everything, when rollups were off);
+-- today's and later ones whole only when they hold a backlog of over
+-- 100,000 rows (rollups were off, or ingest outran them), since locking the
+-- partition ingest writes to makes it wait while the rows are aggregated:
+-- worth it for a backlog (the whole-partition path is 7x faster than
+-- deleting row by row, see docs/performance.md), not for the few seconds
+-- of rows a rollup every 5 s finds. Then every other raw row, the fine
+-- tiers' retention
 -- (count.apply_retention), long-silent producers (count.expire_producers),
 -- then partition upkeep (count.prepare_partitions) if its locks come within
 -- a moment. Same contract as the portable version.
@@ -273,8 +279,10 @@ BEGIN
         RETURN 0;
     END IF;
     PERFORM count.apply_retention();
-    FOR day, part IN SELECT p.day, p.part FROM count.day_partitions() AS p WHERE p.day < today LOOP
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', part) INTO has_rows;
+    FOR day, part IN SELECT p.day, p.part FROM count.day_partitions() AS p LOOP
+        EXECUTE format('SELECT count(*) > $1 FROM (SELECT 1 FROM %s LIMIT $1 + 1) AS r', part)
+            INTO has_rows
+            USING CASE WHEN day < today THEN 0 ELSE 100000 END;
         CONTINUE WHEN NOT has_rows;
         PERFORM count.rollup_partition(part);
         rolled := rolled || day;

@@ -325,4 +325,43 @@ mod tests {
             Some("8,11,11,11".to_owned())
         );
     }
+
+    #[pg_test]
+    fn rollup_due_takes_a_backlog_in_today_s_partition_whole_and_a_few_rows_one_by_one() {
+        setup();
+        Spi::run("SELECT count.prepare_partitions()").expect("partitions");
+        let today_part = "count.requests_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') || '";
+        // Rows deleted from today's partition, as this transaction's
+        // statistics count them (TRUNCATE resets the count to 0).
+        let deleted = || {
+            one::<i64>(&format!(
+                "SELECT n_tup_del FROM pg_stat_xact_user_tables WHERE relid = ('{today_part}')::regclass"
+            ))
+        };
+        // A few rows: deleted one by one, ingest never waits on a lock.
+        add("/b1", "now", 3);
+        assert_eq!(one::<i64>("SELECT count.rollup_due()"), Some(1));
+        assert_eq!(deleted(), Some(1));
+        // A backlog: the partition is aggregated and truncated whole.
+        Spi::run(
+            "INSERT INTO count.requests (method_id, request_timestamp, count)
+             SELECT (SELECT id FROM count.methods WHERE path = '/b1'), now(), 2
+               FROM generate_series(1, 100001)",
+        )
+        .expect("backlog");
+        assert_eq!(one::<i64>("SELECT count.rollup_due()"), Some(1));
+        assert_eq!(
+            deleted(),
+            Some(0),
+            "truncated, not 100,002 rows deleted one by one"
+        );
+        assert_eq!(total("/b1"), 0);
+        assert_eq!(
+            one::<i64>(
+                "SELECT t.total FROM count.daily_method_totals AS t JOIN count.methods AS m
+                   ON m.id = t.method_id WHERE m.path = '/b1'"
+            ),
+            Some(3 + 2 * 100_001)
+        );
+    }
 }

@@ -500,3 +500,75 @@ async fn plpgsql_check_finds_no_error_in_any_function() {
     assert!(checked >= 5, "only {checked} PL/pgSQL functions");
     assert!(errors.is_empty(), "plpgsql_check:\n{}", errors.join("\n"));
 }
+
+#[tokio::test]
+async fn count_totals_refuses_bad_arguments_naming_them() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    let range = "'2026-11-01 00:00Z', '2026-11-02 00:00Z'";
+    let cases = [
+        (
+            "NULL, '2026-11-02Z'".to_owned(),
+            SqlState::NULL_VALUE_NOT_ALLOWED,
+            "count.totals: start_time, end_time, granularity, time_zone and group_by must not be NULL",
+        ),
+        (
+            format!("{range}, 'day', NULL"),
+            SqlState::NULL_VALUE_NOT_ALLOWED,
+            "count.totals: start_time, end_time, granularity, time_zone and group_by must not be NULL",
+        ),
+        (
+            "'2026-11-01 00:00:30Z', '2026-11-02Z'".to_owned(),
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.totals: start_time must be a whole minute, got 2026-11-01 00:00:30+00",
+        ),
+        (
+            "'2026-11-01Z', 'infinity'".to_owned(),
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.totals: end_time must be a whole minute, got infinity",
+        ),
+        (
+            "'2026-11-02Z', '2026-11-01Z'".to_owned(),
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.totals: end_time 2026-11-01 00:00:00+00 is before start_time 2026-11-02 00:00:00+00",
+        ),
+        (
+            format!("{range}, 'fortnight'"),
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.totals: granularity must be minute, hour, day, week, month, year or total, got fortnight",
+        ),
+        (
+            format!("{range}, 'day', 'Nowhere/Land'"),
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.totals: time_zone: unknown time zone 'Nowhere/Land'",
+        ),
+        (
+            format!("{range}, 'day', 'UTC', group_by => '{{tenant}}'"),
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.totals: group_by may hold only endpoint, got tenant",
+        ),
+        (
+            format!("{range}, 'day', 'UTC', top => 0"),
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.totals: top must be at least 1, got 0",
+        ),
+        (
+            "'2025-01-01Z', '2026-01-03Z', 'minute'".to_owned(),
+            SqlState::INVALID_PARAMETER_VALUE,
+            "count.totals: end_time: a range by minute may be at most 366 days long, got 367 days",
+        ),
+    ];
+    // The session's zone must not change what the messages say.
+    sql.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+    for (arguments, state, message) in cases {
+        let query = format!("SELECT * FROM count.totals({arguments})");
+        let error = sql.query(&query, &[]).await.unwrap_err();
+        let db_error = error.as_db_error().unwrap();
+        assert_eq!(
+            (db_error.code(), db_error.message()),
+            (&state, message),
+            "{arguments}"
+        );
+    }
+}
