@@ -80,6 +80,32 @@ pub(crate) fn render_on_off(figures: &[OnOffFigure]) -> String {
     out
 }
 
+/// Seconds `count.rollup_due()` takes over the `rows` raw rows the
+/// database holds (what the overload left), checking that it moved them
+/// all and kept every request.
+pub(crate) async fn roll_up_backlog(cluster: &Cluster, rows: i64) -> Result<f64> {
+    let sql = connect(cluster).await?;
+    let before = sql
+        .query_one(include_str!("../queries/raw_rows.sql"), &[])
+        .await?;
+    let start = Instant::now();
+    sql.execute(include_str!("../../service/queries/rollup_due.sql"), &[])
+        .await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let after = sql
+        .query_one(include_str!("../queries/raw_rows.sql"), &[])
+        .await?;
+    let (raw_before, requests_before): (i64, i64) = (before.get(0), before.get(1));
+    let (raw_after, requests_after): (i64, i64) = (after.get(0), after.get(1));
+    if raw_before != rows || raw_after != 0 || requests_after != requests_before {
+        return Err(Error::Check(format!(
+            "bench self-check failed: rollup of {rows} raw rows: {raw_before} before, {raw_after} after, \
+             requests {requests_before} before, {requests_after} after"
+        )));
+    }
+    Ok(seconds)
+}
+
 /// One live read, timed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadFigure {
