@@ -122,6 +122,17 @@ async fn a_database_written_by_release_0_1_0_upgrades_with_every_count_kept() {
         "release 0.1.0 rolled up the complete days"
     );
 
+    // A server that may not set the schema up (--no-migrate) refuses an
+    // old extension, saying what to run.
+    if backend == Backend::Extension {
+        let error = Store::open_existing(db.config(), 1).await.unwrap_err();
+        assert!(
+            error.to_string().contains(&format!(
+                "the count extension is version 0.1.0; this server needs {EXTENSION_VERSION}: run `count migrate`"
+            )),
+            "{error}"
+        );
+    }
     // The new server sets itself up over it.
     let store: Store = Store::open(db.config(), 4)
         .await
