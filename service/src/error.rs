@@ -15,7 +15,7 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A read found no rolled-up totals (the original service's NOT_FOUND).
+    /// A read found no totals (the original service's NOT_FOUND).
     #[error("{0}")]
     NotFound(String),
     /// The service cannot answer yet (the database is not connected).

@@ -62,9 +62,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending schema migrations and install the SQL API, then exit.
     Migrate(DatabaseArgs),
-    /// Roll raw counts up into daily totals.
+    /// Roll raw counts up into the totals per minute, hour, day and month.
     Rollup(RollupArgs),
-    /// Print rolled-up totals from a running server as a table.
+    /// Print live totals from a running server as a table.
     Totals(TotalsArgs),
     /// Send one count (of one or more requests) to a running server.
     Add(AddArgs),

@@ -375,3 +375,29 @@ pub(crate) async fn health_status(address: SocketAddr) -> i32 {
         .map(|r| r.into_inner().status)
         .unwrap_or(-1)
 }
+
+/// The time `seconds` after the epoch.
+pub(crate) fn at(seconds: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(seconds, 0).expect("timestamp")
+}
+
+/// A `count.totals` query over [start, end), by `granularity` in
+/// `time_zone`, all endpoints together.
+pub(crate) fn query(
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+    granularity: &str,
+    time_zone: &str,
+) -> count_service::db::store::TotalsQuery {
+    count_service::db::store::TotalsQuery {
+        start,
+        end,
+        granularity: granularity.to_owned(),
+        time_zone: time_zone.to_owned(),
+        methods: None,
+        path: None,
+        path_prefix: None,
+        by_endpoint: false,
+        top: None,
+    }
+}

@@ -13,35 +13,10 @@ use count_service::db::store::{FlushBatch, Store, TotalsQuery};
 
 use crate::harness::*;
 
-fn at(seconds: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(seconds, 0).unwrap()
-}
-
 fn time(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap()
         .with_timezone(&Utc)
-}
-
-/// Everything over [start, end) summed, or by `granularity` in `time_zone`,
-/// all endpoints together.
-fn query(
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    granularity: &str,
-    time_zone: &str,
-) -> TotalsQuery {
-    TotalsQuery {
-        start,
-        end,
-        granularity: granularity.to_owned(),
-        time_zone: time_zone.to_owned(),
-        methods: None,
-        path: None,
-        path_prefix: None,
-        by_endpoint: false,
-        top: None,
-    }
 }
 
 fn batch(rows: &[(i64, &str, i64)]) -> FlushBatch {

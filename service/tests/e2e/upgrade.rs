@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use count_service::db::store::{Backend, EXTENSION_VERSION, FlushBatch, Store, TotalsQuery};
+use count_service::db::store::{Backend, EXTENSION_VERSION, FlushBatch, Store};
 
 use crate::harness::*;
 
@@ -30,10 +30,6 @@ fn released(path: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("UTF-8")
-}
-
-fn at(seconds: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(seconds, 0).unwrap()
 }
 
 #[tokio::test]
@@ -178,17 +174,7 @@ async fn a_database_written_by_release_0_1_0_upgrades_with_every_count_kept() {
     assert_eq!(db.bigint("SELECT count(*) FROM count.requests").await, 0);
     // Today was never rolled up by 0.1.0: its hours are in the new tiers.
     let hours = store
-        .totals(&TotalsQuery {
-            start: at(today),
-            end: at(today + 86_400),
-            granularity: "hour".to_owned(),
-            time_zone: "UTC".to_owned(),
-            methods: None,
-            path: None,
-            path_prefix: None,
-            by_endpoint: false,
-            top: None,
-        })
+        .totals(&query(at(today), at(today + 86_400), "hour", "UTC"))
         .await
         .unwrap();
     assert_eq!(
@@ -200,17 +186,12 @@ async fn a_database_written_by_release_0_1_0_upgrades_with_every_count_kept() {
     );
     // The days 0.1.0 rolled up have no hours: a read that needs them says so.
     let error = store
-        .totals(&TotalsQuery {
-            start: at(today - 10 * 86_400),
-            end: at(today - 9 * 86_400),
-            granularity: "day".to_owned(),
-            time_zone: "Asia/Kathmandu".to_owned(),
-            methods: None,
-            path: None,
-            path_prefix: None,
-            by_endpoint: false,
-            top: None,
-        })
+        .totals(&query(
+            at(today - 10 * 86_400),
+            at(today - 9 * 86_400),
+            "day",
+            "Asia/Kathmandu",
+        ))
         .await
         .unwrap_err();
     assert!(
