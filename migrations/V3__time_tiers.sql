@@ -4,12 +4,16 @@
 -- (count.add_totals): each tier holds everything rolled up, at its own
 -- resolution, from its `complete_from` on (count.tiers).
 --
+-- Schema only, every statement idempotent: CockroachDB commits each DDL
+-- statement on its own, so a migration stopped halfway is run again whole
+-- (docs/operations.md, "Migrations"). The tiers' first rows are V4's.
+--
 -- No foreign keys to count.methods: the rollups are the only writers, with
 -- ids read from count.requests, and a per-row check would cost every rollup.
 
 -- Per minute (UTC minute start), kept for count.tiers' `keep` (35 days by
 -- default): "the last hour by minute".
-CREATE TABLE count.minute_method_totals (
+CREATE TABLE IF NOT EXISTS count.minute_method_totals (
     minute timestamptz NOT NULL,
     method_id bigint NOT NULL,
     total bigint NOT NULL CHECK (total >= 0),
@@ -23,7 +27,7 @@ CREATE TABLE count.minute_method_totals (
 -- them are sums of whole quarters. Four columns in one row instead of four
 -- rows: a quarter of the row headers and index entries (see
 -- docs/architecture.md, "Time tiers", for the measured size).
-CREATE TABLE count.hourly_method_totals (
+CREATE TABLE IF NOT EXISTS count.hourly_method_totals (
     hour timestamptz NOT NULL,
     method_id bigint NOT NULL,
     q1 bigint NOT NULL DEFAULT 0 CHECK (q1 >= 0),
@@ -36,17 +40,8 @@ CREATE TABLE count.hourly_method_totals (
 -- The fine tiers' retention and the time from which each is complete:
 -- reads use a tier only from `complete_from` on. `keep` NULL keeps a tier
 -- for ever. The daily and monthly totals are always kept and complete.
-CREATE TABLE count.tiers (
+CREATE TABLE IF NOT EXISTS count.tiers (
     tier text PRIMARY KEY CHECK (tier IN ('minute', 'hour')),
     keep interval CHECK (keep >= interval '1 day'),
     complete_from timestamptz NOT NULL
 );
-
--- Totals rolled up before this migration are in the daily and monthly
--- tiers only: the finer tiers are complete from the day after the last
--- rolled-up day. Raw rows not rolled up yet reach every tier.
-INSERT INTO count.tiers (tier, keep, complete_from)
-SELECT t.tier, t.keep,
-       coalesce((SELECT (max(day) + 1)::timestamp AT TIME ZONE 'UTC' FROM count.daily_method_totals),
-                '-infinity')
-  FROM (VALUES ('minute', interval '35 days'), ('hour', NULL::interval)) AS t (tier, keep);

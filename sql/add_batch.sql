@@ -39,7 +39,8 @@ DECLARE
     n bigint;
     bad_index bigint;
     reason text;
-    written bigint;
+    claimed integer;
+    visible bigint;
 BEGIN
     IF methods IS NULL OR paths IS NULL OR timestamps IS NULL OR counts IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004',
@@ -95,17 +96,16 @@ BEGIN
     END IF;
 
     IF producer IS NOT NULL THEN
-        -- Row counts through RETURNING, not GET DIAGNOSTICS: portable.
-        WITH claimed AS (
-            INSERT INTO count.producers AS p (producer_id, last_sequence)
-            VALUES (producer, seq)
-            ON CONFLICT (producer_id) DO UPDATE
-                SET last_sequence = excluded.last_sequence, updated_at = now()
-                WHERE p.last_sequence < excluded.last_sequence
-            RETURNING 1
-        )
-        SELECT count(*) INTO written FROM claimed;
-        IF written = 0 THEN
+        -- One row when this call moves the producer's sequence on, none
+        -- when seq was applied already. RETURNING … INTO, neither a
+        -- data-modifying WITH nor GET DIAGNOSTICS: portable (docs/sql.md).
+        INSERT INTO count.producers AS p (producer_id, last_sequence)
+        VALUES (producer, seq)
+        ON CONFLICT (producer_id) DO UPDATE
+            SET last_sequence = excluded.last_sequence, updated_at = now()
+            WHERE p.last_sequence < excluded.last_sequence
+        RETURNING 1 INTO claimed;
+        IF claimed IS NULL THEN
             RETURN NULL;
         END IF;
     END IF;
@@ -122,20 +122,25 @@ BEGIN
      ORDER BY k.m, k.p
     ON CONFLICT (method, path) DO NOTHING;
 
-    WITH inserted AS (
-        INSERT INTO count.requests (method_id, request_timestamp, count)
-        SELECT e.id, b.t, b.c
-          FROM unnest(methods, paths, timestamps, counts) AS b (m, p, t, c)
-          JOIN count.methods AS e ON e.method = b.m AND e.path = b.p
-        RETURNING 1
-    )
-    SELECT count(*) INTO written FROM inserted;
-    IF written <> n THEN
-        -- An endpoint row was not visible (possible under snapshot isolation):
-        -- fail the whole call so the caller retries instead of losing counts.
+    -- Every endpoint must be visible to the insert below, or its rows
+    -- would be silently left out. Under READ COMMITTED it is (the insert
+    -- above waited for any concurrent first insert, and this statement
+    -- takes a new snapshot); under snapshot isolation a row committed
+    -- after this transaction began is not: fail the whole call with 40001
+    -- so that the caller retries instead of losing counts. Endpoints are
+    -- never deleted, so what this statement sees, the next one sees.
+    SELECT count(*) INTO visible
+      FROM unnest(methods, paths) AS b (m, p)
+      JOIN count.methods AS e ON e.method = b.m AND e.path = b.p;
+    IF visible <> n THEN
         RAISE EXCEPTION USING ERRCODE = '40001',
-            MESSAGE = 'count.add_batch: ' || (n - written) || ' endpoints were not visible yet; retry';
+            MESSAGE = 'count.add_batch: ' || (n - visible) || ' endpoints were not visible yet; retry';
     END IF;
+
+    INSERT INTO count.requests (method_id, request_timestamp, count)
+    SELECT e.id, b.t, b.c
+      FROM unnest(methods, paths, timestamps, counts) AS b (m, p, t, c)
+      JOIN count.methods AS e ON e.method = b.m AND e.path = b.p;
 
     RETURN (SELECT coalesce(sum(c), 0) FROM unnest(counts) AS c)::bigint;
 END;

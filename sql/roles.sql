@@ -12,7 +12,8 @@ CREATE ROLE count_app LOGIN;
 GRANT USAGE ON SCHEMA count TO count_app;
 -- Ingest: new endpoints, raw rows, exactly-once bookkeeping.
 GRANT SELECT, INSERT ON count.methods TO count_app;
-GRANT USAGE ON SEQUENCE count.methods_id_seq TO count_app;
+-- (UPDATE too: CockroachDB's nextval may need it; PostgreSQL's USAGE is enough.)
+GRANT USAGE, UPDATE ON SEQUENCE count.methods_id_seq TO count_app;
 -- (DELETE: count.rollup_due forgets long-silent producers.)
 GRANT SELECT, INSERT, UPDATE, DELETE ON count.producers TO count_app;
 -- Rollups move raw rows into every tier; retention deletes old fine rows

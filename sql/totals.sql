@@ -99,13 +99,14 @@ $$;
 -- `complete_from` in the same snapshot as the rows, so a read racing this
 -- never uses a tier where it has lost rows. A rollup that read the old
 -- `complete_from` may still add rows before the new one: they are never
--- read, and the next run deletes them.
-CREATE OR REPLACE FUNCTION count.apply_retention() RETURNS void
+-- read, and the next run deletes them. Returns the rows deleted.
+CREATE OR REPLACE FUNCTION count.apply_retention() RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
     minute_from timestamptz;
     hour_from timestamptz;
+    dropped bigint;
 BEGIN
     -- Once a day per tier: the WHERE skips the update, and its row lock,
     -- until the day moves on.
@@ -115,8 +116,15 @@ BEGIN
     SELECT (SELECT complete_from FROM count.tiers WHERE tier = 'minute'),
            (SELECT complete_from FROM count.tiers WHERE tier = 'hour')
       INTO minute_from, hour_from;
+    -- Counted, then deleted: neither a data-modifying WITH nor GET
+    -- DIAGNOSTICS (portable). Rollups take turns, so no row before
+    -- `complete_from` arrives in between.
+    SELECT (SELECT count(*) FROM count.minute_method_totals WHERE minute < minute_from)
+         + (SELECT count(*) FROM count.hourly_method_totals WHERE hour < hour_from)
+      INTO dropped;
     DELETE FROM count.minute_method_totals WHERE minute < minute_from;
     DELETE FROM count.hourly_method_totals WHERE hour < hour_from;
+    RETURN dropped;
 END;
 $$;
 
@@ -130,12 +138,14 @@ CREATE OR REPLACE FUNCTION count.expire_producers() RETURNS bigint
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    cutoff timestamptz := now() - interval '30 days';
     forgotten bigint;
 BEGIN
-    WITH expired AS (
-        DELETE FROM count.producers WHERE updated_at < now() - interval '30 days' RETURNING 1
-    )
-    SELECT count(*) INTO forgotten FROM expired;
+    -- Counted, then deleted (neither a data-modifying WITH nor GET
+    -- DIAGNOSTICS: portable). A producer that sends a batch in between
+    -- moves its updated_at on and is kept, though counted.
+    SELECT count(*) INTO forgotten FROM count.producers WHERE updated_at < cutoff;
+    DELETE FROM count.producers WHERE updated_at < cutoff;
     RETURN forgotten;
 END;
 $$;

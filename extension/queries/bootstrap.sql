@@ -13,6 +13,7 @@ SELECT set_config('count.fallback_grants', coalesce(string_agg(DISTINCT a.grante
 DROP FUNCTION IF EXISTS count.add_batch(text, bigint, text[], text[], timestamptz[], bigint[]);
 DROP FUNCTION IF EXISTS count.rollup(date);
 DROP FUNCTION IF EXISTS count.rollup_due();
+DROP FUNCTION IF EXISTS count.take_requests(timestamptz, timestamptz);
 DROP FUNCTION IF EXISTS count.add_totals(date[], bigint[], bigint[]);
 DROP FUNCTION IF EXISTS count.add_totals(timestamptz[], bigint[], bigint[]);
 DROP FUNCTION IF EXISTS count.apply_retention();

@@ -15,6 +15,7 @@ mod tests {
             Spi::run(include_str!("../../migrations/V1__schema.sql")).expect("schema");
             Spi::run(include_str!("../../migrations/V2__monthly_totals.sql")).expect("schema");
             Spi::run(include_str!("../../migrations/V3__time_tiers.sql")).expect("schema");
+            Spi::run(include_str!("../../migrations/V4__tier_bounds.sql")).expect("schema");
         }
         Spi::run(
             "CREATE OR REPLACE FUNCTION pg_temp.outcome(statement text) RETURNS text

@@ -86,6 +86,15 @@ pub enum Error {
     /// A background task of the server died.
     #[error("{0}")]
     Task(String),
+    /// `count check` found steps of the SQL API that fail on this database
+    /// (it printed which).
+    #[error("count check: {failed} of {steps} steps failed")]
+    CheckFailed {
+        /// How many failed.
+        failed: usize,
+        /// How many ran.
+        steps: usize,
+    },
 }
 
 /// One refused entry of a batch.
@@ -181,6 +190,7 @@ impl Error {
             | Error::Cluster(_)
             | Error::Setup(_)
             | Error::Task(_)
+            | Error::CheckFailed { .. }
             | Error::Io { .. }
             | Error::Transport(_) => Code::Internal,
         }

@@ -23,6 +23,8 @@
 //! - [`aggregate`]: summing entries by key into flush batches.
 //! - [`dates`]: `google.type.Date` days and periods.
 //! - [`query`]: `GetTotals` requests into `count.totals` queries.
+//! - [`check`]: `count check`, the SQL API run once through on a database
+//!   with each answer checked (the first thing to run on CockroachDB).
 //! - [`db`]: the database: where it is (a URL or the embedded cluster), how
 //!   to connect (libpq's `sslmode` TLS), and the store (migrations, the SQL
 //!   API, and the calls made through it).
@@ -35,6 +37,7 @@
 pub mod aggregate;
 pub mod api;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod config_file;
 pub mod dates;

@@ -48,7 +48,8 @@ pub struct RollupArgs {
         conflicts_with = "due"
     )]
     pub day: Option<NaiveDate>,
-    /// Roll up every complete day before today that has raw counts.
+    /// Roll up every raw count, whatever its day (what `count serve` does
+    /// every few seconds).
     #[arg(long, env = "COUNT_ROLLUP_DUE")]
     pub due: bool,
 }

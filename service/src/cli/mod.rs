@@ -4,7 +4,7 @@
 //! Layout:
 //! - this module: the command, its global flags and the dispatch;
 //! - `database`: which database (`--database-url`, the embedded cluster),
-//!   shared by `serve`, `migrate` and `rollup`;
+//!   shared by `serve`, `migrate`, `rollup` and `check`;
 //! - `serve`: `count serve`'s settings, `--print-config`, and serving;
 //! - `add` and `totals`: `count add` and `count totals`, clients of a
 //!   running server (`remote`: how they reach it).
@@ -25,6 +25,7 @@ pub use remote::ServerArgs;
 pub use serve::{ServeArgs, describe};
 pub use totals::{Granularity, Group, Moment, TotalsArgs};
 
+use crate::check;
 use crate::error::{Error, Result};
 
 /// Counts requests exactly and reads their totals by day, month and year.
@@ -64,6 +65,9 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Roll raw counts up into the totals per minute, hour, day and month.
     Rollup(RollupArgs),
+    /// Run the SQL API once through on the database and check every answer
+    /// (first thing to run on CockroachDB); cleans up after itself.
+    Check(DatabaseArgs),
     /// Print live totals from a running server as a table.
     Totals(TotalsArgs),
     /// Send one count (of one or more requests) to a running server.
@@ -94,13 +98,35 @@ impl Cli {
                 match args.day {
                     Some(day) => {
                         let moved = store.rollup(day).await?;
-                        println!("rolled up {day}: {moved} requests moved into daily totals");
+                        println!("rolled up {day}: {moved} requests moved into the totals");
                     }
                     None => {
                         let days = store.rollup_due().await?;
                         println!("rolled up {days} days");
                     }
                 }
+                Ok(())
+            }
+            Command::Check(args) => {
+                let (_database, store) = args.open_store().await?;
+                let steps = check::check(&store).await?;
+                for step in &steps {
+                    match &step.outcome {
+                        Ok(()) => println!("ok      {}", step.name),
+                        Err(why) => println!("FAILED  {}: {why}", step.name),
+                    }
+                }
+                let failed = steps.iter().filter(|s| s.outcome.is_err()).count();
+                if failed > 0 {
+                    return Err(Error::CheckFailed {
+                        failed,
+                        steps: steps.len(),
+                    });
+                }
+                println!(
+                    "count's SQL API works on this database (backend: {})",
+                    store.backend().name()
+                );
                 Ok(())
             }
             Command::Completions { shell } => {

@@ -7,6 +7,7 @@
 //!   `sslmode` semantics.
 //! - [`cluster`]: a private PostgreSQL cluster (the embedded default, and the
 //!   test harness's).
+//! - `engine`: PostgreSQL or CockroachDB, told by `version()`.
 //! - `lease`: one migrator at a time, without advisory locks.
 //! - `retry`: retrying serialization failures and deadlocks.
 //! - [`store`]: migrations, the SQL API's installation, and every call the
@@ -14,6 +15,7 @@
 
 pub mod cluster;
 pub mod connect;
+mod engine;
 mod lease;
 pub mod location;
 mod retry;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::db::connect::ConnectConfig;
+use crate::db::engine::Engine;
 use crate::db::lease::Lease;
 use crate::db::retry::retrying;
 use crate::error::{Error, Result};
@@ -212,6 +214,45 @@ impl Store {
         let client = self.pool.get().await?;
         retrying(operation, || async {
             Ok(client.query_one(sql, params).await?)
+        })
+        .await
+    }
+
+    /// The requests of the endpoint `GET path` that are still raw rows.
+    pub async fn raw_requests(&self, path: &str) -> Result<i64> {
+        let row = self
+            .one_row(
+                "raw_requests",
+                include_str!("../../queries/raw_requests.sql"),
+                &[&path],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Deletes every count of the endpoint `GET path` and the producer
+    /// `producer`, in one transaction: what `count check` wrote.
+    pub async fn forget(&self, path: &str, producer: &str) -> Result<()> {
+        let client = self.pool.get().await?;
+        retrying("forget", || async {
+            client.batch_execute("BEGIN").await?;
+            let deleted = async {
+                for statement in include_str!("../../queries/forget_endpoint.sql").split(";\n") {
+                    client.execute(statement, &[&path]).await?;
+                }
+                client
+                    .execute(
+                        include_str!("../../queries/forget_producer.sql"),
+                        &[&producer],
+                    )
+                    .await?;
+                client.batch_execute("COMMIT").await
+            }
+            .await;
+            if deleted.is_err() {
+                client.batch_execute("ROLLBACK").await?;
+            }
+            Ok(deleted?)
         })
         .await
     }
@@ -480,10 +521,12 @@ async fn prepare_once(
 }
 
 async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> Result<Backend> {
-    let installed: bool = client
-        .query_one(include_str!("../../queries/extension_installed.sql"), &[])
-        .await?
-        .get(0);
+    let engine = Engine::of(client).await?;
+    let installed = engine == Engine::Postgres
+        && client
+            .query_one(include_str!("../../queries/extension_installed.sql"), &[])
+            .await?
+            .get::<_, bool>(0);
     if installed {
         // Before the migrations: an older extension's rollups, running
         // meanwhile from pg_cron, would not fill the tiers they add.
@@ -498,10 +541,14 @@ async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> 
         }
     }
     if schema == Schema::Existing {
-        let api: bool = client
-            .query_one(include_str!("../../queries/sql_api_installed.sql"), &[])
-            .await?
-            .get(0);
+        let api = match client
+            .query_one(include_str!("../../queries/sql_api_probe.sql"), &[])
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_FUNCTION) => false,
+            Err(e) => return Err(e.into()),
+        };
         if !api {
             // After DROP EXTENSION, until the owner reinstalls the fallback.
             return Err(Error::Unavailable(
@@ -531,6 +578,11 @@ async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> 
     };
     for reads in SQL_READS {
         client.batch_execute(reads).await?;
+    }
+    if engine == Engine::Postgres {
+        client
+            .batch_execute(include_str!("../../queries/postgres_reads.sql"))
+            .await?;
     }
     Ok(backend)
 }

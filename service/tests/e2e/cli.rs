@@ -31,6 +31,66 @@ async fn count(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// What `count check` prints when every step works.
+const CHECK_STEPS: [&str; 5] = [
+    "add_batch applies a batch once",
+    "add_batch refuses a bad entry with 22023, naming it",
+    "live totals before a rollup",
+    "rollup moves the raw counts into the tiers",
+    "the same totals after the rollup",
+];
+
+#[tokio::test]
+async fn count_check_runs_the_sql_api_through_and_leaves_nothing_behind() {
+    let db = TestDatabase::start().await;
+    let url = db.cluster.url("count");
+    let (code, out, err) = count(&["check", "--database-url", &url]).await;
+    let mut expected: String = CHECK_STEPS
+        .iter()
+        .map(|s| format!("ok      {s}\n"))
+        .collect();
+    expected += &format!(
+        "count's SQL API works on this database (backend: {})\n",
+        test_backend().name()
+    );
+    assert_eq!((code, out), (0, expected), "{err}");
+    let left = db
+        .bigint(
+            "SELECT (SELECT count(*) FROM count.methods) + (SELECT count(*) FROM count.producers)
+                  + (SELECT count(*) FROM count.requests) + (SELECT count(*) FROM count.minute_method_totals)
+                  + (SELECT count(*) FROM count.hourly_method_totals)
+                  + (SELECT count(*) FROM count.daily_method_totals)
+                  + (SELECT count(*) FROM count.monthly_method_totals)",
+        )
+        .await;
+    assert_eq!(left, 0);
+
+    // A read that buckets raw rows in UTC whatever the zone: the check
+    // says which step and which read, and fails.
+    db.sql()
+        .await
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION count.bucket_of(t timestamptz, granularity text, time_zone text,
+                                                       start_time timestamptz)
+             RETURNS timestamptz LANGUAGE sql STABLE
+             AS $$ SELECT CASE granularity WHEN 'total' THEN start_time
+                                           ELSE date_trunc(granularity, t, 'UTC') END $$",
+        )
+        .await
+        .unwrap();
+    let (code, out, err) = count(&["check", "--no-migrate", "--database-url", &url]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("FAILED  live totals before a rollup: by hour in Asia/Kathmandu: read ["),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok      the same totals after the rollup"),
+        "{out}"
+    );
+    assert!(err.contains("count check: 1 of 5 steps failed"), "{err}");
+}
+
 #[tokio::test]
 async fn migrate_rollup_and_totals_subcommands() {
     let db = TestDatabase::start().await;
@@ -65,7 +125,7 @@ async fn migrate_rollup_and_totals_subcommands() {
         (code, out),
         (
             0,
-            format!("rolled up {d1}: 7 requests moved into daily totals\n")
+            format!("rolled up {d1}: 7 requests moved into the totals\n")
         )
     );
     let (code, out, _) = count(&["rollup", "--due", "--database-url", &url]).await;

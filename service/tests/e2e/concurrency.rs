@@ -308,3 +308,52 @@ async fn migrators_wait_for_a_live_migration_lease_and_take_over_an_expired_one(
         .await;
     assert_eq!(leases, 0);
 }
+
+#[tokio::test]
+async fn a_long_migration_keeps_its_lease_renewed_and_gives_it_back() {
+    // A migration held up for longer than a renewal period (10 s): the
+    // test locks refinery's history table, which the migrator reads once
+    // it holds the lease.
+    let db = TestDatabase::start().await;
+    let _first = db.store().await;
+    let blocker = db.sql().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE refinery_schema_history IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let migrator = tokio::process::Command::from(count_command())
+        .args(["migrate", "--database-url", &db.cluster.url("count")])
+        .output();
+    let migrator = tokio::spawn(migrator);
+    let sql = db.sql().await;
+    let expires_at = || async {
+        sql.query_opt("SELECT expires_at FROM count_migration_lease", &[])
+            .await
+            .unwrap()
+            .map(|row| row.get::<_, std::time::SystemTime>(0))
+    };
+    let mut taken = None;
+    for _ in 0..100 {
+        taken = expires_at().await;
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let taken = taken.expect("the migrator takes the lease");
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let renewed = expires_at().await.expect("the lease is still held");
+    assert!(
+        renewed.duration_since(taken).unwrap() >= std::time::Duration::from_secs(9),
+        "not renewed: {taken:?} then {renewed:?}"
+    );
+    assert!(!migrator.is_finished(), "the migrator waits for the lock");
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let output = migrator.await.unwrap().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        db.bigint("SELECT count(*) FROM count_migration_lease")
+            .await,
+        0
+    );
+}

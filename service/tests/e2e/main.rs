@@ -14,6 +14,7 @@ mod extension;
 mod faults;
 mod limits;
 mod operability;
+mod portable;
 mod rpc;
 mod security;
 mod sources;

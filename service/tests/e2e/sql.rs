@@ -502,6 +502,26 @@ async fn plpgsql_check_finds_no_error_in_any_function() {
 }
 
 #[tokio::test]
+async fn on_postgresql_count_totals_runs_without_jit() {
+    // The PostgreSQL-only setting the service adds to the portable
+    // count.totals (service/queries/postgres_reads.sql): with JIT, each
+    // call took about a second more.
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    let config: Vec<String> = sql
+        .query_one(
+            "SELECT proconfig FROM pg_proc
+              WHERE oid = 'count.totals(timestamptz, timestamptz, text, text, text[], text, text, text[], integer)'::regprocedure",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(config, ["jit=off"]);
+}
+
+#[tokio::test]
 async fn count_totals_refuses_bad_arguments_naming_them() {
     let db = TestDatabase::start().await;
     let _store = db.store().await;

@@ -1,0 +1,1 @@
+DELETE FROM count.producers WHERE producer_id = $1
