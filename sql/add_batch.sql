@@ -128,7 +128,8 @@ BEGIN
     -- takes a new snapshot); under snapshot isolation a row committed
     -- after this transaction began is not: fail the whole call with 40001
     -- so that the caller retries instead of losing counts. Endpoints are
-    -- never deleted, so what this statement sees, the next one sees.
+    -- not deleted (but for `count check`'s own, once it is done), so what
+    -- this statement sees, the next one sees.
     SELECT count(*) INTO visible
       FROM unnest(methods, paths) AS b (m, p)
       JOIN count.methods AS e ON e.method = b.m AND e.path = b.p;

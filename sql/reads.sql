@@ -247,8 +247,9 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'count.totals: top must be at least 1, got ' || top;
     END IF;
     by_endpoint := 'endpoint' = ANY (group_by);
-    -- Endpoints are never deleted, and one is committed with its first raw
-    -- row: every endpoint with requests committed before this call is here.
+    -- Endpoints are not deleted (but for `count check`'s own, once it is
+    -- done), and one is committed with its first raw row: every endpoint
+    -- with requests committed before this call is here.
     IF only_methods IS NOT NULL OR only_path IS NOT NULL OR path_prefix IS NOT NULL THEN
         SELECT coalesce(array_agg(e.id), '{}') INTO ids
           FROM count.methods AS e
@@ -261,8 +262,12 @@ BEGIN
     -- and the raw rows (see the top of this file).
     RETURN QUERY
     WITH tiers AS (
-        SELECT (SELECT t.complete_from FROM count.tiers AS t WHERE t.tier = 'minute') AS minute_from,
-               (SELECT t.complete_from FROM count.tiers AS t WHERE t.tier = 'hour') AS hour_from
+        -- A tier without its row (migration V4 not applied yet) is not
+        -- read: 'infinity', as count.add_totals does not write it.
+        SELECT coalesce((SELECT t.complete_from FROM count.tiers AS t WHERE t.tier = 'minute'),
+                        'infinity') AS minute_from,
+               coalesce((SELECT t.complete_from FROM count.tiers AS t WHERE t.tier = 'hour'),
+                        'infinity') AS hour_from
     ), spans AS (
         SELECT b.bucket, b.lo, b.hi FROM count.buckets(start_time, end_time, unit, time_zone) AS b
          WHERE unit <> 'minute'

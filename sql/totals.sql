@@ -29,8 +29,10 @@ DECLARE
     hour_from timestamptz;
     added bigint;
 BEGIN
-    SELECT (SELECT complete_from FROM count.tiers WHERE tier = 'minute'),
-           (SELECT complete_from FROM count.tiers WHERE tier = 'hour')
+    -- A tier without its row (migration V4 not applied yet) is never
+    -- written, as it is never read: 'infinity'.
+    SELECT coalesce((SELECT complete_from FROM count.tiers WHERE tier = 'minute'), 'infinity'),
+           coalesce((SELECT complete_from FROM count.tiers WHERE tier = 'hour'), 'infinity')
       INTO minute_from, hour_from;
 
     INSERT INTO count.minute_method_totals AS t (minute, method_id, total)

@@ -237,7 +237,10 @@ impl Store {
         retrying("forget", || async {
             client.batch_execute("BEGIN").await?;
             let deleted = async {
-                for statement in include_str!("../../queries/forget_endpoint.sql").split(";\n") {
+                let statements = include_str!("../../queries/forget_endpoint.sql")
+                    .split(';')
+                    .filter(|s| !s.trim().is_empty());
+                for statement in statements {
                     client.execute(statement, &[&path]).await?;
                 }
                 client
@@ -546,7 +549,13 @@ async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> 
             .await
         {
             Ok(_) => true,
-            Err(e) if e.code() == Some(&SqlState::UNDEFINED_FUNCTION) => false,
+            // No function, or no schema count at all.
+            Err(e)
+                if e.code() == Some(&SqlState::UNDEFINED_FUNCTION)
+                    || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME) =>
+            {
+                false
+            }
             Err(e) => return Err(e.into()),
         };
         if !api {

@@ -27,15 +27,17 @@ struct Rule {
     why: &'static str,
 }
 
-/// Constructs the portable SQL must not use, with the evidence: issues of
-/// cockroachdb/cockroach, pages of https://www.cockroachlabs.com/docs/v25.2/.
+/// Constructs the portable SQL must not use, with the evidence: `#n` is
+/// https://github.com/cockroachdb/cockroach/issues/n, a page name is
+/// https://www.cockroachlabs.com/docs/v25.2/<page> ("known-limitations"
+/// lists the PL/pgSQL and routine limitations).
 const RULES: &[Rule] = &[
     Rule {
         name: "a data-modifying WITH",
         pattern: r"\bAS\s*(NOT\s+)?(MATERIALIZED\s*)?\(\s*(INSERT|UPDATE|DELETE|UPSERT)\b",
-        why: "refused in function bodies before v25.1 (#92961), untested there after, and routines \
-              do not carry their writes to the calling plan (#147568): use RETURNING … INTO, a \
-              count and then the statement, or a set-returning function",
+        why: "refused in function bodies before v25.1 (#92961), untested there after, and a plan \
+              calling a routine that writes may run as if read-only (#147568): use RETURNING … \
+              INTO, a count and then the statement, or a set-returning function",
     },
     Rule {
         name: "PERFORM",
@@ -55,7 +57,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         name: "EXECUTE or ASSERT in PL/pgSQL",
-        pattern: r"(^|;|\bBEGIN|\bTHEN|\bELSE|\bLOOP)\s*(EXECUTE|ASSERT)\b",
+        pattern: r"(^|;|\bBEGIN|\bTHEN|\bELSE|\bLOOP|\bQUERY)\s*(EXECUTE|ASSERT)\b",
         why: "dynamic SQL and ASSERT are not in CockroachDB's PL/pgSQL (#117744, known-limitations)",
     },
     Rule {
@@ -70,12 +72,12 @@ const RULES: &[Rule] = &[
     },
     Rule {
         name: "a named-argument call",
-        pattern: r"\w\s*=>",
+        pattern: r"\w\s*=>|[(,]\s*\w+\s*:=",
         why: "not supported for routines (#122264, known-limitations): pass arguments by position",
     },
     Rule {
         name: "a SET clause on a function",
-        pattern: r"\bRETURNS\b[^$;]*\bSET\s+\w+\s*(=|TO)\s",
+        pattern: r"\bRETURNS\b[^$;]*\bSET\s+\w+\s*(=|TO)\s|\$\$[^$;]*\bSET\s+\w+\s*(=|TO)\s|\bALTER\s+FUNCTION\b[^;]*\bSET\b",
         why: "CREATE and ALTER FUNCTION take no SET in CockroachDB (create-function): a \
               PostgreSQL-only setting goes in a query the service runs only there \
               (service/queries/postgres_reads.sql)",
@@ -255,6 +257,22 @@ fn every_rule_finds_what_it_names() {
             "{sql}: {found:?}"
         );
     }
+    // Other spellings of the same constructs.
+    for (sql, name) in [
+        ("RETURN QUERY EXECUTE 'SELECT 1';", "EXECUTE or ASSERT"),
+        (
+            "SELECT count.totals(now(), now(), time_zone := 'UTC');",
+            "named-argument",
+        ),
+        ("ALTER FUNCTION count.totals SET jit = off;", "a SET clause"),
+        (
+            "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1 $$ LANGUAGE sql SET jit = off;",
+            "a SET clause",
+        ),
+    ] {
+        let found = violations("x.sql", sql);
+        assert!(found.iter().any(|f| f.contains(name)), "{sql}: {found:?}");
+    }
     let quiet = "-- GET DIAGNOSTICS and NOTIFY in a comment\n\
                  RAISE EXCEPTION USING MESSAGE = 'LOCK TABLE count.x, pg_advisory_lock, it''s ctid';\n\
                  UPDATE count.tiers SET keep = NULL RETURNING tier INTO turn;\n\
@@ -274,6 +292,9 @@ fn migration_faults(migration: &str) -> Vec<String> {
     let needs_if_not_exists =
         Regex::new(r"^CREATE\s+(UNIQUE\s+)?(TABLE|INDEX|SCHEMA|SEQUENCE)\b").expect("pattern");
     let adds = Regex::new(r"\bADD\s+(COLUMN\s+)?(IF\s+NOT\s+EXISTS\s+)?(\w+)").expect("pattern");
+    let drops = Regex::new(r"\bDROP\s+(COLUMN|CONSTRAINT)\s+(IF\s+EXISTS\b)?").expect("pattern");
+    let starts_with_any =
+        |statement: &str, heads: &[&str]| heads.iter().any(|h| statement.starts_with(h));
     let code = code_of(migration).to_uppercase();
     let mut faults = Vec::new();
     if code.contains("$$") {
@@ -302,12 +323,36 @@ fn migration_faults(migration: &str) -> Vec<String> {
         }
         if statement.starts_with("ALTER") {
             for add in adds.captures_iter(statement) {
-                let constraint =
-                    ["CONSTRAINT", "PRIMARY", "UNIQUE", "FOREIGN", "CHECK"].contains(&&add[3]);
-                if add.get(2).is_none() && !constraint {
-                    faults.push(format!("ADD COLUMN {} without IF NOT EXISTS", &add[3]));
+                let what = &add[3];
+                if what == "CONSTRAINT" {
+                    // No ADD CONSTRAINT IF NOT EXISTS: drop it first, in
+                    // the same statement.
+                    if !statement.contains("DROP CONSTRAINT IF EXISTS") {
+                        faults.push(
+                            "ADD CONSTRAINT without DROP CONSTRAINT IF EXISTS before it".to_owned(),
+                        );
+                    }
+                } else if add.get(2).is_none() {
+                    faults.push(format!("ADD COLUMN {what} without IF NOT EXISTS"));
                 }
             }
+            if drops
+                .captures_iter(statement)
+                .any(|drop| drop.get(2).is_none())
+            {
+                faults.push("DROP COLUMN or CONSTRAINT without IF EXISTS".to_owned());
+            }
+            if statement.contains(" RENAME ") {
+                faults.push("RENAME: a second run finds the old name gone".to_owned());
+            }
+        }
+        if starts_with_any(
+            statement,
+            &["CREATE TYPE", "CREATE DOMAIN", "CREATE ROLE", "CREATE USER"],
+        ) {
+            faults.push(format!(
+                "{head}…: cannot be made re-runnable; not in a migration"
+            ));
         }
         if statement.starts_with("INSERT") && !statement.contains("ON CONFLICT") {
             faults.push(
@@ -362,6 +407,19 @@ fn the_migration_rules_find_what_they_name() {
             "ADD COLUMN J without",
         ),
         ("ALTER TABLE count.t ADD j int;", "ADD COLUMN J without"),
+        (
+            "ALTER TABLE count.t ADD CONSTRAINT c CHECK (i > 0);",
+            "ADD CONSTRAINT without",
+        ),
+        (
+            "ALTER TABLE count.t DROP COLUMN j;",
+            "DROP COLUMN or CONSTRAINT without",
+        ),
+        ("ALTER TABLE count.t RENAME COLUMN i TO j;", "RENAME"),
+        (
+            "CREATE TYPE count.k AS ENUM ('a');",
+            "cannot be made re-runnable",
+        ),
         ("INSERT INTO count.t VALUES (1);", "without ON CONFLICT"),
         (
             "CREATE TABLE IF NOT EXISTS count.t (i int PRIMARY KEY);\n\
@@ -381,6 +439,7 @@ fn the_migration_rules_find_what_they_name() {
     }
     let fine = "-- CREATE TABLE in a comment; INSERT too\n\
                 CREATE TABLE IF NOT EXISTS count.t (i int CHECK (i > 0));\n\
-                ALTER TABLE count.t ADD COLUMN IF NOT EXISTS j int, ADD CONSTRAINT c CHECK (j > 0);";
+                ALTER TABLE count.t ADD COLUMN IF NOT EXISTS j int,\n\
+                    DROP CONSTRAINT IF EXISTS c, ADD CONSTRAINT c CHECK (j > 0);";
     assert_eq!(migration_faults(fine), Vec::<String>::new());
 }

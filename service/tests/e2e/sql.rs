@@ -592,3 +592,51 @@ async fn count_totals_refuses_bad_arguments_naming_them() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_no_migrate_store_on_a_database_without_schema_count_says_to_migrate() {
+    let db = TestDatabase::start().await;
+    let error = count_service::db::store::Store::open_existing(db.config(), 1)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("run `count migrate` as the owner"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_tier_without_its_row_is_neither_written_nor_read() {
+    // Between migrations V3 (the tiers) and V4 (their rows), as a stop
+    // between the two would leave it: nothing may be lost or miscounted.
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    sql.batch_execute(
+        "DELETE FROM count.tiers;
+         SELECT count.add_batch(NULL, NULL, ARRAY['GET', 'GET'], ARRAY['/t', '/t'],
+                                ARRAY['2026-11-02 10:07:30Z', '2026-11-02 23:59:59Z']::timestamptz[],
+                                ARRAY[2, 3]::bigint[]);
+         SELECT count.rollup('2026-11-02')",
+    )
+    .await
+    .unwrap();
+    let fine = db
+        .bigint("SELECT (SELECT count(*) FROM count.minute_method_totals) + (SELECT count(*) FROM count.hourly_method_totals)")
+        .await;
+    assert_eq!(fine, 0);
+    let day = db
+        .bigint("SELECT total FROM count.totals('2026-11-02 00:00Z', '2026-11-03 00:00Z', 'day')")
+        .await;
+    assert_eq!(day, 5);
+    let minute = sql
+        .query(
+            "SELECT * FROM count.totals('2026-11-02 10:00Z', '2026-11-02 11:00Z', 'minute')",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(minute.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+}
