@@ -549,10 +549,16 @@ async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> 
             .await
         {
             Ok(_) => true,
-            // No function, or no schema count at all.
+            // No function, no schema count at all, or the extension's
+            // functions without the migrations' tables.
             Err(e)
-                if e.code() == Some(&SqlState::UNDEFINED_FUNCTION)
-                    || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME) =>
+                if [
+                    SqlState::UNDEFINED_FUNCTION,
+                    SqlState::INVALID_SCHEMA_NAME,
+                    SqlState::UNDEFINED_TABLE,
+                ]
+                .iter()
+                .any(|state| e.code() == Some(state)) =>
             {
                 false
             }
