@@ -264,7 +264,16 @@ impl ServerProcess {
         extra: &[&str],
     ) -> Result<ServerProcess> {
         let url = cluster.url(count_service::db::cluster::DATABASE);
-        let mut args = vec!["serve", "--log-level", "warn", "--database-url", &url];
+        // No HTTP API: the bench measures gRPC, and the port is not its own.
+        let mut args = vec![
+            "serve",
+            "--log-level",
+            "warn",
+            "--http-listen",
+            "off",
+            "--database-url",
+            &url,
+        ];
         args.extend_from_slice(extra);
         Self::spawn(&programs.count, &args).await
     }

@@ -7,9 +7,7 @@ use count_proto::v1::{
     CountDailyTotalsResponse, GetPeriodTotalsRequest, GetPeriodTotalsResponse, GetTotalsRequest,
     GetTotalsResponse, ListDailyTotalsRequest, ListDailyTotalsResponse, Method, MethodCount,
 };
-use std::sync::Arc;
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::dates;
@@ -27,9 +25,6 @@ pub struct CountApi {
     state: State,
     config: IngestConfig,
     drain: watch::Receiver<bool>,
-    /// One permit per `Add` stream or `AddBatch` call being served: memory
-    /// is bounded per call, and this bounds the calls.
-    calls: Arc<Semaphore>,
 }
 
 impl CountApi {
@@ -39,21 +34,7 @@ impl CountApi {
             state,
             config,
             drain,
-            calls: Arc::new(Semaphore::new(config.max_calls)),
         }
-    }
-
-    /// A permit to serve one ingest call, or RESOURCE_EXHAUSTED when
-    /// `max_calls` are being served (the client library retries that).
-    fn admit_call(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.calls.clone().try_acquire_owned().map_err(|_| {
-            Error::ResourceExhausted(format!(
-                "server busy: {} Add streams and AddBatch calls are being served, \
-                 the limit of --max-ingest-calls; retry",
-                self.config.max_calls
-            ))
-            .into()
-        })
     }
 }
 
@@ -67,7 +48,7 @@ impl CountService for CountApi {
         // handler is dropped, but the stream still commits what the server
         // read (its in-memory aggregate and a batch waiting for the flush
         // before it), as the original service did.
-        let permit = self.admit_call()?;
+        let permit = self.state.admit_call()?;
         let store = self.state.store()?.clone();
         let (endpoints, config, drain) = (
             self.state.endpoints.clone(),
@@ -138,7 +119,7 @@ impl CountService for CountApi {
         &self,
         request: Request<AddBatchRequest>,
     ) -> Result<Response<AddBatchResponse>, Status> {
-        let _permit = self.admit_call()?;
+        let _permit = self.state.admit_call()?;
         let response = ingest_batch(
             self.state.store()?,
             &self.state.endpoints,

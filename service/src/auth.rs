@@ -47,7 +47,8 @@ impl Role {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The role's name, as the tokens file spells it.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Role::Ingest => "ingest",
             Role::Read => "read",
@@ -126,7 +127,7 @@ impl Tokens {
     }
 
     /// The roles of `token`; every entry is compared, in constant time.
-    fn roles(&self, token: &str) -> Option<&[Role]> {
+    pub(crate) fn roles(&self, token: &str) -> Option<&[Role]> {
         let presented = digest(token);
         let mut found = None;
         for (stored, roles) in &self.entries {
@@ -153,7 +154,7 @@ fn required(path: &str) -> Option<Role> {
 
 /// The token of an `authorization` header value: the scheme is matched
 /// case-insensitively, as RFC 7235 (section 2.1) says it is.
-fn bearer_token(value: &str) -> Option<&str> {
+pub(crate) fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }

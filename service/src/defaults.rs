@@ -5,6 +5,8 @@ use std::time::Duration;
 
 /// `--listen`.
 pub const LISTEN: &str = "127.0.0.1:7777";
+/// `--http-listen`.
+pub const HTTP_LISTEN: &str = "127.0.0.1:7780";
 /// `--flush-interval`.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// `--max-batch-keys`.

@@ -15,6 +15,8 @@
 //!   bound listener until shutdown, and the server's background tasks.
 //! - [`api`]: the `CountService` handlers.
 //! - [`auth`]: bearer tokens with roles (a tower layer).
+//! - [`http`]: the HTTP side (`--http-listen`): the API as JSON and CSV,
+//!   its OpenAPI description, `/healthz`.
 //! - [`ingest`]: the ingest core every server shares: the `Add` stream
 //!   (validate, aggregate, flush in the background) and `AddBatch`.
 //! - [`entry`]: validation of one `AddRequest`.
@@ -46,6 +48,7 @@ pub mod defaults;
 pub mod endpoints;
 pub mod entry;
 pub mod error;
+pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod query;

@@ -19,6 +19,7 @@ use crate::auth::AuthLayer;
 use crate::auth::Tokens;
 use crate::defaults;
 use crate::error::{Error, Result};
+use crate::http::{self, HttpApi};
 use crate::ingest::IngestConfig;
 use crate::state::{State, StoreSource};
 
@@ -66,19 +67,21 @@ const ENDPOINT_RELOAD: Duration = Duration::from_secs(60);
 /// The health service's name for the count API: the generated one.
 use count_proto::v1::count_service_server::SERVICE_NAME;
 
-/// Serves on `listener` until `shutdown` resolves; then accepts no new
-/// connections, lets open streams go on for the grace period, ends those
-/// still open (committing what they sent) and returns.
+/// Serves gRPC on `listener`, and the HTTP API on `http` if given, until
+/// `shutdown` resolves; then accepts no new connections, lets open streams
+/// go on for the grace period, ends those still open (committing what they
+/// sent) and returns.
 ///
 /// Binding is the caller's: tests bind `127.0.0.1:0` and read the port
 /// before calling this, so nothing waits on a timer for the server.
 pub async fn run(
     listener: TcpListener,
+    http: Option<TcpListener>,
     store: impl Into<StoreSource>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let state = State::new(config.ingest.max_endpoints);
+    let state = State::new(config.ingest.max_endpoints, config.ingest.max_calls);
     let connecting = match store.into() {
         StoreSource::Open(store) => {
             state.install(store).await?;
@@ -107,8 +110,22 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let background = tokio::spawn(background(state.clone(), config.clone(), health));
-    let api = CountApi::new(state, config.ingest, drain_rx);
     let signal = shutdown.shared();
+    // The HTTP server stops taking connections with the gRPC one.
+    let (http_stop, mut http_stopped) = watch::channel(false);
+    let http = http.map(|listener| {
+        let api = HttpApi::new(
+            state.clone(),
+            config.ingest,
+            config.tokens.clone(),
+            config.max_message_bytes,
+        );
+        let stopped = async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(http::serve(listener, http::router(api), stopped))
+    });
+    let api = CountApi::new(state, config.ingest, drain_rx);
     let mut builder = Server::builder();
     if let Some(tls) = config.tls.clone() {
         builder = builder.tls_config(tls)?;
@@ -128,6 +145,7 @@ pub async fn run(
             result = &mut serve => return Ok(result?),
             () = signal => {}
         }
+        let _ = http_stop.send(true);
         tracing::info!(
             grace = %humantime::format_duration(config.shutdown_grace),
             "shutting down: no new connections, waiting for open streams"
@@ -149,6 +167,14 @@ pub async fn run(
     }
     .await;
     background.abort();
+    let _ = http_stop.send(true);
+    if let Some(http) = http {
+        match http.await {
+            Ok(Err(error)) => tracing::warn!(%error, "the HTTP server failed"),
+            Err(error) => tracing::warn!(%error, "the HTTP server's task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     if let Some(connecting) = connecting {
         connecting.abort();
     }

@@ -1,10 +1,10 @@
-//! What the handlers share: the store once the database is connected, and
-//! the endpoint guard.
+//! What the handlers share, gRPC's and HTTP's: the store once the database
+//! is connected, the endpoint guard, and the admission of ingest calls.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use crate::db::connect::ConnectConfig;
 use crate::db::store::{Schema, Store};
@@ -41,18 +41,37 @@ pub struct State {
     store: Arc<OnceCell<Store>>,
     /// The cardinality guard.
     pub endpoints: Arc<Endpoints>,
+    /// One permit per ingest call being served (`Add` streams, `AddBatch`,
+    /// HTTP posts): memory is bounded per call, and this bounds the calls.
+    calls: Arc<Semaphore>,
+    max_calls: usize,
 }
 
 /// Longest wait between two attempts to open the store.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl State {
-    /// State without a store yet, admitting at most `max_endpoints`.
-    pub fn new(max_endpoints: usize) -> Self {
+    /// State without a store yet, admitting at most `max_endpoints` and
+    /// `max_calls` ingest calls at once.
+    pub fn new(max_endpoints: usize, max_calls: usize) -> Self {
         State {
             store: Arc::new(OnceCell::new()),
             endpoints: Arc::new(Endpoints::new(max_endpoints)),
+            calls: Arc::new(Semaphore::new(max_calls)),
+            max_calls,
         }
+    }
+
+    /// A permit to serve one ingest call, or RESOURCE_EXHAUSTED when
+    /// `max_calls` are being served (the client library retries that).
+    pub fn admit_call(&self) -> Result<OwnedSemaphorePermit> {
+        self.calls.clone().try_acquire_owned().map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "server busy: {} ingest calls (Add streams, AddBatch calls, HTTP posts) are \
+                 being served, the limit of --max-ingest-calls; retry",
+                self.max_calls
+            ))
+        })
     }
 
     /// The store, or UNAVAILABLE while the database is not connected yet.

@@ -59,7 +59,8 @@ pub enum LogFormat {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gRPC server (on the embedded PostgreSQL unless a database is given).
+    /// Run the gRPC server and the HTTP API (on the embedded PostgreSQL unless a
+    /// database is given).
     Serve(Box<ServeArgs>),
     /// Apply pending schema migrations and install the SQL API, then exit.
     Migrate(DatabaseArgs),

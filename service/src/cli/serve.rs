@@ -27,6 +27,9 @@ pub struct ServeArgs {
     /// Address to serve gRPC on.
     #[arg(long, env = "COUNT_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
+    /// Address to serve the HTTP API on (JSON and CSV, /healthz), or `off`.
+    #[arg(long, env = "COUNT_HTTP_LISTEN", default_value = defaults::HTTP_LISTEN, value_parser = http_listen)]
+    pub http_listen: HttpListen,
     /// Longest time an accepted entry waits in memory before it is written.
     #[arg(long, env = "COUNT_FLUSH_INTERVAL", default_value_t = defaults::FLUSH_INTERVAL.into())]
     pub flush_interval: humantime::Duration,
@@ -94,8 +97,8 @@ pub struct ServeArgs {
     /// CA (PEM) that client certificates must chain to: mutual TLS.
     #[arg(long, env = "COUNT_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Serve gRPC on a non-loopback address without tokens, or metrics on a
-    /// non-loopback address (refused otherwise).
+    /// Serve gRPC or HTTP on a non-loopback address without tokens, or
+    /// metrics on a non-loopback address (refused otherwise).
     #[arg(long, env = "COUNT_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
     /// Print the effective configuration (secrets redacted) and exit.
@@ -154,6 +157,20 @@ fn ingest_calls(value: &str) -> std::result::Result<usize, String> {
         ));
     }
     Ok(calls)
+}
+
+/// `--http-listen`: an address, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpListen(pub Option<SocketAddr>);
+
+fn http_listen(value: &str) -> std::result::Result<HttpListen, String> {
+    if value == "off" {
+        return Ok(HttpListen(None));
+    }
+    value
+        .parse()
+        .map(|address| HttpListen(Some(address)))
+        .map_err(|e| format!("{e}: an address such as 127.0.0.1:7780, or off"))
 }
 
 /// The effective configuration of `count serve` as TOML (a valid `--config`
@@ -234,6 +251,26 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
             ),
         ));
     }
+    if let HttpListen(Some(address)) = args.http_listen {
+        if config.tokens.is_none() && !address.ip().is_loopback() && !args.allow_unauthenticated {
+            return Err(Error::invalid(
+                "--http-listen",
+                format!(
+                    "refusing to serve {address} without tokens: set --tokens-file or \
+                     COUNT_TOKENS, or pass --allow-unauthenticated"
+                ),
+            ));
+        }
+        if config.tls.is_some() && !address.ip().is_loopback() {
+            return Err(Error::invalid(
+                "--http-listen",
+                format!(
+                    "the HTTP API has no TLS yet: serve it on loopback (behind a proxy that \
+                     terminates TLS) or pass --http-listen off, not {address}"
+                ),
+            ));
+        }
+    }
     if let Some(address) = args.metrics_listen {
         if !address.ip().is_loopback() && !args.allow_unauthenticated {
             return Err(Error::invalid(
@@ -267,7 +304,20 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         pool_size: args.database.pool_size,
         schema: args.database.schema(),
     };
-    server::run(listener, store, config, shutdown::signal()).await?;
+    let http = match args.http_listen {
+        HttpListen(Some(address)) => {
+            let http = TcpListener::bind(address)
+                .await
+                .map_err(Error::io(format!("binding {address}")))?;
+            let bound = http
+                .local_addr()
+                .map_err(Error::io("reading the bound address"))?;
+            tracing::info!(address = %bound, "HTTP API serving");
+            Some(http)
+        }
+        HttpListen(None) => None,
+    };
+    server::run(listener, http, store, config, shutdown::signal()).await?;
     tracing::info!("stopped");
     drop(database);
     Ok(())

@@ -197,7 +197,14 @@ async fn serve_runs_on_its_embedded_cluster_and_stops_cleanly_on_sigterm() {
         .tempdir()
         .unwrap();
     let mut child = count_command()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())

@@ -131,6 +131,8 @@ pub(crate) fn test_isolation() -> Option<String> {
 /// A running count server on a free port.
 pub(crate) struct TestServer {
     pub(crate) address: SocketAddr,
+    /// The HTTP API's address, when the server serves one.
+    pub(crate) http: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<count_service::error::Result<()>>,
 }
@@ -155,6 +157,13 @@ impl TestServer {
         Self::start_on(listener, store, config)
     }
 
+    /// A server with its HTTP API too, on a port of its own.
+    pub(crate) async fn start_with_http(store: Store, config: ServerConfig) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::spawn(listener, Some(http), store, config)
+    }
+
     /// A server on `listener` (an address a client was given before the
     /// server existed).
     pub(crate) fn start_on(
@@ -162,13 +171,32 @@ impl TestServer {
         store: Store,
         config: ServerConfig,
     ) -> TestServer {
+        Self::spawn(listener, None, store, config)
+    }
+
+    fn spawn(
+        listener: TcpListener,
+        http: Option<TcpListener>,
+        store: Store,
+        config: ServerConfig,
+    ) -> TestServer {
         let address = listener.local_addr().expect("address");
+        let http_address = http
+            .as_ref()
+            .map(|http| http.local_addr().expect("address"));
         let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(count_service::server::run(listener, store, config, async {
-            let _ = signal.await;
-        }));
+        let task = tokio::spawn(count_service::server::run(
+            listener,
+            http,
+            store,
+            config,
+            async {
+                let _ = signal.await;
+            },
+        ));
         TestServer {
             address,
+            http: http_address,
             shutdown: Some(shutdown),
             task,
         }
@@ -328,8 +356,9 @@ pub(crate) fn spawn_serve(address: std::net::SocketAddr, url: &str, extra: &[&st
                 url,
             ])
             .args(["--health-interval", "100ms"])
-            // As config(): no scheduled rollup unless `extra` asks.
-            .args(["--rollup-every", "0"])
+            // As config(): no scheduled rollup unless `extra` asks, and no
+            // HTTP API (its default port would be shared by every test).
+            .args(["--rollup-every", "0", "--http-listen", "off"])
             .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -399,5 +428,63 @@ pub(crate) fn query(
         path_prefix: None,
         by_endpoint: false,
         top: None,
+    }
+}
+
+/// An HTTP/1.1 response: its status, headers (names lower-cased) and body.
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request over a connection of its own (`Connection:
+/// close`): `headers` are extra `Name: value` lines.
+pub(crate) async fn http(
+    address: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[&str],
+    body: &str,
+) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let mut request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
     }
 }

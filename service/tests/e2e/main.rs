@@ -12,6 +12,7 @@ mod delivery;
 mod docs;
 mod extension;
 mod faults;
+mod http;
 mod limits;
 mod operability;
 mod portable;

@@ -154,6 +154,8 @@ fn serving_beyond_loopback_needs_tokens_or_an_explicit_opt_out() {
                 "serve",
                 "--listen",
                 "0.0.0.0:0",
+                "--http-listen",
+                "127.0.0.1:0",
                 "--database-url",
                 "postgresql://count@127.0.0.1:1/count",
             ])

@@ -1,0 +1,197 @@
+//! `GET /api/v1/totals`: `GetTotals` over HTTP. The query parameters are
+//! `GetTotalsRequest`'s fields, by the same names, so that the one check of
+//! a request ([`crate::query::totals_query`]) and `count.totals` name the
+//! same parameter a caller sent. JSON by default; CSV with `format=csv` or
+//! `Accept: text/csv`.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use chrono::{DateTime, SecondsFormat, Utc};
+use count_proto::v1::{Dimension, GetTotalsRequest, Granularity, Method};
+
+use super::{HttpApi, HttpError, json, text};
+use crate::auth::Role;
+use crate::db::store::TotalRow;
+use crate::error::Error;
+use crate::query;
+
+/// The answer's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
+}
+
+pub(super) async fn totals(
+    State(api): State<HttpApi>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, HttpError> {
+    api.authorize(&headers, Role::Read)?;
+    let (request, format) = request(raw.as_deref().unwrap_or(""), &headers)?;
+    let query = query::totals_query(request)?;
+    // Taken before the read's snapshot: everything committed before it is
+    // in the answer.
+    let as_of = Utc::now();
+    let rows = api.state.store()?.totals(&query).await?;
+    Ok(match format {
+        Format::Json => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "as_of": rfc3339(as_of),
+                "totals": rows.iter().map(row_json).collect::<Vec<_>>(),
+            }),
+        ),
+        Format::Csv => text("text/csv; charset=utf-8", csv(&rows)),
+    })
+}
+
+/// The request the query string asks for, and the answer's format.
+fn request(raw: &str, headers: &HeaderMap) -> Result<(GetTotalsRequest, Format), Error> {
+    let mut request = GetTotalsRequest::default();
+    let mut format = match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
+        Some(accept) if accept.contains("text/csv") => Format::Csv,
+        _ => Format::Json,
+    };
+    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        let value = value.trim();
+        match &*name {
+            "start_time" => request.start_time = Some(time(value, "start_time")?),
+            "end_time" => request.end_time = Some(time(value, "end_time")?),
+            "granularity" => {
+                request.granularity = Granularity::from_str_name(&value.to_ascii_uppercase())
+                    .filter(|g| *g != Granularity::Unspecified)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "granularity",
+                            format!(
+                                "must be minute, hour, day, week, month, year or total, got '{value}'"
+                            ),
+                        )
+                    })? as i32;
+            }
+            "time_zone" => request.time_zone = value.to_owned(),
+            "methods" => {
+                for method in value.split(',').filter(|m| !m.is_empty()) {
+                    let number = match method.to_ascii_uppercase().as_str() {
+                        "OTHER" => Method::Unspecified,
+                        name => Method::from_str_name(name)
+                            .filter(|m| *m != Method::Unspecified)
+                            .ok_or_else(|| {
+                                Error::invalid(
+                                    "methods",
+                                    format!(
+                                        "unknown method '{method}' (GET, POST, …, GRPC, OTHER)"
+                                    ),
+                                )
+                            })?,
+                    };
+                    request.methods.push(number as i32);
+                }
+            }
+            "path" => request.path = value.to_owned(),
+            "path_prefix" => request.path_prefix = value.to_owned(),
+            "group_by" => match value {
+                "endpoint" => request.group_by = vec![Dimension::Endpoint as i32],
+                "none" | "" => request.group_by.clear(),
+                other => {
+                    return Err(Error::invalid(
+                        "group_by",
+                        format!("must be endpoint or none, got '{other}'"),
+                    ));
+                }
+            },
+            "top" => {
+                request.top = value.parse().map_err(|_| {
+                    Error::invalid("top", format!("must be a whole number, got '{value}'"))
+                })?;
+            }
+            "format" => {
+                format = match value {
+                    "json" => Format::Json,
+                    "csv" => Format::Csv,
+                    other => {
+                        return Err(Error::invalid(
+                            "format",
+                            format!("must be json or csv, got '{other}'"),
+                        ));
+                    }
+                };
+            }
+            other => {
+                return Err(Error::invalid(
+                    other,
+                    "unknown parameter: see /api/v1/openapi.json",
+                ));
+            }
+        }
+    }
+    Ok((request, format))
+}
+
+/// An RFC 3339 time as the wire's timestamp.
+fn time(value: &str, field: &str) -> Result<prost_types::Timestamp, Error> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| query::timestamp(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            Error::invalid(
+                field,
+                format!(
+                    "must be an RFC 3339 time such as 2026-11-29T12:00:00Z, got '{value}': {e}"
+                ),
+            )
+        })
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn row_json(row: &TotalRow) -> serde_json::Value {
+    serde_json::json!({
+        "bucket": rfc3339(row.bucket),
+        "method": row.method,
+        "path": row.path,
+        "total": row.total,
+        "live": row.live,
+    })
+}
+
+/// The rows as CSV (RFC 4180) with a header row; without grouping by
+/// endpoint, method and path are empty.
+fn csv(rows: &[TotalRow]) -> String {
+    let mut out = String::from("bucket,method,path,total,live\r\n");
+    for row in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{}\r\n",
+            rfc3339(row.bucket),
+            csv_field(row.method.as_deref().unwrap_or("")),
+            csv_field(row.path.as_deref().unwrap_or("")),
+            row.total,
+            row.live
+        ));
+    }
+    out
+}
+
+/// A field quoted when it holds a comma, a quote or a line break.
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        assert_eq!(csv_field("/users/{id}"), "/users/{id}");
+        assert_eq!(csv_field("/a,b"), "\"/a,b\"");
+        assert_eq!(csv_field("/say \"hi\""), "\"/say \"\"hi\"\"\"");
+    }
+}

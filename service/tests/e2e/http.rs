@@ -1,0 +1,476 @@
+//! The HTTP API (`count serve --http-listen`): totals as JSON and CSV equal
+//! to `GetTotals`' for the same query, posted counts exactly once, errors
+//! as JSON naming the parameter, the tokens on every route, the refusal of
+//! a non-loopback address without tokens, and the OpenAPI description
+//! against real responses.
+
+use count_proto::v1::{Dimension, GetTotalsRequest, Granularity, Method};
+use count_service::auth::Tokens;
+use count_service::server::ServerConfig;
+
+use crate::harness::*;
+
+const INGEST: &str = "ingest-token-0123456789";
+const READ: &str = "read-token-0123456789ab";
+
+/// Two endpoints' counts over two hours of yesterday, through gRPC.
+async fn server_with_counts(db: &TestDatabase, config: ServerConfig) -> (TestServer, i64) {
+    let server = TestServer::start_with_http(db.store().await, config).await;
+    let t = day_start(1) + 10 * 3600;
+    let mut client = server.client().await;
+    client
+        .add(tokio_stream::iter(vec![
+            entry(Method::Get, "/users/{id}", t + 5, 3),
+            entry(Method::Get, "/users/{id}", t + 3600, 4),
+            entry(Method::Post, "/a,b \"quoted\"", t + 70, 2),
+        ]))
+        .await
+        .unwrap();
+    (server, t - 10 * 3600)
+}
+
+fn rfc3339(seconds: i64) -> String {
+    at(seconds).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[tokio::test]
+async fn totals_over_http_are_the_grpc_totals_as_json_and_csv() {
+    let db = TestDatabase::start().await;
+    let (server, day) = server_with_counts(&db, config()).await;
+    let http_address = server.http.unwrap();
+    let (start, end) = (rfc3339(day), rfc3339(day + 86_400));
+    let target = format!(
+        "/api/v1/totals?start_time={start}&end_time={end}&granularity=hour&time_zone=Asia/Kathmandu&group_by=endpoint"
+    );
+    let response = http(http_address, "GET", &target, &[], "").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.headers["content-type"], "application/json");
+    let body = response.json();
+    let grpc = server
+        .client()
+        .await
+        .get_totals(GetTotalsRequest {
+            start_time: Some(prost_types::Timestamp {
+                seconds: day,
+                nanos: 0,
+            }),
+            end_time: Some(prost_types::Timestamp {
+                seconds: day + 86_400,
+                nanos: 0,
+            }),
+            granularity: Granularity::Hour as i32,
+            time_zone: "Asia/Kathmandu".to_owned(),
+            group_by: vec![Dimension::Endpoint as i32],
+            ..GetTotalsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let from_grpc: Vec<(String, String, i64)> = grpc
+        .totals
+        .iter()
+        .map(|t| {
+            let bucket = t.bucket.unwrap();
+            (rfc3339(bucket.seconds), t.path.clone(), t.total)
+        })
+        .collect();
+    let from_http: Vec<(String, String, i64)> = body["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["bucket"].as_str().unwrap().to_owned(),
+                t["path"].as_str().unwrap().to_owned(),
+                t["total"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(from_http, from_grpc);
+    assert_eq!(from_http.iter().map(|r| r.2).sum::<i64>(), 9);
+    assert!(body["as_of"].as_str().unwrap().ends_with('Z'));
+
+    // The same query as CSV, by parameter and by Accept.
+    let by_parameter = http(
+        http_address,
+        "GET",
+        &format!("{target}&format=csv"),
+        &[],
+        "",
+    )
+    .await;
+    let by_accept = http(http_address, "GET", &target, &["Accept: text/csv"], "").await;
+    assert_eq!(
+        by_parameter.headers["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert_eq!(by_parameter.body, by_accept.body);
+    let lines: Vec<&str> = by_parameter
+        .body
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines[0], "bucket,method,path,total,live");
+    assert_eq!(lines.len(), from_grpc.len() + 1);
+    assert!(
+        lines.contains(
+            &format!(
+                "{},POST,\"/a,b \"\"quoted\"\"\",2,false",
+                from_grpc
+                    .iter()
+                    .find(|r| r.1.starts_with("/a,b"))
+                    .unwrap()
+                    .0
+            )
+            .as_str()
+        ),
+        "{lines:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_parameters_get_a_json_error_naming_them() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start_with_http(db.store().await, config()).await;
+    let http_address = server.http.unwrap();
+    let range = "start_time=2026-11-01T00:00:00Z&end_time=2026-11-02T00:00:00Z";
+    for (query, field, words) in [
+        (
+            "start_time=yesterday&end_time=2026-11-02T00:00:00Z",
+            Some("start_time"),
+            "RFC 3339",
+        ),
+        (
+            &format!("{range}&granularity=fortnight") as &str,
+            Some("granularity"),
+            "fortnight",
+        ),
+        (&format!("{range}&methods=FETCH"), Some("methods"), "FETCH"),
+        (
+            &format!("{range}&group_by=tenant"),
+            Some("group_by"),
+            "tenant",
+        ),
+        (&format!("{range}&top=many"), Some("top"), "many"),
+        (
+            &format!("{range}&colour=blue"),
+            Some("colour"),
+            "unknown parameter",
+        ),
+        (
+            "end_time=2026-11-02T00:00:00Z",
+            Some("start_time"),
+            "must be set",
+        ),
+        // count.totals' own checks name the field in the message.
+        (
+            &format!("{range}&time_zone=Mars/Olympus"),
+            None,
+            "time_zone: unknown time zone",
+        ),
+        (
+            "start_time=2026-11-02T00:00:00Z&end_time=2026-11-01T00:00:00Z",
+            None,
+            "end_time",
+        ),
+    ] {
+        let response = http(
+            http_address,
+            "GET",
+            &format!("/api/v1/totals?{query}"),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(response.status, 400, "{query}: {}", response.body);
+        let error = &response.json()["error"];
+        assert_eq!(error["code"], "INVALID_ARGUMENT", "{query}");
+        assert!(
+            error["message"].as_str().unwrap().contains(words),
+            "{query}: {error}"
+        );
+        if let Some(field) = field {
+            assert_eq!(error["fields"][0]["field"], field, "{query}: {error}");
+        }
+    }
+    let response = http(http_address, "GET", "/api/v2/anything", &[], "").await;
+    assert_eq!(
+        (response.status, &response.json()["error"]["code"]),
+        (404, &"NOT_FOUND".into())
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn posted_counts_count_once_per_producer_and_sequence() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start_with_http(db.store().await, config()).await;
+    let http_address = server.http.unwrap();
+    let t = rfc3339(day_start(1) + 60);
+    let batch = format!(
+        r#"{{"producer": "billing-job", "sequence": 7, "entries": [
+            {{"method": "get", "path": "/invoices", "timestamp": "{t}", "count": 5}},
+            {{"method": "POST", "path": "/invoices", "timestamp": "{t}"}}]}}"#
+    );
+    let first = http(
+        http_address,
+        "POST",
+        "/api/v1/counts",
+        &["Content-Type: application/json"],
+        &batch,
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["accepted"], 6);
+    let again = http(http_address, "POST", "/api/v1/counts", &[], &batch).await;
+    assert_eq!(
+        (
+            again.json()["accepted"].clone(),
+            again.json()["duplicate"].clone()
+        ),
+        (0.into(), true.into())
+    );
+    let single =
+        format!(r#"{{"entries": [{{"method": "GET", "path": "/invoices", "timestamp": "{t}"}}]}}"#);
+    assert_eq!(
+        http(http_address, "POST", "/api/v1/counts", &[], &single)
+            .await
+            .json()["accepted"],
+        1
+    );
+    let held = db
+        .bigint("SELECT sum(count)::bigint FROM count.requests")
+        .await;
+    assert_eq!(held, 7);
+
+    // Refusals name the entry and member; nothing of a refused batch is written.
+    for (body, field) in [
+        ("not json", "body"),
+        (
+            r#"{"entries": [{"method": "GET", "path": "/x", "count": "lots"}]}"#,
+            "entries[0].count",
+        ),
+        (
+            r#"{"entries": [{"method": "GET", "path": "/x", "colour": 1}]}"#,
+            "entries[0].colour",
+        ),
+        (r#"{"producer": "p", "entries": []}"#, "sequence"),
+        (
+            r#"{"entries": [{"method": "GET", "path": "/ok"}, {"method": "GET", "path": ""}]}"#,
+            "entries[1].path",
+        ),
+    ] {
+        let response = http(http_address, "POST", "/api/v1/counts", &[], body).await;
+        assert_eq!(response.status, 400, "{body}: {}", response.body);
+        assert_eq!(
+            response.json()["error"]["fields"][0]["field"],
+            field,
+            "{body}: {}",
+            response.body
+        );
+    }
+    assert_eq!(
+        db.bigint("SELECT sum(count)::bigint FROM count.requests")
+            .await,
+        7
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_route_takes_the_grpc_tokens_and_roles() {
+    let db = TestDatabase::start().await;
+    let tokens = Tokens::parse(&format!("ingest {INGEST}\nread {READ}"), "test").unwrap();
+    let config = ServerConfig {
+        tokens: Some(tokens),
+        ..config()
+    };
+    let server = TestServer::start_with_http(db.store().await, config).await;
+    let http_address = server.http.unwrap();
+    let totals = "/api/v1/totals?start_time=2026-11-01T00:00:00Z&end_time=2026-11-02T00:00:00Z";
+    let counts = r#"{"entries": [{"method": "GET", "path": "/t"}]}"#;
+    let bearer = |token: &str| format!("Authorization: Bearer {token}");
+    for (method, target, body, token, status) in [
+        ("GET", totals, "", None, 401),
+        ("GET", totals, "", Some("not-a-token-at-all"), 401),
+        ("GET", totals, "", Some(INGEST), 403),
+        ("GET", totals, "", Some(READ), 200),
+        ("POST", "/api/v1/counts", counts, None, 401),
+        ("POST", "/api/v1/counts", counts, Some(READ), 403),
+        ("POST", "/api/v1/counts", counts, Some(INGEST), 200),
+        // Health and the API's description are open, as gRPC health is.
+        ("GET", "/healthz", "", None, 200),
+        ("GET", "/api/v1/openapi.json", "", None, 200),
+    ] {
+        let header = token.map(bearer);
+        let headers: Vec<&str> = header.iter().map(String::as_str).collect();
+        let response = http(http_address, method, target, &headers, body).await;
+        assert_eq!(
+            response.status, status,
+            "{method} {target} with {token:?}: {}",
+            response.body
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn serving_http_beyond_loopback_without_tokens_is_refused() {
+    let output = tokio::process::Command::from(count_command())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "0.0.0.0:0",
+            "--database-url",
+            "postgresql://count@127.0.0.1:1/count",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("count: --http-listen: refusing to serve 0.0.0.0:0 without tokens"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_description_matches_the_routes_and_the_responses() {
+    let db = TestDatabase::start().await;
+    let (server, day) = server_with_counts(&db, config()).await;
+    let http_address = server.http.unwrap();
+    let description: serde_json::Value =
+        serde_json::from_str(count_service::http::OPENAPI).expect("openapi.json is JSON");
+    assert_eq!(description["openapi"], "3.1.0");
+    let paths: Vec<&str> = description["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/v1/counts",
+            "/api/v1/openapi.json",
+            "/api/v1/totals",
+            "/healthz"
+        ]
+    );
+    let schema = |name: &str| description["components"]["schemas"][name].clone();
+
+    // Each documented parameter of the totals is accepted.
+    let parameters: Vec<String> = description["paths"]["/api/v1/totals"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    let values = [
+        ("start_time", rfc3339(day)),
+        ("end_time", rfc3339(day + 86_400)),
+        ("granularity", "day".to_owned()),
+        ("time_zone", "UTC".to_owned()),
+        ("methods", "GET,POST".to_owned()),
+        ("path_prefix", "/".to_owned()),
+        ("group_by", "endpoint".to_owned()),
+        ("top", "5".to_owned()),
+        ("format", "json".to_owned()),
+    ];
+    let mut query = Vec::new();
+    for name in &parameters {
+        let value = values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone());
+        if let Some(value) = value {
+            query.push(format!("{name}={value}"));
+        } else {
+            assert_eq!(name, "path", "a documented parameter without a value here");
+        }
+    }
+    let response = http(
+        http_address,
+        "GET",
+        &format!("/api/v1/totals?{}", query.join("&")),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    conforms(&response.json(), &schema("Totals"), &description, "Totals");
+    let counted = http(
+        http_address,
+        "POST",
+        "/api/v1/counts",
+        &[],
+        r#"{"entries": [{"method": "GET", "path": "/o"}]}"#,
+    )
+    .await;
+    conforms(&counted.json(), &schema("Counted"), &description, "Counted");
+    let refused = http(http_address, "GET", "/api/v1/totals", &[], "").await;
+    conforms(&refused.json(), &schema("Error"), &description, "Error");
+    let health = http(http_address, "GET", "/healthz", &[], "").await;
+    conforms(&health.json(), &schema("Health"), &description, "Health");
+    server.stop().await;
+}
+
+/// Checks `value` against the subset of JSON Schema that openapi.json uses
+/// (object with required properties and no others, array, string,
+/// integer, boolean, nullable types, `$ref`).
+fn conforms(
+    value: &serde_json::Value,
+    schema: &serde_json::Value,
+    root: &serde_json::Value,
+    at: &str,
+) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        return conforms(value, &root["components"]["schemas"][name], root, at);
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        serde_json::Value::String(t) => vec![t.as_str()],
+        serde_json::Value::Array(ts) => ts.iter().filter_map(|t| t.as_str()).collect(),
+        other => panic!("{at}: schema without a type: {other}"),
+    };
+    let kind = match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(n) if n.is_i64() => "integer",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    };
+    assert!(
+        types.contains(&kind),
+        "{at}: {value} is {kind}, the schema says {types:?}"
+    );
+    match value {
+        serde_json::Value::Object(members) => {
+            let properties = schema["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{at}: no properties"));
+            for (name, member) in members {
+                let property = properties
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{at}.{name}: not documented"));
+                conforms(member, property, root, &format!("{at}.{name}"));
+            }
+            for required in schema["required"].as_array().into_iter().flatten() {
+                let required = required.as_str().unwrap();
+                assert!(members.contains_key(required), "{at}.{required}: missing");
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                conforms(item, &schema["items"], root, &format!("{at}[{i}]"));
+            }
+        }
+        _ => {}
+    }
+}
