@@ -6,8 +6,8 @@
 //! the machine could read them. Each line is `role[,role…] token`; blank
 //! lines and `#` comments are skipped (in `COUNT_TOKENS`, `;` also ends a
 //! line). Roles: `ingest` (Add, AddBatch), `read` (ListDailyTotals,
-//! GetPeriodTotals), `admin` (CountDailyTotals, which rolls up, and
-//! everything else). Health checks need no token; reflection needs any
+//! GetPeriodTotals, GetTotals), `admin` (CountDailyTotals, which rolls up,
+//! and everything else). Health checks need no token; reflection needs any
 //! valid token.
 //!
 //! Tokens are compared as SHA-256 digests in constant time, so neither a
@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 pub enum Role {
     /// Add and AddBatch.
     Ingest,
-    /// ListDailyTotals and GetPeriodTotals.
+    /// ListDailyTotals, GetPeriodTotals and GetTotals, and the HTTP API's reads.
     Read,
     /// Everything, CountDailyTotals (a rollup) included.
     Admin,
@@ -127,7 +127,7 @@ impl Tokens {
     }
 
     /// The roles of `token`; every entry is compared, in constant time.
-    pub(crate) fn roles(&self, token: &str) -> Option<&[Role]> {
+    fn roles(&self, token: &str) -> Option<&[Role]> {
         let presented = digest(token);
         let mut found = None;
         for (stored, roles) in &self.entries {
@@ -143,9 +143,9 @@ impl Tokens {
 fn required(path: &str) -> Option<Role> {
     match path {
         "/count.v1.CountService/Add" | "/count.v1.CountService/AddBatch" => Some(Role::Ingest),
-        "/count.v1.CountService/ListDailyTotals" | "/count.v1.CountService/GetPeriodTotals" => {
-            Some(Role::Read)
-        }
+        "/count.v1.CountService/ListDailyTotals"
+        | "/count.v1.CountService/GetPeriodTotals"
+        | "/count.v1.CountService/GetTotals" => Some(Role::Read),
         p if p.starts_with("/grpc.health.v1.Health/") => None,
         // CountDailyTotals, reflection, anything unknown: checked below.
         _ => Some(Role::Admin),
@@ -154,7 +154,7 @@ fn required(path: &str) -> Option<Role> {
 
 /// The token of an `authorization` header value: the scheme is matched
 /// case-insensitively, as RFC 7235 (section 2.1) says it is.
-pub(crate) fn bearer_token(value: &str) -> Option<&str> {
+fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
@@ -168,6 +168,20 @@ fn check(
     let Some(needed) = required(path) else {
         return Ok(());
     };
+    // Reflection needs any valid token.
+    let needed = (!path.starts_with("/grpc.reflection.")).then_some(needed);
+    authorize(tokens, authorization, needed, path.trim_start_matches('/'))
+}
+
+/// Admits an `authorization` header whose bearer token has role `needed`
+/// (or `admin`; any valid token when `None`) for `what`: the one rule of
+/// the gRPC and the HTTP side.
+pub(crate) fn authorize(
+    tokens: &Tokens,
+    authorization: Option<&http::HeaderValue>,
+    needed: Option<Role>,
+    what: &str,
+) -> Result<(), Status> {
     let token = authorization
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token)
@@ -179,14 +193,15 @@ fn check(
     let roles = tokens
         .roles(token.trim())
         .ok_or_else(|| Status::unauthenticated("invalid bearer token"))?;
-    let reflection = path.starts_with("/grpc.reflection.");
-    if reflection || roles.contains(&Role::Admin) || roles.contains(&needed) {
+    let Some(needed) = needed else {
+        return Ok(());
+    };
+    if roles.contains(&Role::Admin) || roles.contains(&needed) {
         return Ok(());
     }
     Err(Status::permission_denied(format!(
-        "this token lacks the '{}' role that {} needs",
+        "this token lacks the '{}' role that {what} needs",
         needed.name(),
-        path.trim_start_matches('/')
     )))
 }
 

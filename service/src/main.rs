@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use count_service::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -16,9 +16,10 @@ fn main() -> ExitCode {
         eprintln!("count: {error}");
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cli.log_level))
+        .or_else(|_| EnvFilter::try_new(cli.log_filter(matches.value_source("log_level"))))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -113,12 +113,17 @@ pub async fn run(
     let signal = shutdown.shared();
     // The HTTP server stops taking connections with the gRPC one.
     let (http_stop, mut http_stopped) = watch::channel(false);
-    let http = http.map(|listener| {
+    let http = http
+        .map(|listener| listener.local_addr().map(|address| (listener, address)))
+        .transpose()
+        .map_err(Error::io("reading the HTTP address"))?;
+    let http = http.map(|(listener, address)| {
         let api = HttpApi::new(
             state.clone(),
             config.ingest,
             config.tokens.clone(),
             config.max_message_bytes,
+            address,
         );
         let stopped = async move {
             let _ = http_stopped.wait_for(|stop| *stop).await;
@@ -168,11 +173,17 @@ pub async fn run(
     .await;
     background.abort();
     let _ = http_stop.send(true);
-    if let Some(http) = http {
-        match http.await {
-            Ok(Err(error)) => tracing::warn!(%error, "the HTTP server failed"),
-            Err(error) => tracing::warn!(%error, "the HTTP server's task failed"),
-            Ok(Ok(())) => {}
+    if let Some(mut http) = http {
+        // Requests under way may finish; a client that holds a connection
+        // (a half-sent request, a slow reader) does not hold the exit up.
+        match tokio::time::timeout(config.shutdown_grace + FINAL_WAIT, &mut http).await {
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP server failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "the HTTP server's task failed"),
+            Ok(Ok(Ok(()))) => {}
+            Err(_) => {
+                tracing::warn!("HTTP connections still open; closing them");
+                http.abort();
+            }
         }
     }
     if let Some(connecting) = connecting {
@@ -228,6 +239,7 @@ async fn background(state: State, config: ServerConfig, health: HealthReporter) 
                     Ok(store) => tokio::time::timeout(config.health_interval, store.ping()).await.unwrap_or(false),
                     Err(_) => false,
                 };
+                state.set_serving(ok);
                 if serving != Some(ok) {
                     let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
                     health.set_service_status("", status).await;

@@ -2,6 +2,7 @@
 //! is connected, the endpoint guard, and the admission of ingest calls.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
@@ -45,6 +46,8 @@ pub struct State {
     /// HTTP posts): memory is bounded per call, and this bounds the calls.
     calls: Arc<Semaphore>,
     max_calls: usize,
+    /// What the server's health check last found (`/healthz` answers it).
+    serving: Arc<AtomicBool>,
 }
 
 /// Longest wait between two attempts to open the store.
@@ -59,7 +62,18 @@ impl State {
             endpoints: Arc::new(Endpoints::new(max_endpoints)),
             calls: Arc::new(Semaphore::new(max_calls)),
             max_calls,
+            serving: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether the database answered the last health check.
+    pub fn serving(&self) -> bool {
+        self.serving.load(Ordering::Relaxed)
+    }
+
+    /// Records what a health check found.
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Relaxed);
     }
 
     /// A permit to serve one ingest call, or RESOURCE_EXHAUSTED when

@@ -35,7 +35,8 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// Log level or filter (`RUST_LOG` takes precedence).
+    /// Log level or filter (`RUST_LOG` takes precedence). Unless set, the
+    /// commands other than `serve` log warnings and errors only.
     #[arg(long, env = "COUNT_LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
     /// Log as human-readable text or as JSON lines.
@@ -82,6 +83,20 @@ pub enum Command {
 }
 
 impl Cli {
+    /// The log filter: `--log-level` as given, or its default for `serve`;
+    /// a one-off command (`migrate`, `rollup`, `check`, …) left at the
+    /// default logs warnings only, so that its output is what it prints
+    /// (not refinery's or PostgreSQL's INFO and NOTICE lines).
+    /// `source` is where clap found `--log-level`.
+    pub fn log_filter(&self, source: Option<clap::parser::ValueSource>) -> &str {
+        let defaulted = matches!(source, None | Some(clap::parser::ValueSource::DefaultValue));
+        if defaulted && !matches!(self.command, Command::Serve(_)) {
+            "warn"
+        } else {
+            &self.log_level
+        }
+    }
+
     /// Runs the subcommand; text for people goes to stdout, logs to stderr.
     pub async fn run(self) -> Result<()> {
         match self.command {

@@ -289,10 +289,29 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
             "bearer tokens will cross the network in plaintext: set --tls-cert and --tls-key"
         );
     }
-    let database = args.database.location().open().await?;
+    if let HttpListen(Some(address)) = args.http_listen
+        && config.tokens.is_some()
+        && !address.ip().is_loopback()
+    {
+        tracing::warn!(
+            http_listen = %address,
+            "bearer tokens will cross the network in plaintext: the HTTP API has no TLS yet"
+        );
+    }
+    // Both addresses bound before the database is opened: a port in use
+    // fails the start at once, not after the embedded cluster started.
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(Error::io(format!("binding {}", args.listen)))?;
+    let http = match args.http_listen {
+        HttpListen(Some(address)) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(Error::io(format!("binding {address} (--http-listen)")))?,
+        ),
+        HttpListen(None) => None,
+    };
+    let database = args.database.location().open().await?;
     let address = listener
         .local_addr()
         .map_err(Error::io("reading the bound address"))?;
@@ -304,19 +323,12 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
         pool_size: args.database.pool_size,
         schema: args.database.schema(),
     };
-    let http = match args.http_listen {
-        HttpListen(Some(address)) => {
-            let http = TcpListener::bind(address)
-                .await
-                .map_err(Error::io(format!("binding {address}")))?;
-            let bound = http
-                .local_addr()
-                .map_err(Error::io("reading the bound address"))?;
-            tracing::info!(address = %bound, "HTTP API serving");
-            Some(http)
-        }
-        HttpListen(None) => None,
-    };
+    if let Some(http) = &http {
+        let bound = http
+            .local_addr()
+            .map_err(Error::io("reading the bound address"))?;
+        tracing::info!(address = %bound, "HTTP API serving");
+    }
     server::run(listener, http, store, config, shutdown::signal()).await?;
     tracing::info!("stopped");
     drop(database);

@@ -4,13 +4,12 @@
 //! "/users/{id}", "timestamp": "2026-11-29T12:00:03Z", "count": 1}]}`.
 //! With a producer and sequence the batch counts once however often it is
 //! sent, as `AddBatch`; without, each post is a batch of its own (a retry
-//! of a post whose answer was lost may count twice). A write needs a
-//! bearer token, never a cookie, so a page elsewhere cannot make a browser
-//! post (no CSRF).
+//! of a post whose answer was lost may count twice). Against CSRF: a write
+//! takes a bearer token, never a cookie, and only a JSON body a browser
+//! marks as not cross-site (see [`same_origin_json`]).
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use count_proto::v1::{AddBatchRequest, AddRequest, Method};
@@ -24,12 +23,21 @@ use crate::query;
 
 pub(super) async fn counts(
     State(api): State<HttpApi>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, HttpError> {
-    api.authorize(&headers, Role::Ingest)?;
-    let request = batch(&body)?;
+    let (parts, body) = request.into_parts();
+    api.admit(&parts.headers, Role::Ingest, "POST /api/v1/counts")?;
+    same_origin_json(&parts.headers)?;
+    // Admitted before the body is read: at most --max-ingest-calls bodies
+    // are in memory at once.
     let _permit = api.state.admit_call()?;
+    let body = axum::body::to_bytes(body, api.max_body_bytes)
+        .await
+        .map_err(|_| Error::TooLarge {
+            field: "body".to_owned(),
+            reason: format!("is over {} bytes (--max-message-bytes)", api.max_body_bytes),
+        })?;
+    let request = batch(&body)?;
     let response = ingest_batch(
         api.state.store()?,
         &api.state.endpoints,
@@ -45,6 +53,36 @@ pub(super) async fn counts(
             "last_sequence": response.last_sequence,
         }),
     ))
+}
+
+/// Refuses what a page on another site could make a browser send: a body
+/// that is not `application/json` (a form or `text/plain` post needs no
+/// CORS preflight, JSON does, and this server answers none) or a request
+/// the browser marks as cross-site.
+fn same_origin_json(headers: &HeaderMap) -> Result<(), HttpError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(HttpError::plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "INVALID_ARGUMENT",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return Err(HttpError::plain(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "a cross-site request may not write counts",
+        ));
+    }
+    Ok(())
 }
 
 /// The batch a body asks for; errors name the member at fault.

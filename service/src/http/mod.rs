@@ -13,11 +13,11 @@ mod counts;
 mod totals;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,69 +38,88 @@ pub struct HttpApi {
     /// The largest request body, as `--max-message-bytes` bounds a gRPC
     /// message.
     max_body_bytes: usize,
+    /// Only loopback host names are answered: without tokens on a loopback
+    /// address, so that a web page cannot reach the API through a name
+    /// that resolves to 127.0.0.1 (DNS rebinding).
+    loopback_hosts_only: bool,
 }
 
 impl HttpApi {
-    /// The API over `state`, checking `tokens` when there are any.
+    /// The API over `state` on `address`, checking `tokens` when there are
+    /// any.
     pub fn new(
         state: State,
         ingest: IngestConfig,
         tokens: Option<Tokens>,
         max_body_bytes: usize,
+        address: SocketAddr,
     ) -> Self {
         HttpApi {
             state,
             ingest,
+            loopback_hosts_only: tokens.is_none() && address.ip().is_loopback(),
             tokens: tokens.map(Arc::new),
             max_body_bytes,
         }
     }
 
-    /// Refuses a request without a token that has `role` (when tokens are
-    /// configured): the gRPC side's rules, from the `Authorization: Bearer`
-    /// header.
-    fn authorize(&self, headers: &HeaderMap, role: Role) -> std::result::Result<(), HttpError> {
-        let Some(tokens) = &self.tokens else {
-            return Ok(());
-        };
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::auth::bearer_token)
-            .ok_or_else(|| {
-                HttpError::plain(
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHENTICATED",
-                    "missing bearer token: send the header `Authorization: Bearer <token>`",
-                )
-            })?;
-        let roles = tokens.roles(token.trim()).ok_or_else(|| {
-            HttpError::plain(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "invalid bearer token",
-            )
-        })?;
-        if roles.contains(&Role::Admin) || roles.contains(&role) {
-            return Ok(());
+    /// Refuses a request to a foreign host name (see `loopback_hosts_only`)
+    /// or without a token that has `role` (when tokens are configured):
+    /// the gRPC side's rule ([`crate::auth::authorize`]), from the
+    /// `Authorization: Bearer` header.
+    fn admit(
+        &self,
+        headers: &HeaderMap,
+        role: Role,
+        what: &str,
+    ) -> std::result::Result<(), HttpError> {
+        if self.loopback_hosts_only {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+                if port.chars().all(|c| c.is_ascii_digit()) {
+                    name
+                } else {
+                    host
+                }
+            });
+            let loopback = name == "localhost"
+                || name
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err(HttpError::plain(
+                    StatusCode::FORBIDDEN,
+                    "PERMISSION_DENIED",
+                    &format!(
+                        "host '{host}': without tokens, the API answers loopback names only \
+                         (localhost, 127.0.0.1, [::1])"
+                    ),
+                ));
+            }
         }
-        Err(HttpError::plain(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            &format!("this token lacks the '{}' role", role.name()),
-        ))
+        match &self.tokens {
+            None => Ok(()),
+            Some(tokens) => {
+                crate::auth::authorize(tokens, headers.get(header::AUTHORIZATION), Some(role), what)
+                    .map_err(HttpError::from)
+            }
+        }
     }
 }
 
 /// The routes: the API, its description, and health.
 pub fn router(api: HttpApi) -> Router {
-    let body_limit = DefaultBodyLimit::max(api.max_body_bytes);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/totals", get(totals::totals))
-        .route("/api/v1/counts", post(counts::counts).layer(body_limit))
+        .route("/api/v1/counts", post(counts::counts))
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
 }
 
@@ -131,14 +150,11 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-/// 200 while the database answers, 503 otherwise: what the gRPC health
-/// service says, for load balancers that speak HTTP.
+/// 200 while the database answers, 503 otherwise: the gRPC health
+/// service's status, as the server's health check last found it (no
+/// database call per request: the route takes no token).
 async fn healthz(axum::extract::State(api): axum::extract::State<HttpApi>) -> Response {
-    let up = match api.state.store() {
-        Ok(store) => store.ping().await,
-        Err(_) => false,
-    };
-    if up {
+    if api.state.serving() {
         json(StatusCode::OK, &serde_json::json!({ "status": "SERVING" }))
     } else {
         json(
@@ -146,6 +162,14 @@ async fn healthz(axum::extract::State(api): axum::extract::State<HttpApi>) -> Re
             &serde_json::json!({ "status": "NOT_SERVING" }),
         )
     }
+}
+
+async fn method_not_allowed() -> HttpError {
+    HttpError::plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "UNIMPLEMENTED",
+        "this route does not take that method: see /api/v1/openapi.json",
+    )
 }
 
 async fn not_found() -> HttpError {
@@ -175,6 +199,8 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response {
 pub(crate) struct HttpError {
     status: StatusCode,
     body: serde_json::Value,
+    /// Answered with `WWW-Authenticate: Bearer` (RFC 6750).
+    bearer_challenge: bool,
 }
 
 impl HttpError {
@@ -182,7 +208,22 @@ impl HttpError {
         HttpError {
             status,
             body: serde_json::json!({ "error": { "code": code, "message": message, "fields": [] } }),
+            bearer_challenge: false,
         }
+    }
+}
+
+impl From<tonic::Status> for HttpError {
+    fn from(status: tonic::Status) -> Self {
+        let mut error = HttpError::plain(
+            http_status(status.code()),
+            &code_name(status.code()),
+            status.message(),
+        );
+        if status.code() == Code::Unauthenticated {
+            error.bearer_challenge = true;
+        }
+        error
     }
 }
 
@@ -207,13 +248,20 @@ impl From<Error> for HttpError {
                 "message": status.message(),
                 "fields": fields,
             } }),
+            bearer_challenge: false,
         }
     }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        json(self.status, &self.body)
+        let mut response = json(self.status, &self.body);
+        if self.bearer_challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 
@@ -228,8 +276,9 @@ fn http_status(code: Code) -> StatusCode {
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
         Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Cancelled => StatusCode::REQUEST_TIMEOUT,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        // A statement cancelled (a timeout) is the server's trouble, not a
+        // slow client's: 503, which clients do not resend unasked.
+        Code::Cancelled | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
         Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,7 +5,7 @@
 //! `Accept: text/csv`.
 
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use count_proto::v1::{Dimension, GetTotalsRequest, Granularity, Method};
@@ -28,14 +28,14 @@ pub(super) async fn totals(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
-    api.authorize(&headers, Role::Read)?;
+    api.admit(&headers, Role::Read, "GET /api/v1/totals")?;
     let (request, format) = request(raw.as_deref().unwrap_or(""), &headers)?;
     let query = query::totals_query(request)?;
     // Taken before the read's snapshot: everything committed before it is
     // in the answer.
     let as_of = Utc::now();
     let rows = api.state.store()?.totals(&query).await?;
-    Ok(match format {
+    let mut response = match format {
         Format::Json => json(
             StatusCode::OK,
             &serde_json::json!({
@@ -44,7 +44,12 @@ pub(super) async fn totals(
             }),
         ),
         Format::Csv => text("text/csv; charset=utf-8", csv(&rows)),
-    })
+    };
+    // The body depends on Accept: caches must key on it.
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    Ok(response)
 }
 
 /// The request the query string asks for, and the answer's format.
@@ -54,9 +59,15 @@ fn request(raw: &str, headers: &HeaderMap) -> Result<(GetTotalsRequest, Format),
         Some(accept) if accept.contains("text/csv") => Format::Csv,
         _ => Format::Json,
     };
-    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
-        let value = value.trim();
-        match &*name {
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in parameters(raw)? {
+        // `methods` may repeat; a second value of any other would silently
+        // replace the first.
+        if name != "methods" && !seen.insert(name.clone()) {
+            return Err(Error::invalid(name, "given twice"));
+        }
+        let value = value.as_str();
+        match name.as_str() {
             "start_time" => request.start_time = Some(time(value, "start_time")?),
             "end_time" => request.end_time = Some(time(value, "end_time")?),
             "granularity" => {
@@ -92,7 +103,7 @@ fn request(raw: &str, headers: &HeaderMap) -> Result<(GetTotalsRequest, Format),
             }
             "path" => request.path = value.to_owned(),
             "path_prefix" => request.path_prefix = value.to_owned(),
-            "group_by" => match value {
+            "group_by" => match value.to_ascii_lowercase().as_str() {
                 "endpoint" => request.group_by = vec![Dimension::Endpoint as i32],
                 "none" | "" => request.group_by.clear(),
                 other => {
@@ -108,7 +119,7 @@ fn request(raw: &str, headers: &HeaderMap) -> Result<(GetTotalsRequest, Format),
                 })?;
             }
             "format" => {
-                format = match value {
+                format = match value.to_ascii_lowercase().as_str() {
                     "json" => Format::Json,
                     "csv" => Format::Csv,
                     other => {
@@ -119,15 +130,36 @@ fn request(raw: &str, headers: &HeaderMap) -> Result<(GetTotalsRequest, Format),
                     }
                 };
             }
-            other => {
+            _ => {
                 return Err(Error::invalid(
-                    other,
+                    name,
                     "unknown parameter: see /api/v1/openapi.json",
                 ));
             }
         }
     }
     Ok((request, format))
+}
+
+/// The query string's `name=value` pairs, percent-decoded. Not as an HTML
+/// form's: a `+` stays a `+`, as in `start_time=…T12:00:00+05:45` or
+/// `time_zone=Etc/GMT+5`, and a space is sent as `%20`.
+fn parameters(raw: &str) -> Result<Vec<(String, String)>, Error> {
+    let decode = |part: &str, what: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+            .map_err(|_| Error::invalid(what.to_owned(), "is not UTF-8 once percent-decoded"))
+    };
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = decode(name, "query string")?;
+            let value = decode(value, &name)?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// An RFC 3339 time as the wire's timestamp.

@@ -272,7 +272,7 @@ async fn a_stalled_database_keeps_server_memory_bounded_and_recovers() {
         let status = stream.await.unwrap().unwrap_err();
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
         assert!(
-            status.message().starts_with("server busy: 8 Add streams"),
+            status.message().starts_with("server busy: 8 ingest calls"),
             "{status:?}"
         );
     }

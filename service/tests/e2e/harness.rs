@@ -446,7 +446,8 @@ impl HttpResponse {
 }
 
 /// One HTTP/1.1 request over a connection of its own (`Connection:
-/// close`): `headers` are extra `Name: value` lines.
+/// close`): `headers` are extra `Name: value` lines; without them, `Host`
+/// is the server's address and a POST's body is JSON.
 pub(crate) async fn http(
     address: SocketAddr,
     method: &str,
@@ -459,9 +460,21 @@ pub(crate) async fn http(
         .await
         .expect("connect");
     let mut request = format!(
-        "{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {target} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    // A loopback Host, and a JSON body, unless the test says otherwise.
+    let given = |name: &str| {
+        headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with(&format!("{name}:")))
+    };
+    if !given("host") {
+        request.push_str(&format!("Host: {address}\r\n"));
+    }
+    if method == "POST" && !given("content-type") {
+        request.push_str("Content-Type: application/json\r\n");
+    }
     for header in headers {
         request.push_str(header);
         request.push_str("\r\n");

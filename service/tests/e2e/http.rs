@@ -66,28 +66,73 @@ async fn totals_over_http_are_the_grpc_totals_as_json_and_csv() {
         .await
         .unwrap()
         .into_inner();
-    let from_grpc: Vec<(String, String, i64)> = grpc
+    let from_grpc: Vec<(String, String, String, i64, bool)> = grpc
         .totals
         .iter()
         .map(|t| {
             let bucket = t.bucket.unwrap();
-            (rfc3339(bucket.seconds), t.path.clone(), t.total)
+            // OTHER reads back as METHOD_UNSPECIFIED over gRPC.
+            let method = Method::try_from(t.method).unwrap().as_str_name().to_owned();
+            (
+                rfc3339(bucket.seconds),
+                method,
+                t.path.clone(),
+                t.total,
+                t.live,
+            )
         })
         .collect();
-    let from_http: Vec<(String, String, i64)> = body["totals"]
+    let from_http: Vec<(String, String, String, i64, bool)> = body["totals"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| {
             (
                 t["bucket"].as_str().unwrap().to_owned(),
+                t["method"].as_str().unwrap().to_owned(),
                 t["path"].as_str().unwrap().to_owned(),
                 t["total"].as_i64().unwrap(),
+                t["live"].as_bool().unwrap(),
             )
         })
         .collect();
     assert_eq!(from_http, from_grpc);
-    assert_eq!(from_http.iter().map(|r| r.2).sum::<i64>(), 9);
+    assert_eq!(from_http.iter().map(|r| r.3).sum::<i64>(), 9);
+    assert_eq!(from_http.iter().filter(|r| r.1 == "POST").count(), 1);
+
+    // Without grouping: one row per bucket, method and path null.
+    let ungrouped = http(
+        http_address,
+        "GET",
+        &target.replace("group_by=endpoint", "group_by=none"),
+        &[],
+        "",
+    )
+    .await
+    .json();
+    let rows = ungrouped["totals"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["method"].is_null() && r["path"].is_null()),
+        "{ungrouped}"
+    );
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["total"].as_i64().unwrap())
+            .sum::<i64>(),
+        9
+    );
+    // A `+` is a plus, not a space: an offset, and an Etc zone.
+    let plus = format!(
+        "/api/v1/totals?start_time={}&end_time={}&time_zone=Etc/GMT+5",
+        at(day).to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        rfc3339(day + 86_400)
+    );
+    assert!(plus.contains("+00:00"), "{plus}");
+    let plus = http(http_address, "GET", &plus, &[], "").await;
+    assert_eq!(plus.status, 200, "{}", plus.body);
+    assert_eq!(plus.json()["totals"][0]["total"], 9);
+    assert_eq!(plus.headers["vary"], "accept");
     assert!(body["as_of"].as_str().unwrap().ends_with('Z'));
 
     // The same query as CSV, by parameter and by Accept.
@@ -118,7 +163,7 @@ async fn totals_over_http_are_the_grpc_totals_as_json_and_csv() {
                 "{},POST,\"/a,b \"\"quoted\"\"\",2,false",
                 from_grpc
                     .iter()
-                    .find(|r| r.1.starts_with("/a,b"))
+                    .find(|r| r.2.starts_with("/a,b"))
                     .unwrap()
                     .0
             )
@@ -199,6 +244,23 @@ async fn bad_parameters_get_a_json_error_naming_them() {
         (response.status, &response.json()["error"]["code"]),
         (404, &"NOT_FOUND".into())
     );
+    let twice = http(
+        http_address,
+        "GET",
+        &format!("/api/v1/totals?{range}&top=1&top=2"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (twice.status, &twice.json()["error"]["fields"][0]["field"]),
+        (400, &"top".into())
+    );
+    let response = http(http_address, "DELETE", "/api/v1/totals", &[], "").await;
+    assert_eq!(
+        (response.status, &response.json()["error"]["code"]),
+        (405, &"UNIMPLEMENTED".into())
+    );
     server.stop().await;
 }
 
@@ -270,6 +332,55 @@ async fn posted_counts_count_once_per_producer_and_sequence() {
             response.body
         );
     }
+    assert_eq!(
+        db.bigint("SELECT sum(count)::bigint FROM count.requests")
+            .await,
+        7
+    );
+
+    // What a page on another site could make a browser send is refused:
+    // a body not sent as JSON, a request marked cross-site, another host
+    // name for 127.0.0.1 (no tokens here).
+    let form = http(
+        http_address,
+        "POST",
+        "/api/v1/counts",
+        &["Content-Type: text/plain"],
+        &single,
+    )
+    .await;
+    assert_eq!(form.status, 415, "{}", form.body);
+    let cross = http(
+        http_address,
+        "POST",
+        "/api/v1/counts",
+        &["Sec-Fetch-Site: cross-site"],
+        &single,
+    )
+    .await;
+    assert_eq!(cross.status, 403, "{}", cross.body);
+    let rebound = http(
+        http_address,
+        "GET",
+        "/api/v1/totals",
+        &["Host: attacker.example"],
+        "",
+    )
+    .await;
+    assert_eq!(rebound.status, 403, "{}", rebound.body);
+    // A body over --max-message-bytes: a JSON error, not a cut connection.
+    let huge = format!(
+        r#"{{"entries": [{{"method": "GET", "path": "/{}"}}]}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let response = http(http_address, "POST", "/api/v1/counts", &[], &huge).await;
+    assert_eq!(
+        (
+            response.status,
+            &response.json()["error"]["fields"][0]["field"]
+        ),
+        (413, &"body".into())
+    );
     assert_eq!(
         db.bigint("SELECT sum(count)::bigint FROM count.requests")
             .await,

@@ -106,6 +106,27 @@ async fn tokens_admit_each_role_to_its_calls_only() {
         totals(&counts),
         Totals::from([(("GET".into(), "/secure".into()), 2)])
     );
+    // GetTotals is a read too, over gRPC as over HTTP.
+    let live = count_proto::v1::GetTotalsRequest {
+        start_time: Some(prost_types::Timestamp {
+            seconds: day_start(1),
+            nanos: 0,
+        }),
+        end_time: Some(prost_types::Timestamp {
+            seconds: day_start(0),
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let read_totals = read
+        .get_totals(live.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .totals;
+    assert_eq!(read_totals.iter().map(|t| t.total).sum::<i64>(), 2);
+    let status = ingest.get_totals(live).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
 
     // Health needs no token; the client library presents its own.
     let channel = Channel::from_shared(format!("http://{}", server.address))
