@@ -280,40 +280,51 @@ pub async fn ingest_batch(
     config: &IngestConfig,
     request: AddBatchRequest,
 ) -> Result<AddBatchResponse, Error> {
-    if request.producer_id.is_empty() {
-        return Err(Error::invalid("producer_id", "must not be empty"));
-    }
-    if request.producer_id.len() > MAX_PRODUCER_ID_BYTES {
-        return Err(Error::invalid(
-            "producer_id",
-            format!(
-                "is {} bytes long, the limit is {MAX_PRODUCER_ID_BYTES}",
-                request.producer_id.len()
-            ),
-        ));
-    }
-    if request.entries.len() > config.max_batch_entries {
+    let AddBatchRequest {
+        producer_id,
+        sequence,
+        entries,
+    } = request;
+    ingest_entries(
+        store,
+        endpoints,
+        config,
+        Some((&producer_id, sequence)),
+        entries,
+    )
+    .await
+}
+
+/// [`ingest_batch`] with its producer and sequence optional: without them
+/// (an HTTP post that has none) the entries are applied once per call, as
+/// an `Add` stream's flush is, and no producer is recorded.
+pub async fn ingest_entries(
+    store: &Store,
+    endpoints: &Endpoints,
+    config: &IngestConfig,
+    producer: Option<(&str, u64)>,
+    entries: Vec<AddRequest>,
+) -> Result<AddBatchResponse, Error> {
+    let producer = match producer {
+        None => None,
+        Some((id, sequence)) => Some(checked_producer(id, sequence)?),
+    };
+    if entries.len() > config.max_batch_entries {
         return Err(Error::TooLarge {
             field: "entries".to_owned(),
             reason: format!(
                 "{} entries, the limit is {}",
-                request.entries.len(),
+                entries.len(),
                 config.max_batch_entries
             ),
         });
     }
-    let sequence = i64::try_from(request.sequence).map_err(|_| {
-        Error::invalid(
-            "sequence",
-            format!("must be at most {}, got {}", i64::MAX, request.sequence),
-        )
-    })?;
     let mut clock = Clock::system();
     let mut aggregate = Aggregate::default();
-    let entries = request.entries.len() as u64;
-    metrics::received("add_batch", entries);
+    let count = entries.len() as u64;
+    metrics::received("add_batch", count);
     let mut refusals = Vec::new();
-    for (index, entry) in request.entries.into_iter().enumerate() {
+    for (index, entry) in entries.into_iter().enumerate() {
         let added = config
             .rules
             .check(entry, &mut clock)
@@ -340,7 +351,8 @@ pub async fn ingest_batch(
     if !refusals.is_empty() {
         // A resend of a batch applied before the limits were tightened
         // is still a duplicate, not a refusal.
-        if let Some(last) = store.last_sequence(&request.producer_id).await?
+        if let Some((id, sequence)) = producer
+            && let Some(last) = store.last_sequence(id).await?
             && last >= sequence
         {
             metrics::batch(true);
@@ -348,23 +360,47 @@ pub async fn ingest_batch(
         }
         return Err(Error::EntriesRefused(refusals));
     }
-    metrics::accepted("add_batch", entries);
+    metrics::accepted("add_batch", count);
     let batch = aggregate.take_batch();
     let started = std::time::Instant::now();
-    let applied = store
-        .add_batch(Some((&request.producer_id, sequence)), &batch)
-        .await?;
+    let applied = store.add_batch(producer, &batch).await?;
     metrics::batch(applied.is_none());
     metrics::committed("add_batch", applied.unwrap_or(0), started.elapsed());
     let Some(accepted) = applied else {
-        let last = store.last_sequence(&request.producer_id).await?;
+        // Only a batch with a producer is ever a duplicate.
+        let (id, sequence) = producer.unwrap_or_default();
+        let last = store.last_sequence(id).await?;
         return Ok(duplicate(last.unwrap_or(sequence)));
     };
     Ok(AddBatchResponse {
         accepted,
         duplicate: false,
-        last_sequence: request.sequence,
+        last_sequence: producer.map_or(0, |(_, sequence)| u64::try_from(sequence).unwrap_or(0)),
     })
+}
+
+/// A producer id and sequence as the store takes them, or the error
+/// naming the one at fault.
+fn checked_producer(id: &str, sequence: u64) -> Result<(&str, i64), Error> {
+    if id.is_empty() {
+        return Err(Error::invalid("producer_id", "must not be empty"));
+    }
+    if id.len() > MAX_PRODUCER_ID_BYTES {
+        return Err(Error::invalid(
+            "producer_id",
+            format!(
+                "is {} bytes long, the limit is {MAX_PRODUCER_ID_BYTES}",
+                id.len()
+            ),
+        ));
+    }
+    let sequence = i64::try_from(sequence).map_err(|_| {
+        Error::invalid(
+            "sequence",
+            format!("must be at most {}, got {sequence}", i64::MAX),
+        )
+    })?;
+    Ok((id, sequence))
 }
 
 /// The answer to a batch applied before; `last` is the producer's last

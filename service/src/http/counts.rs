@@ -3,8 +3,9 @@
 //! `{"producer": "…", "sequence": 1, "entries": [{"method": "GET", "path":
 //! "/users/{id}", "timestamp": "2026-11-29T12:00:03Z", "count": 1}]}`.
 //! With a producer and sequence the batch counts once however often it is
-//! sent, as `AddBatch`; without, each post is a batch of its own (a retry
-//! of a post whose answer was lost may count twice). Against CSRF: a write
+//! sent, as `AddBatch`; without, each post counts once per call, as an
+//! `Add` stream's flush (a retry of a post whose answer was lost may count
+//! twice), and leaves no producer behind. Against CSRF: a write
 //! takes a bearer token, never a cookie, and only a JSON body a browser
 //! marks as not cross-site (see [`same_origin_json`]).
 
@@ -12,13 +13,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use count_proto::v1::{AddBatchRequest, AddRequest, Method};
+use count_proto::v1::{AddRequest, Method};
 use serde_json::Value;
 
 use super::{HttpApi, HttpError, json};
 use crate::auth::Role;
 use crate::error::Error;
-use crate::ingest::ingest_batch;
+use crate::ingest::ingest_entries;
 use crate::query;
 
 pub(super) async fn counts(
@@ -37,12 +38,15 @@ pub(super) async fn counts(
             field: "body".to_owned(),
             reason: format!("is over {} bytes (--max-message-bytes)", api.max_body_bytes),
         })?;
-    let request = batch(&body)?;
-    let response = ingest_batch(
+    let (producer, entries) = batch(&body)?;
+    let response = ingest_entries(
         api.state.store()?,
         &api.state.endpoints,
         &api.ingest,
-        request,
+        producer
+            .as_ref()
+            .map(|(id, sequence)| (id.as_str(), *sequence)),
+        entries,
     )
     .await?;
     Ok(json(
@@ -85,8 +89,12 @@ fn same_origin_json(headers: &HeaderMap) -> Result<(), HttpError> {
     Ok(())
 }
 
-/// The batch a body asks for; errors name the member at fault.
-fn batch(body: &[u8]) -> Result<AddBatchRequest, Error> {
+/// A post's producer and sequence, when it names them.
+type Producer = Option<(String, u64)>;
+
+/// The producer and the entries a body asks for; errors name the member at
+/// fault.
+fn batch(body: &[u8]) -> Result<(Producer, Vec<AddRequest>), Error> {
     let body: Value = serde_json::from_slice(body)
         .map_err(|e| Error::invalid("body", format!("is not JSON: {e}")))?;
     let Value::Object(body) = body else {
@@ -97,14 +105,17 @@ fn batch(body: &[u8]) -> Result<AddBatchRequest, Error> {
             return Err(Error::invalid(name.as_str(), "unknown member"));
         }
     }
-    let (producer_id, sequence) = match (body.get("producer"), body.get("sequence")) {
-        (None, None) => (format!("http-{:016x}", fastrand::u64(..)), 1),
-        (Some(Value::String(producer)), Some(sequence)) => (
+    let producer = match (body.get("producer"), body.get("sequence")) {
+        (None, None) => None,
+        (Some(Value::String(producer)), _) if producer.is_empty() => {
+            return Err(Error::invalid("producer", "must not be empty"));
+        }
+        (Some(Value::String(producer)), Some(sequence)) => Some((
             producer.clone(),
             sequence.as_u64().filter(|s| *s > 0).ok_or_else(|| {
                 Error::invalid("sequence", "must be a whole number of at least 1")
             })?,
-        ),
+        )),
         (Some(Value::String(_)), None) => {
             return Err(Error::invalid("sequence", "must be set with producer"));
         }
@@ -119,11 +130,7 @@ fn batch(body: &[u8]) -> Result<AddBatchRequest, Error> {
         .enumerate()
         .map(|(i, entry)| self::entry(i, entry))
         .collect::<Result<Vec<_>, Error>>()?;
-    Ok(AddBatchRequest {
-        producer_id,
-        sequence,
-        entries,
-    })
+    Ok((producer, entries))
 }
 
 /// Entry `i`: its JSON shape checked here, its values by the ingest core

@@ -305,6 +305,8 @@ async fn posted_counts_count_once_per_producer_and_sequence() {
         .bigint("SELECT sum(count)::bigint FROM count.requests")
         .await;
     assert_eq!(held, 7);
+    // Only the post with a producer left one behind.
+    assert_eq!(db.bigint("SELECT count(*) FROM count.producers").await, 1);
 
     // Refusals name the entry and member; nothing of a refused batch is written.
     for (body, field) in [

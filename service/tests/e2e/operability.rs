@@ -273,6 +273,8 @@ async fn logs_are_json_lines_on_request() {
             "migrate",
             "--log-format",
             "json",
+            "--log-level",
+            "info",
             "--database-url",
             &db.cluster.url("count"),
         ])
@@ -297,6 +299,15 @@ async fn logs_are_json_lines_on_request() {
         stderr.lines().count(),
         "every line is JSON: {stderr}"
     );
+    // Without --log-level, a one-off command logs warnings only: nothing
+    // here, where all goes well (no refinery or NOTICE lines).
+    let quiet = tokio::process::Command::from(count_command())
+        .args(["migrate", "--database-url", &db.cluster.url("count")])
+        .output()
+        .await
+        .unwrap();
+    assert!(quiet.status.success());
+    assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
 }
 
 #[tokio::test]
