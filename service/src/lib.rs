@@ -25,6 +25,7 @@
 //! - [`aggregate`]: summing entries by key into flush batches.
 //! - [`dates`]: `google.type.Date` days and periods.
 //! - [`query`]: `GetTotals` requests into `count.totals` queries.
+//! - [`export`]: totals as CSV and JSON, for the HTTP API and `count export`.
 //! - [`check`]: `count check`, the SQL API run once through on a database
 //!   with each answer checked (the first thing to run on CockroachDB).
 //! - [`db`]: the database: where it is (a URL or the embedded cluster), how
@@ -48,6 +49,7 @@ pub mod defaults;
 pub mod endpoints;
 pub mod entry;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -6,11 +6,13 @@
 //! - `database`: which database (`--database-url`, the embedded cluster),
 //!   shared by `serve`, `migrate`, `rollup` and `check`;
 //! - `serve`: `count serve`'s settings, `--print-config`, and serving;
-//! - `add` and `totals`: `count add` and `count totals`, clients of a
-//!   running server (`remote`: how they reach it).
+//! - `add`, `totals` and `export`: `count add`, `count totals` and
+//!   `count export`, clients of a running server (`remote`: how they reach
+//!   it).
 
 mod add;
 mod database;
+mod export;
 mod remote;
 mod serve;
 mod totals;
@@ -21,6 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub use add::AddArgs;
 pub use database::{DatabaseArgs, RollupArgs};
+pub use export::{ExportArgs, ExportFormat};
 pub use remote::ServerArgs;
 pub use serve::{ServeArgs, describe};
 pub use totals::{Granularity, Group, Moment, TotalsArgs};
@@ -74,6 +77,8 @@ pub enum Command {
     Totals(TotalsArgs),
     /// Send one count (of one or more requests) to a running server.
     Add(AddArgs),
+    /// Write live totals from a running server as CSV or JSON lines.
+    Export(ExportArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -154,6 +159,7 @@ impl Cli {
             }
             Command::Totals(args) => totals::print(&args).await,
             Command::Add(args) => add::add(&args).await,
+            Command::Export(args) => export::export(&args).await,
         }
     }
 }

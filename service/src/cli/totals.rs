@@ -154,7 +154,7 @@ pub(super) async fn print(args: &TotalsArgs) -> Result<()> {
 }
 
 /// The `GetTotals` request `args` ask for, at `now`.
-fn request(args: &TotalsArgs, now: DateTime<Utc>) -> Result<GetTotalsRequest> {
+pub(super) fn request(args: &TotalsArgs, now: DateTime<Utc>) -> Result<GetTotalsRequest> {
     let (start, end) = match (args.from, args.to, args.last) {
         (Some(from), Some(to), _) => {
             let (start, end) = (

@@ -7,13 +7,13 @@
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use count_proto::v1::{Dimension, GetTotalsRequest, Granularity, Method};
 
 use super::{HttpApi, HttpError, json, text};
 use crate::auth::Role;
-use crate::db::store::TotalRow;
 use crate::error::Error;
+use crate::export;
 use crate::query;
 
 /// The answer's shape.
@@ -39,11 +39,16 @@ pub(super) async fn totals(
         Format::Json => json(
             StatusCode::OK,
             &serde_json::json!({
-                "as_of": rfc3339(as_of),
-                "totals": rows.iter().map(row_json).collect::<Vec<_>>(),
+                "as_of": export::rfc3339(as_of),
+                "totals": rows.iter().map(export::json).collect::<Vec<_>>(),
             }),
         ),
-        Format::Csv => text("text/csv; charset=utf-8", csv(&rows)),
+        Format::Csv => text(
+            "text/csv; charset=utf-8",
+            std::iter::once(export::CSV_HEADER.to_owned())
+                .chain(rows.iter().map(export::csv))
+                .collect(),
+        ),
     };
     // The body depends on Accept: caches must key on it.
     response
@@ -174,56 +179,4 @@ fn time(value: &str, field: &str) -> Result<prost_types::Timestamp, Error> {
                 ),
             )
         })
-}
-
-fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
-fn row_json(row: &TotalRow) -> serde_json::Value {
-    serde_json::json!({
-        "bucket": rfc3339(row.bucket),
-        "method": row.method,
-        "path": row.path,
-        "total": row.total,
-        "live": row.live,
-    })
-}
-
-/// The rows as CSV (RFC 4180) with a header row; without grouping by
-/// endpoint, method and path are empty.
-fn csv(rows: &[TotalRow]) -> String {
-    let mut out = String::from("bucket,method,path,total,live\r\n");
-    for row in rows {
-        out.push_str(&format!(
-            "{},{},{},{},{}\r\n",
-            rfc3339(row.bucket),
-            csv_field(row.method.as_deref().unwrap_or("")),
-            csv_field(row.path.as_deref().unwrap_or("")),
-            row.total,
-            row.live
-        ));
-    }
-    out
-}
-
-/// A field quoted when it holds a comma, a quote or a line break.
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn csv_fields_are_quoted_only_when_they_must_be() {
-        assert_eq!(csv_field("/users/{id}"), "/users/{id}");
-        assert_eq!(csv_field("/a,b"), "\"/a,b\"");
-        assert_eq!(csv_field("/say \"hi\""), "\"/say \"\"hi\"\"\"");
-    }
 }

@@ -405,3 +405,60 @@ async fn a_first_count_shows_live_in_totals_by_minute() {
     assert!(lines[1].ends_with("  GET     /users/{id}  1"), "{out}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn count_export_writes_what_the_http_api_answers_as_csv_and_json_lines() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start_with_http(db.store().await, config()).await;
+    let t = day_start(2) + 3600;
+    server
+        .client()
+        .await
+        .add(tokio_stream::iter(vec![
+            entry(Method::Get, "/users/{id}", t, 3),
+            entry(Method::Unspecified, "/a,b", t + 60, 2),
+            entry(Method::Get, "/users/{id}", t + 7200, 4),
+        ]))
+        .await
+        .unwrap();
+    let day = day_of(t).to_string();
+    let grpc = format!("http://{}", server.address);
+    let export = |format: &'static str| {
+        let (grpc, day) = (grpc.clone(), day.clone());
+        async move {
+            count(&[
+                "export", "--server", &grpc, "--from", &day, "--to", &day, "--by", "hour",
+                "--format", format,
+            ])
+            .await
+        }
+    };
+    let (code, csv, err) = export("csv").await;
+    assert_eq!(code, 0, "{err}");
+    let start = at(day_start(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let end = at(day_start(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let http_csv = http(
+        server.http.unwrap(),
+        "GET",
+        &format!("/api/v1/totals?start_time={start}&end_time={end}&granularity=hour&group_by=endpoint&format=csv"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(csv, http_csv.body);
+    assert!(csv.contains(",OTHER,\"/a,b\",2,false\r\n"), "{csv}");
+    let (code, lines, err) = export("jsonl").await;
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["total"].as_i64().unwrap())
+            .sum::<i64>(),
+        9
+    );
+    server.stop().await;
+}
