@@ -14,6 +14,7 @@ DROP FUNCTION IF EXISTS count.add_batch(text, bigint, text[], text[], timestampt
 DROP FUNCTION IF EXISTS count.rollup(date);
 DROP FUNCTION IF EXISTS count.rollup_due();
 DROP FUNCTION IF EXISTS count.take_requests(timestamptz, timestamptz);
+DROP FUNCTION IF EXISTS count.endpoint_not_visible(text, text);
 DROP FUNCTION IF EXISTS count.add_totals(date[], bigint[], bigint[]);
 DROP FUNCTION IF EXISTS count.add_totals(timestamptz[], bigint[], bigint[]);
 DROP FUNCTION IF EXISTS count.apply_retention();

@@ -6,13 +6,14 @@
 //! - `database`: which database (`--database-url`, the embedded cluster),
 //!   shared by `serve`, `migrate`, `rollup` and `check`;
 //! - `serve`: `count serve`'s settings, `--print-config`, and serving;
-//! - `add`, `totals` and `export`: `count add`, `count totals` and
-//!   `count export`, clients of a running server (`remote`: how they reach
-//!   it).
+//! - `add`, `totals`, `export` and `import`: `count add`, `count totals`,
+//!   `count export` and `count import`, clients of a running server
+//!   (`remote`: how they reach it).
 
 mod add;
 mod database;
 mod export;
+mod import;
 mod remote;
 mod serve;
 mod totals;
@@ -24,6 +25,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub use add::AddArgs;
 pub use database::{DatabaseArgs, RollupArgs};
 pub use export::{ExportArgs, ExportFormat};
+pub use import::{ImportArgs, ImportFormat};
 pub use remote::ServerArgs;
 pub use serve::{ServeArgs, describe};
 pub use totals::{Granularity, Group, Moment, TotalsArgs};
@@ -79,6 +81,9 @@ pub enum Command {
     Add(AddArgs),
     /// Write live totals from a running server as CSV or JSON lines.
     Export(ExportArgs),
+    /// Send the counts of a CSV or JSON lines file to a running server;
+    /// importing it again counts nothing twice.
+    Import(ImportArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -160,6 +165,7 @@ impl Cli {
             Command::Totals(args) => totals::print(&args).await,
             Command::Add(args) => add::add(&args).await,
             Command::Export(args) => export::export(&args).await,
+            Command::Import(args) => import::import(&args).await,
         }
     }
 }

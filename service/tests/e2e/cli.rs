@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
+use std::time::Duration;
 
 use count_proto::v1::Method;
 use count_proto::v1::count_service_client::CountServiceClient;
@@ -459,6 +460,181 @@ async fn count_export_writes_what_the_http_api_answers_as_csv_and_json_lines() {
             .map(|r| r["total"].as_i64().unwrap())
             .sum::<i64>(),
         9
+    );
+    server.stop().await;
+}
+
+/// `count import` against `server`, of `file` with `extra` flags, feeding
+/// `stdin` when the file is `-`.
+async fn import(
+    server: &TestServer,
+    file: &str,
+    extra: &[&str],
+    stdin: &str,
+) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::from(count_command())
+        .args([
+            "import",
+            file,
+            "--server",
+            &format!("http://{}", server.address),
+        ])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("count import runs");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let output = child.wait_with_output().await.unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn count_import_counts_a_file_once_however_often_it_runs() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = at(day_start(1) + 30).to_rfc3339();
+    let file = dir.path().join("counts.csv");
+    let mut csv = String::from("path,method,timestamp,count\n");
+    for i in 0..2_500 {
+        csv.push_str(&format!("/items/{},get,{t},{}\n", i % 7, 1 + i % 3));
+    }
+    csv.push_str(&format!("\"/a,b\",POST,{t},\n"));
+    std::fs::write(&file, &csv).unwrap();
+    let expected: i64 = (0..2_500).map(|i| 1 + i % 3).sum::<i64>() + 1;
+    let file = file.to_str().unwrap();
+    let (code, out, err) = import(&server, file, &["--batch-rows", "300"], "").await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("imported 2501 rows ({expected} requests)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("in 9 batches: 9 applied, 0 already imported"),
+        "{out}"
+    );
+    let (code, out, err) = import(&server, file, &["--batch-rows", "300"], "").await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("9 batches: 0 applied, 9 already imported"),
+        "{out}"
+    );
+    let stored = || db.bigint("SELECT coalesce(sum(count), 0)::bigint FROM count.requests");
+    assert_eq!(stored().await, expected);
+    assert_eq!(
+        db.bigint("SELECT count(*) FROM count.methods WHERE path = '/a,b' AND method = 'POST'")
+            .await,
+        1
+    );
+
+    // JSON lines from standard input, twice: once.
+    let lines = format!(
+        "{{\"method\": \"GET\", \"path\": \"/j\", \"timestamp\": \"{t}\", \"count\": 4}}\n\n\
+         {{\"method\": \"GET\", \"path\": \"/j\", \"timestamp\": \"{t}\"}}\n"
+    );
+    for _ in 0..2 {
+        let (code, out, err) = import(&server, "-", &["--format", "jsonl"], &lines).await;
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    assert_eq!(stored().await, expected + 5);
+
+    // A row that does not parse: nothing is sent, and its line is named.
+    let broken = dir.path().join("broken.csv");
+    std::fs::write(
+        &broken,
+        format!("method,path,timestamp\nGET,/x,{t}\nGET,/y,yesterday\n"),
+    )
+    .unwrap();
+    let (code, _, err) = import(&server, broken.to_str().unwrap(), &[], "").await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("line 3: timestamp 'yesterday' is not an RFC 3339 time"),
+        "{err}"
+    );
+    assert_eq!(stored().await, expected + 5);
+
+    // A row the server refuses (an empty path): the others count, it is named.
+    let refused = dir.path().join("refused.csv");
+    std::fs::write(
+        &refused,
+        format!("method,path,timestamp\nGET,/ok,{t}\nGET,,{t}\n"),
+    )
+    .unwrap();
+    let (code, out, err) = import(&server, refused.to_str().unwrap(), &[], "").await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("line 3: entries[1].path: must not be empty"),
+        "{err}"
+    );
+    assert_eq!(stored().await, expected + 6);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_count_import_killed_halfway_and_run_again_counts_every_row_once() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.csv");
+    let base = day_start(1);
+    let mut csv = String::from("method,path,timestamp\n");
+    const ROWS: i64 = 300_000;
+    for i in 0..ROWS {
+        csv.push_str(&format!(
+            "GET,/big/{},{}\n",
+            i % 500,
+            at(base + i % 80_000).to_rfc3339()
+        ));
+    }
+    std::fs::write(&file, &csv).unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let mut first = tokio::process::Command::from(count_command())
+        .args([
+            "import",
+            &file,
+            "--batch-rows",
+            "1000",
+            "--server",
+            &format!("http://{}", server.address),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once some batches are in, well before all 300.
+    let mut applied = 0;
+    for _ in 0..600 {
+        applied = db
+            .bigint("SELECT coalesce(sum(last_sequence), 0)::bigint FROM count.producers")
+            .await;
+        if applied >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.kill().await.unwrap();
+    let killed_at = db
+        .bigint("SELECT coalesce(sum(count), 0)::bigint FROM count.requests")
+        .await;
+    assert!(
+        applied >= 4 && killed_at < ROWS,
+        "killed after {applied} batches, {killed_at} rows"
+    );
+    let (code, out, err) = import(&server, &file, &["--batch-rows", "1000"], "").await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("already imported"), "{out}");
+    assert_eq!(
+        db.bigint("SELECT coalesce(sum(count), 0)::bigint FROM count.requests")
+            .await,
+        ROWS
     );
     server.stop().await;
 }
