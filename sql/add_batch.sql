@@ -139,8 +139,9 @@ BEGIN
     -- missing endpoint fails the whole call with 40001 (the LEFT JOIN's
     -- NULL calls count.endpoint_not_visible), for the caller to retry,
     -- instead of losing counts; the call is made only then, so the check
-    -- costs nothing (a count over a second join of the entries, its
-    -- portable alternative, slowed the fallback's add_batch down).
+    -- costs nothing. (A count over a second join of the entries did the
+    -- same portably but cost 60 calls of 1,000 known endpoints 0.49-0.56 s
+    -- against 0.36-0.37 s this way, on the development machine.)
     INSERT INTO count.requests (method_id, request_timestamp, count)
     SELECT coalesce(e.id, count.endpoint_not_visible(b.m, b.p)), b.t, b.c
       FROM unnest(methods, paths, timestamps, counts) AS b (m, p, t, c)
