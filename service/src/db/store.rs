@@ -288,40 +288,45 @@ impl Store {
         let statement = client
             .prepare_cached(include_str!("../../queries/totals.sql"))
             .await?;
-        let group_by: Vec<&str> = if query.by_endpoint {
-            vec!["endpoint"]
-        } else {
-            Vec::new()
-        };
+        let group_by = query.group_by();
         let rows = retrying("totals", || async {
             Ok(client
-                .query(
-                    &statement,
-                    &[
-                        &query.start,
-                        &query.end,
-                        &query.granularity,
-                        &query.time_zone,
-                        &query.methods,
-                        &query.path,
-                        &query.path_prefix,
-                        &group_by,
-                        &query.top,
-                    ],
-                )
+                .query(&statement, &totals_parameters(query, &group_by))
                 .await?)
         })
         .await?;
-        Ok(rows
-            .iter()
-            .map(|row| TotalRow {
-                bucket: row.get(0),
-                method: row.get(1),
-                path: row.get(2),
-                total: row.get(3),
-                live: row.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(TotalRow::from_row).collect())
+    }
+
+    /// [`Store::totals`] as a stream, for answers too large to hold: the
+    /// rows come as the database sends them, on a pooled connection the
+    /// stream keeps until it ends. One statement, so one snapshot, as in
+    /// [`Store::totals`]; not retried (a retry could repeat rows already
+    /// sent), so a serialization failure ends the stream with an error.
+    pub async fn totals_stream(
+        &self,
+        query: &TotalsQuery,
+    ) -> Result<impl futures::Stream<Item = Result<TotalRow>> + Send + 'static> {
+        let client = self.pool.get().await?;
+        let statement = client
+            .prepare_cached(include_str!("../../queries/totals.sql"))
+            .await?;
+        let group_by = query.group_by();
+        let rows = Box::pin(
+            client
+                .query_raw(&statement, totals_parameters(query, &group_by))
+                .await?,
+        );
+        Ok(futures::stream::unfold(
+            (client, rows),
+            |(client, mut rows)| async move {
+                let row = futures::StreamExt::next(&mut rows).await?;
+                Some((
+                    row.map(|row| TotalRow::from_row(&row)).map_err(Error::from),
+                    (client, rows),
+                ))
+            },
+        ))
     }
 
     /// Live totals of each UTC day from `from` to `to`, both inclusive.
@@ -372,6 +377,15 @@ pub struct TotalsQuery {
 }
 
 impl TotalsQuery {
+    /// `count.totals`' `group_by` argument.
+    fn group_by(&self) -> Vec<&'static str> {
+        if self.by_endpoint {
+            vec!["endpoint"]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// All endpoints' totals over the UTC days `from` to `to` (inclusive),
     /// by `granularity`.
     fn utc_days(from: NaiveDate, to: NaiveDate, granularity: &str) -> Result<Self> {
@@ -406,6 +420,38 @@ pub struct TotalRow {
     pub total: i64,
     /// The bucket ends after the read began.
     pub live: bool,
+}
+
+/// queries/totals.sql's parameters for `query`, `group_by` being
+/// [`TotalsQuery::group_by`].
+fn totals_parameters<'a>(
+    query: &'a TotalsQuery,
+    group_by: &'a Vec<&'static str>,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 9] {
+    [
+        &query.start,
+        &query.end,
+        &query.granularity,
+        &query.time_zone,
+        &query.methods,
+        &query.path,
+        &query.path_prefix,
+        group_by,
+        &query.top,
+    ]
+}
+
+impl TotalRow {
+    /// A row of queries/totals.sql.
+    fn from_row(row: &tokio_postgres::Row) -> TotalRow {
+        TotalRow {
+            bucket: row.get(0),
+            method: row.get(1),
+            path: row.get(2),
+            total: row.get(3),
+            live: row.get(4),
+        }
+    }
 }
 
 impl From<TotalRow> for Total {

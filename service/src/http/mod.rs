@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -297,15 +296,6 @@ fn code_name(code: Code) -> String {
                 .chain(std::iter::once(c.to_ascii_uppercase()))
         })
         .collect()
-}
-
-/// A body of `content_type` text.
-fn text(content_type: &'static str, body: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        Body::from(body),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

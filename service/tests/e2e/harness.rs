@@ -491,13 +491,32 @@ pub(crate) async fn http(
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .expect("status");
-    let headers = lines
+    let headers: BTreeMap<String, String> = lines
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_owned()))
         .collect();
+    let body = if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     HttpResponse {
         status,
         headers,
-        body: body.to_owned(),
+        body,
     }
+}
+
+/// A chunked body's content (RFC 9112, section 7.1), the chunks joined.
+fn dechunk(mut body: &str) -> String {
+    let mut content = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        content.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    content
 }

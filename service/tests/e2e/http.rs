@@ -150,6 +150,8 @@ async fn totals_over_http_are_the_grpc_totals_as_json_and_csv() {
         "text/csv; charset=utf-8"
     );
     assert_eq!(by_parameter.body, by_accept.body);
+    // Streamed as the database sends the rows, not held whole.
+    assert_eq!(by_parameter.headers["transfer-encoding"], "chunked");
     let lines: Vec<&str> = by_parameter
         .body
         .split("\r\n")
@@ -243,6 +245,19 @@ async fn bad_parameters_get_a_json_error_naming_them() {
     assert_eq!(
         (response.status, &response.json()["error"]["code"]),
         (404, &"NOT_FOUND".into())
+    );
+    // CSV is streamed, yet its errors still come as a 400 with JSON.
+    let csv = http(
+        http_address,
+        "GET",
+        &format!("/api/v1/totals?{range}&time_zone=Mars/Olympus&format=csv"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (csv.status, &csv.json()["error"]["code"]),
+        (400, &"INVALID_ARGUMENT".into())
     );
     let twice = http(
         http_address,
