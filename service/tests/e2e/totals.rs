@@ -109,8 +109,17 @@ async fn reads_are_exact_while_ingest_rollups_and_reads_race() {
         let (store, done, rolled) = (store.clone(), done.clone(), rolled.clone());
         rollups.push(tokio::spawn(async move {
             while !done.load(Ordering::SeqCst) {
-                store.rollup_due().await.unwrap();
-                rolled.fetch_add(1, Ordering::SeqCst);
+                match store.rollup_due().await {
+                    Ok(_) => {
+                        rolled.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // Under SERIALIZABLE, a rollup racing this many writers
+                    // may still conflict after its retries; the server logs
+                    // that and its next period rolls up. Nothing is lost:
+                    // the reads below check it.
+                    Err(error) if error.code() == tonic::Code::Aborted => {}
+                    Err(error) => panic!("{error}"),
+                }
             }
         }));
     }
