@@ -152,10 +152,10 @@ fn required(path: &str) -> Option<Role> {
     }
 }
 
-/// The token of an `authorization` header value: the scheme is matched
+/// The token of an `authorization` header: the scheme is matched
 /// case-insensitively, as RFC 7235 (section 2.1) says it is.
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
+pub(crate) fn bearer(authorization: Option<&http::HeaderValue>) -> Option<&str> {
+    let (scheme, token) = authorization?.to_str().ok()?.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
@@ -170,26 +170,27 @@ fn check(
     };
     // Reflection needs any valid token.
     let needed = (!path.starts_with("/grpc.reflection.")).then_some(needed);
-    authorize(tokens, authorization, needed, path.trim_start_matches('/'))
+    authorize(
+        tokens,
+        bearer(authorization),
+        needed,
+        path.trim_start_matches('/'),
+    )
 }
 
-/// Admits an `authorization` header whose bearer token has role `needed`
-/// (or `admin`; any valid token when `None`) for `what`: the one rule of
-/// the gRPC and the HTTP side.
+/// Admits a `token` that has role `needed` (or `admin`; any valid token
+/// when `None`) for `what`: the one rule of the gRPC and the HTTP side.
 pub(crate) fn authorize(
     tokens: &Tokens,
-    authorization: Option<&http::HeaderValue>,
+    token: Option<&str>,
     needed: Option<Role>,
     what: &str,
 ) -> Result<(), Status> {
-    let token = authorization
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token)
-        .ok_or_else(|| {
-            Status::unauthenticated(
-                "missing bearer token: send the header `authorization: Bearer <token>`",
-            )
-        })?;
+    let token = token.ok_or_else(|| {
+        Status::unauthenticated(
+            "missing bearer token: send the header `authorization: Bearer <token>`",
+        )
+    })?;
     let roles = tokens
         .roles(token.trim())
         .ok_or_else(|| Status::unauthenticated("invalid bearer token"))?;

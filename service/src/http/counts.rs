@@ -10,13 +10,13 @@
 //! marks as not cross-site (see [`same_origin_json`]).
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use count_proto::v1::{AddRequest, Method};
 use serde_json::Value;
 
-use super::{HttpApi, HttpError, json};
+use super::{HttpApi, HttpError, json, same_origin_json};
 use crate::auth::Role;
 use crate::error::Error;
 use crate::ingest::ingest_entries;
@@ -57,36 +57,6 @@ pub(super) async fn counts(
             "last_sequence": response.last_sequence,
         }),
     ))
-}
-
-/// Refuses what a page on another site could make a browser send: a body
-/// that is not `application/json` (a form or `text/plain` post needs no
-/// CORS preflight, JSON does, and this server answers none) or a request
-/// the browser marks as cross-site.
-fn same_origin_json(headers: &HeaderMap) -> Result<(), HttpError> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
-        return Err(HttpError::plain(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "INVALID_ARGUMENT",
-            "send the body as Content-Type: application/json",
-        ));
-    }
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
-    {
-        return Err(HttpError::plain(
-            StatusCode::FORBIDDEN,
-            "PERMISSION_DENIED",
-            "a cross-site request may not write counts",
-        ));
-    }
-    Ok(())
 }
 
 /// A post's producer and sequence, when it names them.

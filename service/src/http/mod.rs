@@ -6,10 +6,14 @@
 //! - this module: the router, bearer tokens, errors as JSON, serving;
 //! - `totals`: `GET /api/v1/totals`, `GetTotals` over HTTP;
 //! - `counts`: `POST /api/v1/counts`, `AddBatch` over HTTP;
+//! - `session`: `/api/v1/session`, the dashboard's login cookie;
+//! - `dashboard`: the page at `/` and its assets (`service/web/`);
 //! - `openapi.json`: the API's description, served at
 //!   `/api/v1/openapi.json` (a test checks it against real responses).
 
 mod counts;
+pub mod dashboard;
+mod session;
 mod totals;
 
 use std::future::Future;
@@ -65,13 +69,27 @@ impl HttpApi {
     /// Refuses a request to a foreign host name (see `loopback_hosts_only`)
     /// or without a token that has `role` (when tokens are configured):
     /// the gRPC side's rule ([`crate::auth::authorize`]), from the
-    /// `Authorization: Bearer` header.
+    /// `Authorization: Bearer` header, or for reads from the dashboard's
+    /// session cookie.
     fn admit(
         &self,
         headers: &HeaderMap,
         role: Role,
         what: &str,
     ) -> std::result::Result<(), HttpError> {
+        self.admit_host(headers)?;
+        let Some(tokens) = &self.tokens else {
+            return Ok(());
+        };
+        let cookie = (role == Role::Read)
+            .then(|| session::token(headers))
+            .flatten();
+        let token = crate::auth::bearer(headers.get(header::AUTHORIZATION)).or(cookie.as_deref());
+        crate::auth::authorize(tokens, token, Some(role), what).map_err(HttpError::from)
+    }
+
+    /// Refuses a request to a foreign host name (see `loopback_hosts_only`).
+    fn admit_host(&self, headers: &HeaderMap) -> std::result::Result<(), HttpError> {
         if self.loopback_hosts_only {
             let host = headers
                 .get(header::HOST)
@@ -100,22 +118,26 @@ impl HttpApi {
                 ));
             }
         }
-        match &self.tokens {
-            None => Ok(()),
-            Some(tokens) => {
-                crate::auth::authorize(tokens, headers.get(header::AUTHORIZATION), Some(role), what)
-                    .map_err(HttpError::from)
-            }
-        }
+        Ok(())
     }
 }
 
-/// The routes: the API, its description, and health.
+/// The routes: the dashboard, the API, its description, and health.
 pub fn router(api: HttpApi) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for (index, (path, _, _)) in dashboard::ASSETS.iter().enumerate() {
+        router = router.route(path, get(move || async move { dashboard::asset(index) }));
+    }
+    router
         .route("/healthz", get(healthz))
         .route("/api/v1/totals", get(totals::totals))
         .route("/api/v1/counts", post(counts::counts))
+        .route(
+            "/api/v1/session",
+            get(session::status)
+                .post(session::log_in)
+                .delete(session::log_out),
+        )
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -177,6 +199,36 @@ async fn not_found() -> HttpError {
         "NOT_FOUND",
         "no such route: see /api/v1/openapi.json",
     )
+}
+
+/// Refuses what a page on another site could make a browser send: a body
+/// that is not `application/json` (a form or `text/plain` post needs no
+/// CORS preflight, JSON does, and this server answers none) or a request
+/// the browser marks as cross-site.
+fn same_origin_json(headers: &HeaderMap) -> Result<(), HttpError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(HttpError::plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "INVALID_ARGUMENT",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return Err(HttpError::plain(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "a cross-site request may not write counts",
+        ));
+    }
+    Ok(())
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response {

@@ -485,6 +485,7 @@ async fn the_openapi_description_matches_the_routes_and_the_responses() {
         [
             "/api/v1/counts",
             "/api/v1/openapi.json",
+            "/api/v1/session",
             "/api/v1/totals",
             "/healthz"
         ]
@@ -544,6 +545,76 @@ async fn the_openapi_description_matches_the_routes_and_the_responses() {
     conforms(&refused.json(), &schema("Error"), &description, "Error");
     let health = http(http_address, "GET", "/healthz", &[], "").await;
     conforms(&health.json(), &schema("Health"), &description, "Health");
+    let session = http(http_address, "GET", "/api/v1/session", &[], "").await;
+    conforms(&session.json(), &schema("Session"), &description, "Session");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboards_login_sets_a_cookie_for_reads_only() {
+    let db = TestDatabase::start().await;
+    let both = "read-and-ingest-token-0123";
+    let tokens = Tokens::parse(
+        &format!("ingest {INGEST}\nread {READ}\nread,ingest {both}"),
+        "test",
+    )
+    .unwrap();
+    let config = ServerConfig {
+        tokens: Some(tokens),
+        ..config()
+    };
+    let server = TestServer::start_with_http(db.store().await, config).await;
+    let address = server.http.unwrap();
+    let description: serde_json::Value =
+        serde_json::from_str(count_service::http::OPENAPI).unwrap();
+    let session_schema = &description["components"]["schemas"]["Session"];
+    let login = |token: &str| format!(r#"{{"token": "{token}"}}"#);
+
+    let anonymous = http(address, "GET", "/api/v1/session", &[], "").await;
+    assert_eq!(
+        anonymous.json(),
+        serde_json::json!({"login_required": true, "authenticated": false})
+    );
+    for (token, headers, status) in [
+        ("not-a-token-at-all", &[][..], 401),
+        (INGEST, &[][..], 403),
+        (READ, &["Sec-Fetch-Site: cross-site"][..], 403),
+        (READ, &["Content-Type: text/plain"][..], 415),
+    ] {
+        let response = http(address, "POST", "/api/v1/session", headers, &login(token)).await;
+        assert_eq!(
+            response.status, status,
+            "{token} {headers:?}: {}",
+            response.body
+        );
+        assert!(!response.headers.contains_key("set-cookie"));
+    }
+    let logged_in = http(address, "POST", "/api/v1/session", &[], &login(both)).await;
+    assert_eq!(logged_in.status, 200, "{}", logged_in.body);
+    conforms(&logged_in.json(), session_schema, &description, "Session");
+    let set_cookie = &logged_in.headers["set-cookie"];
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let cookie = format!("Cookie: {}", set_cookie.split(';').next().unwrap());
+    let session = http(address, "GET", "/api/v1/session", &[&cookie], "").await;
+    assert_eq!(session.json()["authenticated"], true);
+    let totals = "/api/v1/totals?start_time=2026-11-01T00:00:00Z&end_time=2026-11-02T00:00:00Z";
+    assert_eq!(
+        http(address, "GET", totals, &[&cookie], "").await.status,
+        200
+    );
+    // The same token's cookie cannot write: a write takes the header.
+    let counts = r#"{"entries": [{"method": "GET", "path": "/t"}]}"#;
+    assert_eq!(
+        http(address, "POST", "/api/v1/counts", &[&cookie], counts)
+            .await
+            .status,
+        401
+    );
+    let logged_out = http(address, "DELETE", "/api/v1/session", &[&cookie], "").await;
+    assert_eq!(logged_out.status, 200);
+    assert!(logged_out.headers["set-cookie"].contains("Max-Age=0"));
     server.stop().await;
 }
 

@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod harness;
 
 mod cli;
 mod client;
 mod concurrency;
+mod dashboard;
 mod delivery;
 mod docs;
 mod extension;

@@ -1,0 +1,185 @@
+//! A real headless Chromium, driven over WebDriver by Debian's
+//! `chromedriver` (both installed by scripts/test), for the dashboard's
+//! tests: pages, clicks, the DOM, screenshots, and the console's errors.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::harness::{KillOnDrop, free_address};
+
+/// A browser session; the driver (and its browser) ends when dropped.
+pub(crate) struct Browser {
+    pub(crate) client: Client,
+    _driver: KillOnDrop,
+}
+
+/// A chromedriver command of its own (outside W3C WebDriver), as
+/// `session/{id}/{path}` with a JSON body.
+#[derive(Debug)]
+struct DriverCommand {
+    path: &'static str,
+    body: Value,
+}
+
+impl WebDriverCompatibleCommand for DriverCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/{}",
+            session_id.unwrap_or_default(),
+            self.path
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.body.to_string()))
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium window of `width` ×
+    /// `height` pixels.
+    pub(crate) async fn start(width: u32, height: u32) -> Browser {
+        let address = free_address();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={}", address.port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver, which scripts/test installs)");
+        let driver = KillOnDrop(driver);
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                // As root, Chromium runs only without its sandbox.
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", format!("--window-size={width},{height}")],
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let capabilities = match capabilities {
+            Value::Object(map) => map,
+            _ => unreachable!("an object"),
+        };
+        let url = format!("http://{address}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => break client,
+                Err(error) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "chromedriver did not start a session: {error}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        Browser {
+            client,
+            _driver: driver,
+        }
+    }
+
+    /// The console's errors (and failed loads) since the last call.
+    pub(crate) async fn console_errors(&self) -> Vec<String> {
+        let entries = self
+            .client
+            .issue_cmd(DriverCommand {
+                path: "se/log",
+                body: json!({ "type": "browser" }),
+            })
+            .await
+            .expect("the browser's log");
+        entries
+            .as_array()
+            .expect("log entries")
+            .iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Renders as if the system asked for a dark (or light) page.
+    pub(crate) async fn prefer_dark(&self, dark: bool) {
+        self.client
+            .issue_cmd(DriverCommand {
+                path: "goog/cdp/execute",
+                body: json!({
+                    "cmd": "Emulation.setEmulatedMedia",
+                    "params": { "features": [
+                        { "name": "prefers-color-scheme", "value": if dark { "dark" } else { "light" } }
+                    ] },
+                }),
+            })
+            .await
+            .expect("emulated media");
+    }
+
+    /// Saves the window as `target/screenshots/{name}.png`, for a person
+    /// to look at.
+    pub(crate) async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        let folder = target.join("screenshots");
+        std::fs::create_dir_all(&folder).expect("the screenshots folder");
+        std::fs::write(folder.join(format!("{name}.png")), png).expect("the screenshot");
+    }
+
+    /// The attribute `name` of the first element `css` selects, if any.
+    pub(crate) async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(css)).await.ok()?;
+        element.attr(name).await.expect("an attribute")
+    }
+
+    /// Waits until the attribute `name` of `css` reads `expected`, for at
+    /// most `limit`; the last value read is in the failure.
+    pub(crate) async fn wait_for_attribute(
+        &self,
+        css: &str,
+        name: &str,
+        expected: &str,
+        limit: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let value = self.attribute(css, name).await;
+            if value.as_deref() == Some(expected) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css} [{name}] is {value:?}, not {expected:?}, after {limit:?}; page errors: {:?}",
+                self.text("#error").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The text of the first element `css` selects.
+    pub(crate) async fn text(&self, css: &str) -> String {
+        match self.client.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.expect("text"),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Runs `script` in the page and returns its value.
+    pub(crate) async fn eval(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.expect("a script")
+    }
+}
