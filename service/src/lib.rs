@@ -15,8 +15,9 @@
 //!   bound listener until shutdown, and the server's background tasks.
 //! - [`api`]: the `CountService` handlers.
 //! - [`auth`]: bearer tokens with roles (a tower layer).
+//! - [`tls`]: the certificate settings both listeners share.
 //! - [`http`]: the HTTP side (`--http-listen`): the API as JSON and CSV,
-//!   its OpenAPI description, `/healthz`.
+//!   its OpenAPI description, `/healthz`, and the dashboard at `/`.
 //! - [`ingest`]: the ingest core every server shares: the `Add` stream
 //!   (validate, aggregate, flush in the background) and `AddBatch`.
 //! - [`entry`]: validation of one `AddRequest`.
@@ -57,3 +58,4 @@ pub mod query;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod tls;

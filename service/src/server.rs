@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::http::{self, HttpApi};
 use crate::ingest::IngestConfig;
 use crate::state::{State, StoreSource};
+use crate::tls::TlsFiles;
 
 /// How long connections may stay open after open streams were told to end.
 const FINAL_WAIT: Duration = Duration::from_secs(10);
@@ -42,9 +43,9 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Bearer tokens every call must present; none when `None`.
     pub tokens: Option<Tokens>,
-    /// TLS for the gRPC listener (with a client CA: mutual TLS); plaintext
+    /// TLS for both listeners (with a client CA: mutual TLS); plaintext
     /// when `None`.
-    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +118,7 @@ pub async fn run(
         .map(|listener| listener.local_addr().map(|address| (listener, address)))
         .transpose()
         .map_err(Error::io("reading the HTTP address"))?;
+    let http_tls = config.tls.as_ref().map(TlsFiles::http).transpose()?;
     let http = http.map(|(listener, address)| {
         let api = HttpApi::new(
             state.clone(),
@@ -124,16 +126,17 @@ pub async fn run(
             config.tokens.clone(),
             config.max_message_bytes,
             address,
+            http_tls.is_some(),
         );
         let stopped = async move {
             let _ = http_stopped.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(http::serve(listener, http::router(api), stopped))
+        tokio::spawn(http::serve(listener, http_tls, http::router(api), stopped))
     });
     let api = CountApi::new(state, config.ingest, drain_rx);
     let mut builder = Server::builder();
-    if let Some(tls) = config.tls.clone() {
-        builder = builder.tls_config(tls)?;
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.grpc())?;
     }
     let serve = builder
         .layer(AuthLayer::new(config.tokens.clone()))

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory};
 use tokio::net::TcpListener;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use super::database::DatabaseArgs;
 use super::{Cli, positive};
@@ -16,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::ingest::IngestConfig;
 use crate::server::ServerConfig;
 use crate::state::StoreSource;
+use crate::tls::TlsFiles;
 use crate::{server, shutdown};
 
 /// `count serve`.
@@ -88,10 +88,12 @@ pub struct ServeArgs {
     /// line.
     #[arg(long, env = "COUNT_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
-    /// TLS certificate chain (PEM) for the gRPC listener; with --tls-key.
+    /// TLS certificate chain (PEM) for the gRPC and HTTP listeners; with
+    /// --tls-key.
     #[arg(long, env = "COUNT_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM) for the gRPC listener; with --tls-cert.
+    /// TLS private key (PEM) for the gRPC and HTTP listeners; with
+    /// --tls-cert.
     #[arg(long, env = "COUNT_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// CA (PEM) that client certificates must chain to: mutual TLS.
@@ -131,17 +133,18 @@ impl ServeArgs {
         })
     }
 
-    fn tls(&self) -> Result<Option<ServerTlsConfig>> {
+    fn tls(&self) -> Result<Option<TlsFiles>> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
         let read = |path: &PathBuf| {
             std::fs::read(path).map_err(Error::io(format!("reading {}", path.display())))
         };
-        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-        if let Some(ca) = &self.tls_client_ca {
-            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-        }
+        let client_ca = self.tls_client_ca.as_ref().map(read).transpose()?;
+        let tls = TlsFiles::new(read(cert)?, read(key)?, client_ca);
+        // Checked now, so that a bad file fails the start, not the first
+        // HTTP connection.
+        tls.http()?;
         Ok(Some(tls))
     }
 }
@@ -251,25 +254,18 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
             ),
         ));
     }
-    if let HttpListen(Some(address)) = args.http_listen {
-        if config.tokens.is_none() && !address.ip().is_loopback() && !args.allow_unauthenticated {
-            return Err(Error::invalid(
-                "--http-listen",
-                format!(
-                    "refusing to serve {address} without tokens: set --tokens-file or \
-                     COUNT_TOKENS, or pass --allow-unauthenticated"
-                ),
-            ));
-        }
-        if config.tls.is_some() && !address.ip().is_loopback() {
-            return Err(Error::invalid(
-                "--http-listen",
-                format!(
-                    "the HTTP API has no TLS yet: serve it on loopback (behind a proxy that \
-                     terminates TLS) or pass --http-listen off, not {address}"
-                ),
-            ));
-        }
+    if let HttpListen(Some(address)) = args.http_listen
+        && config.tokens.is_none()
+        && !address.ip().is_loopback()
+        && !args.allow_unauthenticated
+    {
+        return Err(Error::invalid(
+            "--http-listen",
+            format!(
+                "refusing to serve {address} without tokens: set --tokens-file or \
+                 COUNT_TOKENS, or pass --allow-unauthenticated"
+            ),
+        ));
     }
     if let Some(address) = args.metrics_listen {
         if !address.ip().is_loopback() && !args.allow_unauthenticated {
@@ -291,11 +287,12 @@ pub(super) async fn serve(args: ServeArgs) -> Result<()> {
     }
     if let HttpListen(Some(address)) = args.http_listen
         && config.tokens.is_some()
+        && config.tls.is_none()
         && !address.ip().is_loopback()
     {
         tracing::warn!(
             http_listen = %address,
-            "bearer tokens will cross the network in plaintext: the HTTP API has no TLS yet"
+            "bearer tokens will cross the network in plaintext: set --tls-cert and --tls-key"
         );
     }
     // Both addresses bound before the database is opened: a port in use

@@ -8,12 +8,14 @@
 //! - `counts`: `POST /api/v1/counts`, `AddBatch` over HTTP;
 //! - `session`: `/api/v1/session`, the dashboard's login cookie;
 //! - `dashboard`: the page at `/` and its assets (`service/web/`);
+//! - `tls`: the listener over TLS, with `--tls-cert`;
 //! - `openapi.json`: the API's description, served at
 //!   `/api/v1/openapi.json` (a test checks it against real responses).
 
 mod counts;
 pub mod dashboard;
 mod session;
+mod tls;
 mod totals;
 
 use std::future::Future;
@@ -41,6 +43,8 @@ pub struct HttpApi {
     /// The largest request body, as `--max-message-bytes` bounds a gRPC
     /// message.
     max_body_bytes: usize,
+    /// Served over TLS: the session cookie is marked `Secure`.
+    secure: bool,
     /// Only loopback host names are answered: without tokens on a loopback
     /// address, so that a web page cannot reach the API through a name
     /// that resolves to 127.0.0.1 (DNS rebinding).
@@ -56,9 +60,11 @@ impl HttpApi {
         tokens: Option<Tokens>,
         max_body_bytes: usize,
         address: SocketAddr,
+        secure: bool,
     ) -> Self {
         HttpApi {
             state,
+            secure,
             ingest,
             loopback_hosts_only: tokens.is_none() && address.ip().is_loopback(),
             tokens: tokens.map(Arc::new),
@@ -144,17 +150,29 @@ pub fn router(api: HttpApi) -> Router {
         .with_state(api)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// requests under way finish.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`
+/// resolves, then lets requests under way finish.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::io("serving HTTP"))
+    match tls {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)
+                .map_err(Error::io("reading the HTTP address"))?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(Error::io("serving HTTP"))
 }
 
 /// The OpenAPI description of this API.

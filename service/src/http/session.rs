@@ -87,28 +87,54 @@ pub(super) async fn log_in(
     );
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cookie(token.trim(), "")?);
+        .insert(header::SET_COOKIE, cookie(token.trim(), api.secure, "")?);
     Ok(response)
 }
 
 /// `DELETE`: forgets the session cookie.
-pub(super) async fn log_out() -> Result<Response, HttpError> {
+pub(super) async fn log_out(State(api): State<HttpApi>) -> Result<Response, HttpError> {
     let mut response = json(
         StatusCode::OK,
         &serde_json::json!({ "authenticated": false }),
     );
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, cookie("", "; Max-Age=0")?);
+        .insert(header::SET_COOKIE, cookie("", api.secure, "; Max-Age=0")?);
     Ok(response)
 }
 
 /// The session cookie holding `token` (percent-encoded: a cookie value
-/// may not hold every character a token may), with `extra` attributes.
-fn cookie(token: &str, extra: &str) -> Result<HeaderValue, Error> {
+/// may not hold every character a token may), `Secure` when served over
+/// TLS, with `extra` attributes.
+fn cookie(token: &str, secure: bool, extra: &str) -> Result<HeaderValue, Error> {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={}; Path=/api/; HttpOnly; SameSite=Strict{extra}",
+        "{COOKIE}={}; Path=/api/; HttpOnly; SameSite=Strict{secure}{extra}",
         utf8_percent_encode(token, NON_ALPHANUMERIC)
     ))
     .map_err(|_| Error::invalid("token", "is not text"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_is_encoded_and_secure_over_tls() {
+        let cookie = |secure| cookie("a b;c", secure, "").unwrap();
+        assert_eq!(
+            cookie(false),
+            "count_token=a%20b%3Bc; Path=/api/; HttpOnly; SameSite=Strict"
+        );
+        assert_eq!(
+            cookie(true),
+            "count_token=a%20b%3Bc; Path=/api/; HttpOnly; SameSite=Strict; Secure"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("other=1; count_token=a%20b%3Bc"),
+        );
+        assert_eq!(token(&headers).as_deref(), Some("a b;c"));
+    }
 }

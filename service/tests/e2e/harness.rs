@@ -455,10 +455,58 @@ pub(crate) async fn http(
     headers: &[&str],
     body: &str,
 ) -> HttpResponse {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address)
+    let stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
+    exchange(stream, address, method, target, headers, body)
+        .await
+        .expect("an HTTP exchange")
+}
+
+/// `GET target` over TLS, trusting the PEM certificate `ca`, and
+/// presenting the PEM `identity` (certificate, key) when given: the
+/// handshake's or the exchange's error when either fails.
+pub(crate) async fn https_get(
+    address: SocketAddr,
+    ca: &str,
+    identity: Option<(String, String)>,
+    target: &str,
+) -> std::io::Result<HttpResponse> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_pemfile::certs(&mut ca.as_bytes()) {
+        roots.add(certificate?).expect("a CA certificate");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<_, _>>()?,
+                rustls_pemfile::private_key(&mut key.as_bytes())?.expect("a key"),
+            )
+            .expect("a client certificate"),
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+    let stream = connector.connect(name, tcp).await?;
+    exchange(stream, address, "GET", target, &[], "").await
+}
+
+/// One request and its response over `stream`, as [`http`] describes.
+async fn exchange(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    address: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[&str],
+    body: &str,
+) -> std::io::Result<HttpResponse> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut request = format!(
         "{method} {target} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -481,9 +529,15 @@ pub(crate) async fn http(
     }
     request.push_str("\r\n");
     request.push_str(body);
-    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(request.as_bytes()).await?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
+    // A TLS peer may close without close_notify once the response is
+    // whole (`Connection: close`): what was read is the answer.
+    if let Err(error) = stream.read_to_string(&mut response).await
+        && (response.is_empty() || error.kind() != std::io::ErrorKind::UnexpectedEof)
+    {
+        return Err(error);
+    }
     let (head, body) = response.split_once("\r\n\r\n").expect("a head");
     let mut lines = head.split("\r\n");
     let status = lines
@@ -500,11 +554,11 @@ pub(crate) async fn http(
     } else {
         body.to_owned()
     };
-    HttpResponse {
+    Ok(HttpResponse {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// A chunked body's content (RFC 9112, section 7.1), the chunks joined.

@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use count_client::{BearerToken, Counter};
 use count_proto::v1::count_service_client::CountServiceClient;
 use count_proto::v1::{GetPeriodTotalsRequest, Method};
 use count_service::auth::Tokens;
 use count_service::server::ServerConfig;
+use count_service::tls::TlsFiles;
 use tonic::Code;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -280,21 +283,41 @@ async fn tls_channel(
 }
 
 #[tokio::test]
-async fn grpc_over_tls_and_mutual_tls() {
+async fn grpc_and_http_over_tls_and_mutual_tls() {
     let db = TestDatabase::start().await;
     let pki = Pki::new();
     let ca = pki.ca.pem();
     let (cert, key) = pki.leaf("localhost");
-    let tls = tonic::transport::ServerTlsConfig::new()
-        .identity(tonic::transport::Identity::from_pem(&cert, &key));
-    let server = TestServer::start_with(
+    let tls = TlsFiles::new(cert.clone().into(), key.clone().into(), None);
+    let server = TestServer::start_with_http(
         db.store().await,
         ServerConfig {
-            tls: Some(tls.clone()),
+            tls: Some(tls),
             ..config()
         },
     )
     .await;
+    let http_address = server.http.unwrap();
+    let answer = https_get(http_address, &ca, None, "/api/v1/openapi.json")
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // Plaintext HTTP on the TLS port gets no answer: the connection
+    // closes after a failed handshake.
+    let mut plain = tokio::net::TcpStream::connect(http_address).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), plain.read_to_end(&mut answer))
+        .await
+        .expect("the server closes a plaintext connection");
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     let t = day_start(1);
     let mut client = CountServiceClient::new(tls_channel(server.address, &ca, None).await.unwrap());
     let stream = || tokio_stream::iter(vec![entry(Method::Get, "/tls", t, 3)]);
@@ -317,9 +340,10 @@ async fn grpc_over_tls_and_mutual_tls() {
     assert_eq!(counter.stats().delivered, 1);
     server.stop().await;
 
-    // Mutual TLS: a client certificate from the CA is required.
-    let mutual = tls.client_ca_root(tonic::transport::Certificate::from_pem(&ca));
-    let server = TestServer::start_with(
+    // Mutual TLS: a client certificate from the CA is required, on both
+    // listeners.
+    let mutual = TlsFiles::new(cert.into(), key.into(), Some(ca.clone().into()));
+    let server = TestServer::start_with_http(
         db.store().await,
         ServerConfig {
             tls: Some(mutual),
@@ -327,6 +351,22 @@ async fn grpc_over_tls_and_mutual_tls() {
         },
     )
     .await;
+    let http_address = server.http.unwrap();
+    assert!(
+        https_get(http_address, &ca, None, "/api/v1/openapi.json")
+            .await
+            .is_err(),
+        "an HTTPS client without a certificate is refused"
+    );
+    let answer = https_get(
+        http_address,
+        &ca,
+        Some(pki.leaf("client")),
+        "/api/v1/openapi.json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
     let anonymous = tls_channel(server.address, &ca, None).await;
     let refused = match anonymous {
         Err(_) => true,
