@@ -11,6 +11,10 @@ const REFRESH_MS = 5000;
 /** How many endpoints the top list shows. */
 const TOP = 10;
 const MINUTE = 60000;
+const DAY = 1440 * MINUTE;
+/** Older than this, a range is not read by minute: the minute tier keeps
+ *  35 days by default (count.tiers), so 30 leaves a margin. */
+const MINUTES_KEPT = 30 * DAY;
 
 const $ = (id) => document.getElementById(id);
 const numbers = new Intl.NumberFormat();
@@ -41,42 +45,61 @@ function wall(ms, tz) {
   return { year: p.year, month: p.month, day: p.day, hour: p.hour, minute: p.minute, second: p.second };
 }
 
-/** The instant whose wall clock in `tz` reads these fields (out-of-range
- *  fields carry over, as Date.UTC's do); in a DST gap, the time after it. */
-function instant(tz, year, month, day = 1, hour = 0, minute = 0) {
-  const asUtc = Date.UTC(year, month - 1, day, hour, minute);
-  const offset = (ms) => {
-    const w = wall(ms, tz);
-    return Date.UTC(w.year, w.month - 1, w.day, w.hour, w.minute, w.second) - Math.floor(ms / 1000) * 1000;
-  };
-  let ms = asUtc - offset(asUtc);
-  ms = asUtc - offset(ms);
-  return ms;
+/** The zone's offset from UTC at instant `ms`, in milliseconds. */
+function offset(ms, tz) {
+  const w = wall(ms, tz);
+  return Date.UTC(w.year, w.month - 1, w.day, w.hour, w.minute, w.second) - Math.floor(ms / 1000) * 1000;
 }
 
-/** The start of the bucket of `granularity` holding instant `ms` in `tz`. */
+/** The instant whose wall clock in `tz` reads these fields (out-of-range
+ *  fields carry over, as Date.UTC's do), by PostgreSQL's rule: a wall time
+ *  the clock shows twice is the later instant, and one it skips (a DST
+ *  gap) is read with the offset from before the change, which is also the
+ *  later of the two readings. */
+function instant(tz, year, month, day = 1, hour = 0, minute = 0) {
+  const asUtc = Date.UTC(year, month - 1, day, hour, minute);
+  // The offsets a day either side: a wall time maps with one of them.
+  const readings = [offset(asUtc - 86400000, tz), offset(asUtc + 86400000, tz)].map((o) => asUtc - o);
+  const shown = readings.filter((ms) => ms + offset(ms, tz) === asUtc);
+  return Math.max(...(shown.length ? shown : readings));
+}
+
+/** The start of the bucket of `granularity` holding instant `ms` in `tz`,
+ *  as PostgreSQL's `date_trunc(unit, t, zone)` labels it: a minute or an
+ *  hour keeps t's own offset (so an hour the clock repeats is two
+ *  buckets), a day or month starts at its local midnight. */
 function bucketStart(ms, granularity, tz) {
   const w = wall(ms, tz);
   switch (granularity) {
     case 'minute': return Math.floor(ms / MINUTE) * MINUTE;
-    case 'hour': return instant(tz, w.year, w.month, w.day, w.hour);
+    case 'hour': return Math.floor(ms / 1000) * 1000 - (w.minute * 60 + w.second) * 1000;
     case 'day': return instant(tz, w.year, w.month, w.day);
     default: return instant(tz, w.year, w.month);
   }
 }
 
-/** The start of the bucket after the one starting at `ms`. */
-function nextBucket(ms, granularity, tz) {
-  if (granularity === 'minute') return ms + MINUTE;
-  const w = wall(ms, tz);
-  let next;
-  switch (granularity) {
-    case 'hour': next = instant(tz, w.year, w.month, w.day, w.hour + 1); break;
-    case 'day': next = instant(tz, w.year, w.month, w.day + 1); break;
-    default: next = instant(tz, w.year, w.month + 1);
+/** Every bucket of period `p` in `tz`, as `count.buckets` lists them:
+ *  minutes and hours as the labels of the minutes or quarter-hours in the
+ *  period (every zone's offset is whole quarter-hours, Lord Howe's
+ *  30-minute DST included), days and months from one local midnight to
+ *  the next. */
+function bucketList(p, tz) {
+  const list = [];
+  if (p.granularity === 'minute' || p.granularity === 'hour') {
+    const step = p.granularity === 'minute' ? MINUTE : 15 * MINUTE;
+    for (let q = p.start; q < p.end; q = Math.floor(q / step) * step + step) {
+      const bucket = bucketStart(q, p.granularity, tz);
+      if (list[list.length - 1] !== bucket) list.push(bucket);
+    }
+    return list;
   }
-  // Where the wall clock repeats an hour, step past it.
-  return next > ms ? next : ms + 3600000;
+  for (let t = bucketStart(p.start, p.granularity, tz); t < p.end;) {
+    list.push(t);
+    const w = wall(t, tz);
+    const next = p.granularity === 'day' ? instant(tz, w.year, w.month, w.day + 1) : instant(tz, w.year, w.month + 1);
+    t = Math.max(next, t + MINUTE);
+  }
+  return list;
 }
 
 /** The bucket size that gives a readable number of bars for a range. */
@@ -89,12 +112,22 @@ function granularityFor(minutes) {
 
 /** The view's [start, end) in milliseconds and its granularity. A preset
  *  ends after the current minute and starts on a bucket boundary, so that
- *  its first bar is whole; a custom range is taken as given. */
+ *  its first bar is whole. A custom range is taken as given, but where it
+ *  is older than the minute tier keeps, its ends are read to the
+ *  quarter-hour, and not by minute. */
 function period() {
   if (view.range === 'custom') {
-    const start = instant(view.tz, ...fields(view.from));
-    const end = instant(view.tz, ...fields(view.to));
-    return { start, end, granularity: granularityFor((end - start) / MINUTE) };
+    let start = instant(view.tz, ...fields(view.from));
+    let end = instant(view.tz, ...fields(view.to));
+    let granularity = granularityFor((end - start) / MINUTE);
+    const old = Date.now() - MINUTES_KEPT;
+    const quarter = (ms) => Math.floor(ms / (15 * MINUTE)) * 15 * MINUTE;
+    if (start < old) {
+      start = quarter(start);
+      if (granularity === 'minute') granularity = 'hour';
+    }
+    if (end < old) end = quarter(end);
+    return { start, end, granularity };
   }
   const minutes = RANGES[view.range];
   const granularity = granularityFor(minutes);
@@ -201,11 +234,12 @@ function svg(name, attributes, parent) {
 function buckets(p, rows) {
   const byTime = new Map();
   for (const row of rows) byTime.set(Date.parse(row.bucket), row.total);
-  const all = new Map();
-  for (let t = bucketStart(p.start, p.granularity, view.tz); t < p.end; t = nextBucket(t, p.granularity, view.tz)) {
-    all.set(t, 0);
+  const all = new Map(bucketList(p, view.tz).map((t) => [t, 0]));
+  for (const [t, total] of byTime) {
+    // Never expected (the list is count.buckets'); shown rather than lost.
+    if (!all.has(t)) console.warn(`a bucket the page did not expect: ${new Date(t).toISOString()}`);
+    all.set(t, total);
   }
-  for (const [t, total] of byTime) all.set(t, total);
   return [...all.entries()].sort((a, b) => a[0] - b[0]);
 }
 
@@ -240,7 +274,8 @@ let lastChart = null;
 function drawChart(points, granularity) {
   lastChart = [points, granularity];
   const chart = $('chart');
-  const width = Math.max(200, chart.clientWidth), height = 220, left = 48, bottom = 22;
+  // The style sheet sizes the chart; the drawing fills it.
+  const width = Math.max(200, chart.clientWidth), height = Math.max(100, chart.clientHeight), left = 48, bottom = 22;
   const max = Math.max(1, ...points.map(([, total]) => total));
   const root = svg('svg', {
     viewBox: `0 0 ${width} ${height}`, role: 'img',
@@ -331,7 +366,7 @@ function sparkline(points, row) {
 function readUrl() {
   const query = new URLSearchParams(location.search);
   const range = query.get('range');
-  view.range = range in RANGES || range === 'custom' ? range : DEFAULT_RANGE;
+  view.range = Object.hasOwn(RANGES, range) || range === 'custom' ? range : DEFAULT_RANGE;
   view.from = query.get('from') || '';
   view.to = query.get('to') || '';
   if (view.range === 'custom' && !(view.from && view.to)) view.range = DEFAULT_RANGE;
@@ -344,7 +379,8 @@ function writeUrl() {
   const query = new URLSearchParams();
   if (view.range !== DEFAULT_RANGE) query.set('range', view.range);
   if (view.range === 'custom') { query.set('from', view.from); query.set('to', view.to); }
-  if (view.tz !== browserZone) query.set('tz', view.tz);
+  // A custom range's times are wall times in its zone: always named.
+  if (view.tz !== browserZone || view.range === 'custom') query.set('tz', view.tz);
   if (view.method) query.set('method', view.method);
   if (view.prefix) query.set('prefix', view.prefix);
   const search = query.toString();
@@ -386,6 +422,8 @@ function takeFilters() {
 
 async function showLogin() {
   clearTimeout(timer);
+  // A read under way must not draw, nor read again, once logged out.
+  generation += 1;
   $('dashboard').hidden = true;
   $('live').hidden = true;
   $('logout').hidden = true;
@@ -425,8 +463,10 @@ async function start() {
   if (session.login_required && !session.authenticated) return showLogin();
   $('logout').hidden = !session.login_required;
   $('live').hidden = false;
+  const wasLogin = !$('login').hidden;
   $('login').hidden = true;
   $('dashboard').hidden = false;
+  if (wasLogin) $('range').focus();
   showView();
   refresh();
 }
@@ -440,8 +480,7 @@ document.addEventListener('DOMContentLoaded', () => {
   }));
   readUrl();
   $('filters').addEventListener('submit', (event) => { event.preventDefault(); takeFilters(); });
-  for (const id of ['range', 'method']) $(id).addEventListener('change', takeFilters);
-  for (const id of ['tz', 'prefix', 'from', 'to']) $(id).addEventListener('change', takeFilters);
+  for (const id of ['range', 'method', 'tz', 'prefix', 'from', 'to']) $(id).addEventListener('change', takeFilters);
   $('live').addEventListener('click', () => {
     live = !live;
     $('live').setAttribute('aria-pressed', String(live));
@@ -450,6 +489,8 @@ document.addEventListener('DOMContentLoaded', () => {
   $('login').addEventListener('submit', logIn);
   $('logout').addEventListener('click', logOut);
   new ResizeObserver(() => { if (lastChart) drawChart(...lastChart); }).observe($('chart'));
-  document.addEventListener('visibilitychange', () => { if (!document.hidden && live) refresh(); });
+  document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && live && !$('dashboard').hidden) refresh();
+  });
   start();
 });

@@ -13,7 +13,7 @@ const STYLE: &str = include_str!("../../web/dashboard.css");
 /// What the page may load and run: only this server's own script, style
 /// and API (so an injected script could not run nor send data away), and
 /// no framing (clickjacking).
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; \
      frame-ancestors 'none'; base-uri 'none'";
 
@@ -54,4 +54,33 @@ pub(super) fn asset(index: usize) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use count_proto::v1::Method;
+
+    use super::PAGE;
+
+    /// The page's method filter is written out in its HTML: it must list
+    /// every method of the wire, OTHER for METHOD_UNSPECIFIED.
+    #[test]
+    fn the_method_filter_lists_every_method_of_the_wire() {
+        let mut listed: Vec<&str> = PAGE
+            .split("<option value=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|value| !value.is_empty() && value.chars().all(|c| c.is_ascii_uppercase()))
+            .collect();
+        let mut wire: Vec<&str> = (0..=u8::MAX as i32)
+            .filter_map(|number| Method::try_from(number).ok())
+            .map(|method| match method {
+                Method::Unspecified => "OTHER",
+                method => method.as_str_name(),
+            })
+            .collect();
+        listed.sort_unstable();
+        wire.sort_unstable();
+        assert_eq!(listed, wire);
+    }
 }

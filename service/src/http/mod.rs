@@ -45,6 +45,8 @@ pub struct HttpApi {
     max_body_bytes: usize,
     /// Served over TLS: the session cookie is marked `Secure`.
     secure: bool,
+    /// The dashboard's logins.
+    sessions: Arc<session::Sessions>,
     /// Only loopback host names are answered: without tokens on a loopback
     /// address, so that a web page cannot reach the API through a name
     /// that resolves to 127.0.0.1 (DNS rebinding).
@@ -65,6 +67,7 @@ impl HttpApi {
         HttpApi {
             state,
             secure,
+            sessions: Arc::default(),
             ingest,
             loopback_hosts_only: tokens.is_none() && address.ip().is_loopback(),
             tokens: tokens.map(Arc::new),
@@ -88,7 +91,7 @@ impl HttpApi {
             return Ok(());
         };
         let cookie = (role == Role::Read)
-            .then(|| session::token(headers))
+            .then(|| self.sessions.token(headers))
             .flatten();
         let token = crate::auth::bearer(headers.get(header::AUTHORIZATION)).or(cookie.as_deref());
         crate::auth::authorize(tokens, token, Some(role), what).map_err(HttpError::from)
@@ -243,7 +246,7 @@ fn same_origin_json(headers: &HeaderMap) -> Result<(), HttpError> {
         return Err(HttpError::plain(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
-            "a cross-site request may not write counts",
+            "a cross-site request may not write, nor log in",
         ));
     }
     Ok(())

@@ -93,7 +93,8 @@ impl Browser {
         }
     }
 
-    /// The console's errors (and failed loads) since the last call.
+    /// The console's errors (and failed loads), and the page's own
+    /// warnings, since the last call.
     pub(crate) async fn console_errors(&self) -> Vec<String> {
         let entries = self
             .client
@@ -107,9 +108,27 @@ impl Browser {
             .as_array()
             .expect("log entries")
             .iter()
-            .filter(|entry| entry["level"] == "SEVERE")
+            .filter(|entry| {
+                entry["level"] == "SEVERE"
+                    || (entry["level"] == "WARNING" && entry["source"] == "console-api")
+            })
             .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    /// The browser's cookies, as the DevTools protocol describes them
+    /// (with `httpOnly`, `sameSite`, `path`), which a page's script cannot
+    /// all see.
+    pub(crate) async fn cookies(&self) -> Vec<Value> {
+        let answer = self
+            .client
+            .issue_cmd(DriverCommand {
+                path: "goog/cdp/execute",
+                body: json!({ "cmd": "Storage.getCookies", "params": {} }),
+            })
+            .await
+            .expect("the cookies");
+        answer["cookies"].as_array().expect("cookies").clone()
     }
 
     /// Renders as if the system asked for a dark (or light) page.
@@ -142,8 +161,9 @@ impl Browser {
 
     /// The attribute `name` of the first element `css` selects, if any.
     pub(crate) async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        // None too when a redraw replaced the element between the two.
         let element = self.client.find(Locator::Css(css)).await.ok()?;
-        element.attr(name).await.expect("an attribute")
+        element.attr(name).await.ok().flatten()
     }
 
     /// Waits until the attribute `name` of `css` reads `expected`, for at

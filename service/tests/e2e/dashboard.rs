@@ -18,86 +18,117 @@ use crate::harness::*;
 /// Long enough for a page to read on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The period the page last read, as it states it on `#total`.
-struct Period {
+/// What the page shows, read in one script (so that a redraw cannot fall
+/// between two reads): the period it read, its total, its bars and its
+/// top endpoints.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Shown {
     start: String,
     end: String,
     granularity: String,
     time_zone: String,
+    total: String,
+    /// (bucket as RFC 3339 UTC, total, accessible label)
+    bars: Vec<(String, i64, String)>,
+    /// (method, path, total, share as shown)
+    top: Vec<(String, String, i64, String)>,
 }
 
-async fn period(browser: &Browser) -> Period {
-    let read = |name: &'static str| async move {
-        browser
-            .attribute("#total", name)
-            .await
-            .unwrap_or_else(|| panic!("#total has no {name}"))
-    };
-    Period {
-        start: read("data-start").await,
-        end: read("data-end").await,
-        granularity: read("data-granularity").await,
-        time_zone: read("data-time-zone").await,
-    }
+async fn shown(browser: &Browser) -> Shown {
+    let value = browser
+        .eval(
+            "const t = document.getElementById('total');
+             return { ...t.dataset,
+               bars: [...document.querySelectorAll('#chart rect[data-bucket]')].map((r) =>
+                 [r.dataset.bucket, Number(r.dataset.total), r.getAttribute('aria-label')]),
+               top: [...document.querySelectorAll('#top tbody tr')].map((r) =>
+                 [r.dataset.method, r.dataset.path, Number(r.dataset.total), r.cells[3].textContent]) };",
+        )
+        .await;
+    serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"))
 }
 
-/// `count.totals` over `period` (summed over endpoints), for `methods`:
-/// `(bucket as RFC 3339 UTC, total)`.
+/// `count.buckets` (or every minute) and `count.totals` over the period the
+/// page read (summed over endpoints, for `methods`): every bucket, with its
+/// total.
 async fn database_buckets(
     db: &TestDatabase,
-    period: &Period,
+    shown: &Shown,
     methods: Option<&[&str]>,
 ) -> Vec<(String, i64)> {
     let methods: Option<Vec<String>> = methods.map(|m| m.iter().map(|m| m.to_string()).collect());
     db.sql()
         .await
         .query(
-            "SELECT to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.000\"Z\"'), total
-               FROM count.totals($1::text::timestamptz, $2::text::timestamptz, $3, $4, $5, group_by => '{}')
-              ORDER BY bucket",
+            "SELECT to_char(b.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    coalesce(t.total, 0)
+               FROM (SELECT bucket FROM count.buckets($1::text::timestamptz, $2::text::timestamptz, $3, $4)
+                     UNION ALL
+                     SELECT generate_series($1::text::timestamptz, $2::text::timestamptz - interval '1 minute',
+                                            interval '1 minute')
+                      WHERE $3 = 'minute') AS b
+               LEFT JOIN count.totals($1::text::timestamptz, $2::text::timestamptz, $3, $4, $5,
+                                      group_by => '{}') AS t ON t.bucket = b.bucket
+              ORDER BY b.bucket",
             &[
-                &period.start,
-                &period.end,
-                &period.granularity,
-                &period.time_zone,
+                &shown.start,
+                &shown.end,
+                &shown.granularity,
+                &shown.time_zone,
                 &methods,
             ],
         )
         .await
-        .expect("count.totals")
+        .expect("count.buckets and count.totals")
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect()
 }
 
-/// Checks the page's total and every bar against the database, for the
-/// period the page says it read.
-async fn page_matches_database(browser: &Browser, db: &TestDatabase, methods: Option<&[&str]>) {
-    let period = period(browser).await;
-    let buckets = database_buckets(db, &period, methods).await;
-    let total: i64 = buckets.iter().map(|(_, total)| total).sum();
-    assert!(total > 0, "the test's counts are in the page's period");
+/// Checks that the page's bars are the database's buckets for the period
+/// the page read, one for one, each with its total and a label naming it;
+/// returns what the page shows.
+async fn bars_match_database(
+    browser: &Browser,
+    db: &TestDatabase,
+    methods: Option<&[&str]>,
+) -> Shown {
+    let shown = shown(browser).await;
+    let buckets = database_buckets(db, &shown, methods).await;
+    let bars: Vec<(String, i64)> = shown
+        .bars
+        .iter()
+        .map(|(bucket, total, _)| (bucket.clone(), *total))
+        .collect();
     assert_eq!(
-        browser.attribute("#total", "data-total").await.as_deref(),
-        Some(total.to_string().as_str())
+        bars, buckets,
+        "the bars, by {} in {}",
+        shown.granularity, shown.time_zone
     );
-    for (bucket, expected) in &buckets {
-        let css = format!("#chart rect[data-bucket='{bucket}']");
-        assert_eq!(
-            browser.attribute(&css, "data-total").await.as_deref(),
-            Some(expected.to_string().as_str()),
-            "the bar of {bucket} ({} in {})",
-            period.granularity,
-            period.time_zone
+    for (bucket, total, label) in &shown.bars {
+        assert!(
+            label.ends_with(&format!(": {total} requests")),
+            "{bucket}: {label}"
         );
-        let label = browser.attribute(&css, "aria-label").await.unwrap();
-        assert!(label.ends_with(" requests"), "{label}");
     }
-    // And no bar where the database has nothing.
-    let bars = browser
-        .eval("return [...document.querySelectorAll('#chart rect[data-total]')].reduce((s, r) => s + Number(r.dataset.total), 0)")
-        .await;
-    assert_eq!(bars.as_i64(), Some(total));
+    let total: i64 = buckets.iter().map(|(_, total)| total).sum();
+    assert_eq!(shown.total, total.to_string());
+    shown
+}
+
+/// [`bars_match_database`], where the test's counts are.
+async fn page_matches_database(
+    browser: &Browser,
+    db: &TestDatabase,
+    methods: Option<&[&str]>,
+) -> Shown {
+    let shown = bars_match_database(browser, db, methods).await;
+    assert_ne!(
+        shown.total, "0",
+        "the test's counts are in the page's period"
+    );
+    shown
 }
 
 /// Opens `url` and waits until the page shows `total` requests.
@@ -148,23 +179,13 @@ async fn the_dashboard_shows_the_database_totals_follows_its_filters_and_stays_l
     let zone = browser
         .eval("return Intl.DateTimeFormat().resolvedOptions().timeZone")
         .await;
-    assert_eq!(period(&browser).await.time_zone, zone.as_str().unwrap());
-    page_matches_database(&browser, &db, None).await;
+    let shown = page_matches_database(&browser, &db, None).await;
+    assert_eq!(shown.time_zone, zone.as_str().unwrap());
     assert_eq!(
-        browser
-            .attribute("#top tbody tr", "data-path")
-            .await
-            .as_deref(),
-        Some("/users/{id}")
+        shown.top[0],
+        ("GET".into(), "/users/{id}".into(), 37, "68.5%".into())
     );
-    assert_eq!(
-        browser
-            .attribute("#top tbody tr", "data-total")
-            .await
-            .as_deref(),
-        Some("37")
-    );
-    assert_eq!(browser.text("#top tbody tr td:nth-child(4)").await, "68.5%");
+    assert_eq!(shown.top.len(), 3);
     browser.screenshot("dashboard-desktop").await;
 
     // A filter: POST only. The URL keeps it.
@@ -173,13 +194,10 @@ async fn the_dashboard_shows_the_database_totals_follows_its_filters_and_stays_l
     browser
         .wait_for_attribute("#total", "data-total", "12", WAIT)
         .await;
-    page_matches_database(&browser, &db, Some(&["POST"])).await;
+    let shown = page_matches_database(&browser, &db, Some(&["POST"])).await;
     assert_eq!(
-        browser
-            .attribute("#top tbody tr", "data-path")
-            .await
-            .as_deref(),
-        Some("/orders")
+        shown.top,
+        [("POST".into(), "/orders".into(), 12, "100.0%".into())]
     );
     let url = browser.client.current_url().await.unwrap();
     assert!(url.as_str().contains("method=POST"), "{url}");
@@ -216,9 +234,11 @@ async fn the_dashboard_shows_the_database_totals_follows_its_filters_and_stays_l
 
     // Another time zone and range, by hour; then a phone, in the dark.
     open(&browser, &format!("{base}/?range=7d&tz=Asia/Kathmandu"), 57).await;
-    assert_eq!(period(&browser).await.time_zone, "Asia/Kathmandu");
-    assert_eq!(period(&browser).await.granularity, "hour");
-    page_matches_database(&browser, &db, None).await;
+    let shown = page_matches_database(&browser, &db, None).await;
+    assert_eq!(
+        (shown.time_zone.as_str(), shown.granularity.as_str()),
+        ("Asia/Kathmandu", "hour")
+    );
     browser.client.set_window_size(390, 844).await.unwrap();
     browser.prefer_dark(true).await;
     open(&browser, &format!("{base}/?range=1h"), 57).await;
@@ -227,6 +247,58 @@ async fn the_dashboard_shows_the_database_totals_follows_its_filters_and_stays_l
     browser.client.set_window_size(390, 1500).await.unwrap();
     browser.screenshot("dashboard-phone-dark").await;
 
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboards_bars_are_the_databases_buckets_across_dst_changes() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start_with_http(db.store().await, config()).await;
+    let base = format!("http://{}", server.http.unwrap());
+    let browser = Browser::start(1280, 900).await;
+    // 2026's changes: Lord Howe's 30-minute DST ending (5 April) and
+    // starting (4 October), New York falling back (1 November), by hour;
+    // Santiago skipping its midnight (6 September), by day.
+    for (zone, from, to, granularity) in [
+        (
+            "Australia/Lord_Howe",
+            "2026-04-04T12:00",
+            "2026-04-05T12:00",
+            "hour",
+        ),
+        (
+            "Australia/Lord_Howe",
+            "2026-10-03T12:00",
+            "2026-10-04T12:00",
+            "hour",
+        ),
+        (
+            "America/New_York",
+            "2026-10-31T12:00",
+            "2026-11-01T12:00",
+            "hour",
+        ),
+        (
+            "America/Santiago",
+            "2026-09-01T00:00",
+            "2026-09-11T00:00",
+            "day",
+        ),
+    ] {
+        browser
+            .client
+            .goto(&format!(
+                "{base}/?range=custom&from={from}&to={to}&tz={zone}"
+            ))
+            .await
+            .unwrap();
+        browser
+            .wait_for_attribute("#total", "data-time-zone", zone, WAIT)
+            .await;
+        let shown = bars_match_database(&browser, &db, None).await;
+        assert_eq!(shown.granularity, granularity, "{zone} {from}");
+    }
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     server.stop().await;
 }
@@ -262,13 +334,35 @@ async fn with_tokens_the_dashboard_logs_in_with_a_cookie_its_script_cannot_read(
         .wait_for_attribute("#total", "data-total", "54", WAIT)
         .await;
     page_matches_database(&browser, &db, None).await;
-    assert_eq!(browser.eval("return document.cookie").await, "");
+    // The session is a cookie the page's script cannot see, which holds a
+    // session id, not the token.
+    let cookies = browser.cookies().await;
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = &cookies[0];
+    assert_eq!(
+        (
+            cookie["name"].as_str(),
+            cookie["httpOnly"].as_bool(),
+            cookie["sameSite"].as_str(),
+            cookie["path"].as_str()
+        ),
+        (
+            Some("count_session"),
+            Some(true),
+            Some("Strict"),
+            Some("/api/v1/")
+        )
+    );
+    assert!(!cookie["value"].as_str().unwrap().contains(read));
+    assert_eq!(
+        browser
+            .eval("return fetch('/api/v1/session').then(() => document.cookie)")
+            .await,
+        ""
+    );
     // A reload keeps the session.
-    browser.client.refresh().await.unwrap();
-    browser
-        .wait_for_attribute("#total", "data-total", "54", WAIT)
-        .await;
-    // Logging out shows the form again.
+    open(&browser, &format!("{base}/"), 54).await;
+    // Logging out shows the form again, and a reload keeps it so.
     browser
         .client
         .find(Locator::Id("logout"))
@@ -294,8 +388,9 @@ async fn the_page_and_its_assets_fit_the_budget_and_lock_down_what_they_load() {
         let response = http(address, "GET", path, &[], "").await;
         assert_eq!(response.status, 200, "{path}");
         assert_eq!(response.headers["content-type"], content_type, "{path}");
-        assert!(
-            response.headers["content-security-policy"].contains("script-src 'self'"),
+        assert_eq!(
+            response.headers["content-security-policy"],
+            count_service::http::dashboard::CONTENT_SECURITY_POLICY,
             "{path}"
         );
         assert_eq!(response.headers["x-content-type-options"], "nosniff");

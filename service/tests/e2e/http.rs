@@ -593,7 +593,11 @@ async fn the_dashboards_login_sets_a_cookie_for_reads_only() {
     assert_eq!(logged_in.status, 200, "{}", logged_in.body);
     conforms(&logged_in.json(), session_schema, &description, "Session");
     let set_cookie = &logged_in.headers["set-cookie"];
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api/"] {
+    assert!(
+        !set_cookie.contains(both),
+        "the cookie holds a session id, not the token"
+    );
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api/v1/"] {
         assert!(set_cookie.contains(attribute), "{set_cookie}");
     }
     let cookie = format!("Cookie: {}", set_cookie.split(';').next().unwrap());
@@ -615,6 +619,13 @@ async fn the_dashboards_login_sets_a_cookie_for_reads_only() {
     let logged_out = http(address, "DELETE", "/api/v1/session", &[&cookie], "").await;
     assert_eq!(logged_out.status, 200);
     assert!(logged_out.headers["set-cookie"].contains("Max-Age=0"));
+    // The session ended on the server: its cookie, kept, reads no more.
+    let session = http(address, "GET", "/api/v1/session", &[&cookie], "").await;
+    assert_eq!(session.json()["authenticated"], false);
+    assert_eq!(
+        http(address, "GET", totals, &[&cookie], "").await.status,
+        401
+    );
     server.stop().await;
 }
 
