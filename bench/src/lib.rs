@@ -14,6 +14,9 @@
 //!   a bare scan; the year query's latency.
 //! - [`live`]: ingest with continuous rollups against without, live reads
 //!   (`GetTotals`) over a year of tiers, and the tiers' storage.
+//! - [`dashboard`]: the dashboard's data requests over the same store, and
+//!   its first load in headless Chromium.
+//! - [`import`]: `count import` of a large CSV file, end to end.
 //! - [`client`]: the client library end to end, `Counter::record` on the
 //!   caller's thread, and the `CountLayer` on an axum handler against the
 //!   same handler without it.
@@ -21,7 +24,9 @@
 //! - [`error`]: the bench's error type.
 
 pub mod client;
+pub mod dashboard;
 pub mod error;
+pub mod import;
 pub mod ingest;
 pub mod live;
 pub mod process;
@@ -105,6 +110,9 @@ pub struct BenchOptions {
     /// Days of minute totals in the live reads' store.
     #[arg(long, env = "COUNT_BENCH_MINUTE_DAYS", default_value_t = 30, value_parser = count_service::cli::positive)]
     pub minute_days: usize,
+    /// Rows of the CSV file `count import` reads.
+    #[arg(long, env = "COUNT_BENCH_IMPORT_ROWS", default_value_t = 10_000_000, value_parser = count_service::cli::positive)]
+    pub import_rows: usize,
 }
 
 /// The programs the bench starts: `count` (its `serve` is measured) and the
@@ -146,6 +154,10 @@ pub struct Report {
     pub rollup_backlog: f64,
     /// Live reads over a year of tiers, and the tiers' storage.
     pub live: live::LiveReads,
+    /// The dashboard's reads and first load over the same store.
+    pub dashboard: dashboard::Dashboard,
+    /// `count import` of a CSV file.
+    pub import: import::ImportFigure,
 }
 
 impl Report {
@@ -185,7 +197,8 @@ impl Report {
             "summary: streaming ingest {:.2}x/{:.2}x the protocol ceiling at 4/16 streams, {:.0}x the original design; \
              client library {:.1}M counted/s; rollup {:.2}x the bare scan; year query p99 {:.1} ms; \
              server peak RSS {} MB (overload); with rollups {:.2}x/{:.2}x at 4/16 streams, rolled up {:.1}x as fast as produced; \
-             live reads p99 {:.1}/{:.1}/{:.1}/{:.1}/{:.1} ms; {:.2} MB per endpoint-year",
+             live reads p99 {:.1}/{:.1}/{:.1}/{:.1}/{:.1} ms; {:.2} MB per endpoint-year; \
+             dashboard data requests p99 {:.1}/{:.1} ms (24h/30d); count import {:.2}M rows/s",
             ratio(4),
             ratio(16),
             self.streams
@@ -206,6 +219,9 @@ impl Report {
             p99("a year by month, Asia"),
             p99("top 10"),
             self.live.long_term_bytes_per_endpoint_year / 1e6,
+            self.dashboard.presets.first().map_or(0.0, |f| f.request.1),
+            self.dashboard.presets.last().map_or(0.0, |f| f.request.1),
+            self.import.rate() / 1e6,
         )
     }
 }
@@ -221,7 +237,7 @@ impl std::fmt::Display for Report {
              year query (GetPeriodTotals, {keys} endpoints x 365 days, {queries} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms   \
              server peak RSS {rss} MB\n\n{}\n\
              rollups keep up: the overload produced {produced:.0} raw rows/s (a raw row per request); \
-             count.rollup_due() rolled them up at {rolled:.0}/s: {:.1}x (target >= 5x)\n\n{}\n{}\n{}\n{}\n",
+             count.rollup_due() rolled them up at {rolled:.0}/s: {:.1}x (target >= 5x)\n\n{}\n{}\n{}\n{}\n{}\n{}\n",
             ingest::render(
                 &self.streams,
                 &self.overload,
@@ -233,6 +249,8 @@ impl std::fmt::Display for Report {
             live::render_on_off(&self.rollups_on_off),
             rolled / produced,
             self.live.render(),
+            self.dashboard.render(),
+            self.import.render(),
             self.end_to_end.render(),
             self.caller_costs,
             self.summary(),
@@ -257,20 +275,50 @@ pub(crate) struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// `count serve` on the bench cluster, with `extra` flags.
+    /// `count serve` on the bench cluster, with `extra` flags. No HTTP
+    /// API: the bench measures gRPC, and the default port is not its own.
     async fn start(
         programs: &Programs,
         cluster: &Cluster,
         extra: &[&str],
     ) -> Result<ServerProcess> {
+        Self::serve(programs, cluster, "off", extra).await
+    }
+
+    /// `count serve` with its HTTP API on a free port, and that port.
+    async fn start_with_http(
+        programs: &Programs,
+        cluster: &Cluster,
+        extra: &[&str],
+    ) -> Result<(ServerProcess, SocketAddr)> {
+        let http = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(Error::io("finding a free port"))?;
+        let server = Self::serve(programs, cluster, &http.to_string(), extra).await?;
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(http).await.is_ok() {
+                return Ok((server, http));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::Check(
+            "a bench server's HTTP API did not start listening".to_owned(),
+        ))
+    }
+
+    async fn serve(
+        programs: &Programs,
+        cluster: &Cluster,
+        http: &str,
+        extra: &[&str],
+    ) -> Result<ServerProcess> {
         let url = cluster.url(count_service::db::cluster::DATABASE);
-        // No HTTP API: the bench measures gRPC, and the port is not its own.
         let mut args = vec![
             "serve",
             "--log-level",
             "warn",
             "--http-listen",
-            "off",
+            http,
             "--database-url",
             &url,
         ];
@@ -380,6 +428,9 @@ async fn scenarios(
         options.queries,
     )
     .await?;
+    let dashboard =
+        dashboard::measure(cluster, programs, options.live_keys, options.queries).await?;
+    let import = import::import(cluster, programs, options.import_rows).await?;
     let caller_costs = client::caller_costs(options.records, options.layer_time).await?;
     Ok(Report {
         streams,
@@ -395,5 +446,7 @@ async fn scenarios(
         rollups_on_off,
         rollup_backlog,
         live,
+        dashboard,
+        import,
     })
 }

@@ -34,6 +34,7 @@ async fn the_bench_runs_every_scenario_and_checks_what_it_wrote() {
         queries: 3,
         live_keys: 20,
         minute_days: 2,
+        import_rows: 2_000,
     };
     let programs = Programs {
         count,
@@ -89,6 +90,33 @@ async fn the_bench_runs_every_scenario_and_checks_what_it_wrote() {
         assert!(figure.p50 > 0.0 && figure.p99 >= figure.p50, "{figure:?}");
     }
     assert!(report.live.long_term_bytes_per_endpoint_year > 0.0);
+    let dashboard = &report.dashboard;
+    let presets: Vec<(&str, usize)> = dashboard
+        .presets
+        .iter()
+        .map(|f| (f.preset, f.requests))
+        .collect();
+    // The series, the top 10, and a trend for each of the 10.
+    assert_eq!(presets, vec![("24h", 12), ("30d", 12)]);
+    for figure in &dashboard.presets {
+        assert!(
+            figure.request.0 > 0.0 && figure.refresh.1 >= figure.refresh.0,
+            "{figure:?}"
+        );
+    }
+    assert!(dashboard.asset_bytes > 10_000, "{dashboard:?}");
+    // scripts/test installs chromedriver before the suite runs.
+    let load = dashboard.load.as_ref().expect("a first load in Chromium");
+    assert!(
+        load.numbers_shown.0 > 0.0 && load.load_event.0 > 0.0,
+        "{load:?}"
+    );
+    assert_eq!(report.import.rows, 2_000);
+    assert!(
+        report.import.rate() > 0.0 && report.import.peak_rss_mb > 0,
+        "{:?}",
+        report.import
+    );
     let text = report.to_string();
     assert!(text.ends_with(&format!("{}\n", report.summary())), "{text}");
 }

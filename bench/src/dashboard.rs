@@ -1,0 +1,320 @@
+//! The dashboard over the live reads' store (1,000 endpoints, 30 days by
+//! minute, a year by hour): its data requests, each refresh made as the
+//! page makes it (`GET /api/v1/totals`: the series and the top 10 at once,
+//! then one trend per top endpoint at once), for its 24-hour and 30-day
+//! presets; and, where Debian's chromedriver is installed, the page's
+//! first load in headless Chromium.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::{Error, Result};
+use crate::{Programs, ServerProcess};
+use count_service::db::cluster::Cluster;
+
+/// One preset's refreshes, timed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresetFigure {
+    /// The preset, as the page's URL names it.
+    pub preset: &'static str,
+    /// Requests per refresh.
+    pub requests: usize,
+    /// Each request's latency, p50 and p99, ms.
+    pub request: (f64, f64),
+    /// Each refresh's latency (what a person waits for), p50 and p99, ms.
+    pub refresh: (f64, f64),
+}
+
+/// The page's first load in Chromium, timed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadFigure {
+    /// Loads measured.
+    pub loads: usize,
+    /// Chromium's load event after navigation start, p50 and p99, ms.
+    pub load_event: (f64, f64),
+    /// Until the page shows its numbers (its reads answered), p50 and p99,
+    /// ms.
+    pub numbers_shown: (f64, f64),
+}
+
+/// What the dashboard measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dashboard {
+    /// Bytes of the page and its assets.
+    pub asset_bytes: usize,
+    /// The 24-hour and 30-day presets.
+    pub presets: Vec<PresetFigure>,
+    /// In Chromium, when chromedriver is installed.
+    pub load: Option<LoadFigure>,
+}
+
+/// Times `calls` refreshes of each preset, and the page's first load,
+/// through a `count serve` with its HTTP API, over the store
+/// [`crate::live::reads`] left.
+pub(crate) async fn measure(
+    cluster: &Cluster,
+    programs: &Programs,
+    keys: usize,
+    calls: usize,
+) -> Result<Dashboard> {
+    let (server, http) =
+        ServerProcess::start_with_http(programs, cluster, &["--rollup-every", "0"]).await?;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let get = |target: String| {
+        let client = client.clone();
+        async move {
+            let start = Instant::now();
+            let uri: http::Uri = format!("http://{http}{target}")
+                .parse()
+                .map_err(|e| Error::Check(format!("{target}: {e}")))?;
+            let response = client
+                .get(uri)
+                .await
+                .map_err(|e| Error::Check(format!("GET {target}: {e}")))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Error::Check(format!("GET {target}: {e}")))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(Error::Check(format!(
+                    "GET {target}: {status}: {}",
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+            Ok::<_, Error>((start.elapsed().as_secs_f64() * 1000.0, body))
+        }
+    };
+    let mut asset_bytes = 0;
+    for (path, _, _) in count_service::http::dashboard::ASSETS {
+        asset_bytes += get(path.to_owned()).await?.1.len();
+    }
+    let now = Utc::now().timestamp();
+    let end = now - now % 60 + 60;
+    // As the page starts its presets: on a bucket boundary (in UTC here).
+    let presets = [
+        ("24h", "hour", end - 86_400 - (end - 86_400) % 3_600),
+        (
+            "30d",
+            "day",
+            end - 30 * 86_400 - (end - 30 * 86_400) % 86_400,
+        ),
+    ];
+    let mut figures = Vec::new();
+    for (preset, granularity, start) in presets {
+        let range = format!(
+            "/api/v1/totals?start_time={}&end_time={}&time_zone=UTC",
+            rfc3339(start),
+            rfc3339(end)
+        );
+        let mut requests = Vec::new();
+        let mut refreshes = Vec::new();
+        let mut per_refresh = 0;
+        // One refresh to warm the plans, then `calls` timed.
+        for call in 0..=calls {
+            let start = Instant::now();
+            let (series, top_answer) = tokio::try_join!(
+                get(format!("{range}&granularity={granularity}")),
+                get(format!(
+                    "{range}&granularity=total&group_by=endpoint&top=10"
+                )),
+            )?;
+            let top: serde_json::Value = serde_json::from_slice(&top_answer.1)
+                .map_err(|e| Error::Check(format!("the top endpoints: {e}")))?;
+            let endpoints = top["totals"].as_array().cloned().unwrap_or_default();
+            if endpoints.len() != keys.min(10) {
+                return Err(Error::Check(format!(
+                    "bench self-check failed: dashboard {preset}: {} top endpoints, expected {}",
+                    endpoints.len(),
+                    keys.min(10)
+                )));
+            }
+            let trends = futures::future::try_join_all(endpoints.iter().map(|row| {
+                get(format!(
+                    "{range}&granularity={granularity}&methods={}&path={}",
+                    row["method"].as_str().unwrap_or_default(),
+                    row["path"].as_str().unwrap_or_default()
+                ))
+            }))
+            .await?;
+            if call > 0 {
+                refreshes.push(start.elapsed().as_secs_f64() * 1000.0);
+                requests.extend([series.0, top_answer.0]);
+                requests.extend(trends.iter().map(|t| t.0));
+                per_refresh = 2 + trends.len();
+            }
+        }
+        figures.push(PresetFigure {
+            preset,
+            requests: per_refresh,
+            request: percentiles(&mut requests),
+            refresh: percentiles(&mut refreshes),
+        });
+    }
+    let load = page_load(http, calls.min(20)).await?;
+    drop(server);
+    Ok(Dashboard {
+        asset_bytes,
+        presets: figures,
+        load,
+    })
+}
+
+/// The page's first load, `loads` times in a fresh headless Chromium
+/// window (no cache), when `chromedriver` is on the PATH.
+async fn page_load(http: std::net::SocketAddr, loads: usize) -> Result<Option<LoadFigure>> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(Error::io("finding a free port"))?
+        .port();
+    let Ok(driver) = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        return Ok(None);
+    };
+    let driver = KillOnDrop(driver);
+    let capabilities = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-application-cache", "--window-size=1280,900"],
+        },
+    });
+    let serde_json::Value::Object(capabilities) = capabilities else {
+        return Ok(None);
+    };
+    let mut browser = None;
+    for _ in 0..100 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        if let Ok(client) = fantoccini::ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            browser = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let browser =
+        browser.ok_or_else(|| Error::Check("chromedriver started no session".to_owned()))?;
+    let mut load_events = Vec::new();
+    let mut shown = Vec::new();
+    let fail = |e: fantoccini::error::CmdError| Error::Check(format!("the browser: {e}"));
+    for _ in 0..loads {
+        browser.goto("about:blank").await.map_err(fail)?;
+        browser
+            .goto(&format!("http://{http}/?range=30d&tz=UTC"))
+            .await
+            .map_err(fail)?;
+        // The time from navigation start until the page shows its numbers,
+        // read in the page itself (performance.now() counts from there).
+        let timings = browser
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const check = () => document.getElementById('total').dataset.total
+                   ? done([performance.getEntriesByType('navigation')[0].loadEventEnd, performance.now()])
+                   : setTimeout(check, 5);
+                 check();",
+                vec![],
+            )
+            .await
+            .map_err(fail)?;
+        let read = |i: usize| timings[i].as_f64().unwrap_or_default();
+        load_events.push(read(0));
+        shown.push(read(1));
+    }
+    let _ = browser.close().await;
+    drop(driver);
+    Ok(Some(LoadFigure {
+        loads,
+        load_event: percentiles(&mut load_events),
+        numbers_shown: percentiles(&mut shown),
+    }))
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// p50 and p99 of `values`.
+fn percentiles(values: &mut [f64]) -> (f64, f64) {
+    if values.is_empty() {
+        return (0.0, 0.0);
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() as f64 - 1.0) * q) as usize];
+    (at(0.5), at(0.99))
+}
+
+fn rfc3339(seconds: i64) -> String {
+    DateTime::<Utc>::from_timestamp(seconds, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Dashboard {
+    /// The dashboard's table.
+    pub(crate) fn render(&self) -> String {
+        let mut out = format!(
+            "dashboard (HTTP, the page's own reads; page and assets {} kB, target <= 300 kB)   p50 ms   p99 ms   target p99\n",
+            self.asset_bytes / 1000
+        );
+        for f in &self.presets {
+            out.push_str(&format!(
+                "{:<82}{:>8.1}{:>9.1}   <= 50 ms\n",
+                format!(
+                    "{} preset: each data request ({} per refresh)",
+                    f.preset, f.requests
+                ),
+                f.request.0,
+                f.request.1
+            ));
+            out.push_str(&format!(
+                "{:<82}{:>8.1}{:>9.1}\n",
+                format!("{} preset: a whole refresh", f.preset),
+                f.refresh.0,
+                f.refresh.1
+            ));
+        }
+        match &self.load {
+            Some(load) => {
+                out.push_str(&format!(
+                    "{:<82}{:>8.1}{:>9.1}   <= 1000 ms\n",
+                    format!(
+                        "first load in Chromium, 30d preset ({} loads): load event",
+                        load.loads
+                    ),
+                    load.load_event.0,
+                    load.load_event.1
+                ));
+                out.push_str(&format!(
+                    "{:<82}{:>8.1}{:>9.1}\n",
+                    "first load in Chromium: until its numbers show",
+                    load.numbers_shown.0,
+                    load.numbers_shown.1
+                ));
+            }
+            None => {
+                out.push_str("first load in Chromium: not measured (no chromedriver on the PATH)\n")
+            }
+        }
+        out
+    }
+}
