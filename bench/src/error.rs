@@ -10,8 +10,9 @@ pub enum Error {
     /// The private cluster, or a store on it, failed (count's own error).
     #[error("{0}")]
     Count(#[from] count_service::error::Error),
-    /// A statement of the bench's own failed.
-    #[error("database: {0}")]
+    /// A statement of the bench's own failed: the server's message (with
+    /// its SQLSTATE and detail) when it sent one.
+    #[error("database: {}", .0.as_db_error().map_or_else(|| .0.to_string(), |e| e.to_string()))]
     Database(#[from] tokio_postgres::Error),
     /// A gRPC call of the load failed.
     #[error("gRPC: {}: {}", .0.code(), .0.message())]

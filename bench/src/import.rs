@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::process::RssSampler;
+use crate::process::{CpuMeter, RssSampler, cpu_seconds};
 use crate::{Programs, ServerProcess, connect};
 use count_service::db::cluster::Cluster;
 
@@ -25,6 +25,9 @@ pub struct ImportFigure {
     pub seconds: f64,
     /// The importer's peak resident memory, MB.
     pub peak_rss_mb: u64,
+    /// CPU seconds of the importer, the server and PostgreSQL: where the
+    /// time went.
+    pub cpu_seconds: (f64, f64, f64),
 }
 
 impl ImportFigure {
@@ -35,13 +38,17 @@ impl ImportFigure {
 
     /// The import's table line.
     pub(crate) fn render(&self) -> String {
+        let (importer, server, postgres) = self.cpu_seconds;
         format!(
             "count import (CSV, {} rows, {:.0} MB, to count serve)   {:.0} rows/s (target >= 1,000,000)   \
-             importer peak RSS {} MB\n",
+             importer peak RSS {} MB\n\
+             CPU seconds: importer {importer:.1} ({:.0} rows per second of its CPU), server {server:.1}, \
+             PostgreSQL {postgres:.1}\n",
             self.rows,
             self.file_mb,
             self.rate(),
-            self.peak_rss_mb
+            self.peak_rss_mb,
+            self.rows as f64 / importer.max(0.01),
         )
     }
 }
@@ -71,6 +78,10 @@ pub(crate) async fn import(
         .len() as f64
         / 1e6;
     let server = ServerProcess::start(programs, cluster, &["--rollup-every", "0"]).await?;
+    let cpu = CpuMeter::start(server.pid(), cluster);
+    // The importer's CPU is read from this process once it has reaped it.
+    let me = std::process::id();
+    let reaped_before = cpu_seconds(me, true) - cpu_seconds(me, false);
     let start = Instant::now();
     let mut child = tokio::process::Command::new(&programs.count)
         .arg("import")
@@ -86,6 +97,8 @@ pub(crate) async fn import(
         .await
         .map_err(Error::io("running count import"))?;
     let seconds = start.elapsed().as_secs_f64();
+    let importer_cpu = cpu_seconds(me, true) - cpu_seconds(me, false) - reaped_before;
+    let (server_cpu, postgres_cpu) = cpu.read();
     let peak_kb = rss.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     if !status.success() {
@@ -105,6 +118,7 @@ pub(crate) async fn import(
         file_mb,
         seconds,
         peak_rss_mb: peak_kb / 1024,
+        cpu_seconds: (importer_cpu, server_cpu, postgres_cpu),
     })
 }
 
