@@ -212,14 +212,7 @@ async fn record_cost(counter: &Counter, threads: usize, records: usize) -> Resul
     for i in 0..missing * CHUNK {
         counter.record(Method::Get, &paths[i % PATHS]);
     }
-    costs.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        costs
-            .get(((costs.len() as f64 - 1.0) * q) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    Ok((at(0.5), at(0.99)))
+    Ok(crate::percentiles(&mut costs))
 }
 
 /// Requests/s of a trivial axum handler without and with the layer: three

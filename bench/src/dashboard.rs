@@ -14,8 +14,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::{Error, Result};
+use crate::process::KillOnDrop;
 use crate::{Programs, ServerProcess};
 use count_service::db::cluster::Cluster;
+use count_service::export::rfc3339;
 
 /// One preset's refreshes, timed.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,19 +102,18 @@ pub(crate) async fn measure(
     let end = now - now % 60 + 60;
     // As the page starts its presets: on a bucket boundary (in UTC here).
     let presets = [
-        ("24h", "hour", end - 86_400 - (end - 86_400) % 3_600),
-        (
-            "30d",
-            "day",
-            end - 30 * 86_400 - (end - 30 * 86_400) % 86_400,
-        ),
+        ("24h", "hour", 3_600, 86_400),
+        ("30d", "day", 86_400, 30 * 86_400),
     ];
     let mut figures = Vec::new();
-    for (preset, granularity, start) in presets {
+    for (preset, granularity, bucket, length) in presets {
+        let start = end - length - (end - length) % bucket;
+        // The store has counts in every bucket.
+        let buckets = (end - start + bucket - 1) / bucket;
         let range = format!(
             "/api/v1/totals?start_time={}&end_time={}&time_zone=UTC",
-            rfc3339(start),
-            rfc3339(end)
+            rfc3339(DateTime::from_timestamp(start, 0).unwrap_or_default()),
+            rfc3339(DateTime::from_timestamp(end, 0).unwrap_or_default())
         );
         let mut requests = Vec::new();
         let mut refreshes = Vec::new();
@@ -126,8 +127,17 @@ pub(crate) async fn measure(
                     "{range}&granularity=total&group_by=endpoint&top=10"
                 )),
             )?;
-            let top: serde_json::Value = serde_json::from_slice(&top_answer.1)
-                .map_err(|e| Error::Check(format!("the top endpoints: {e}")))?;
+            let rows = |body: &Bytes| {
+                serde_json::from_slice::<serde_json::Value>(body)
+                    .map_err(|e| Error::Check(format!("dashboard {preset}: {e}")))
+            };
+            let bars = rows(&series.1)?["totals"].as_array().map_or(0, Vec::len);
+            if bars as i64 != buckets {
+                return Err(Error::Check(format!(
+                    "bench self-check failed: dashboard {preset}: {bars} buckets, expected {buckets}"
+                )));
+            }
+            let top = rows(&top_answer.1)?;
             let endpoints = top["totals"].as_array().cloned().unwrap_or_default();
             if endpoints.len() != keys.min(10) {
                 return Err(Error::Check(format!(
@@ -154,8 +164,8 @@ pub(crate) async fn measure(
         figures.push(PresetFigure {
             preset,
             requests: per_refresh,
-            request: percentiles(&mut requests),
-            refresh: percentiles(&mut refreshes),
+            request: crate::percentiles(&mut requests),
+            refresh: crate::percentiles(&mut refreshes),
         });
     }
     let load = page_load(http, calls.min(20)).await?;
@@ -167,8 +177,9 @@ pub(crate) async fn measure(
     })
 }
 
-/// The page's first load, `loads` times in a fresh headless Chromium
-/// window (no cache), when `chromedriver` is on the PATH.
+/// The page's first load, `loads` times, in headless Chromium (the page
+/// and its assets are served `no-cache` without validators: each load
+/// fetches them again), when `chromedriver` is on the PATH.
 async fn page_load(http: std::net::SocketAddr, loads: usize) -> Result<Option<LoadFigure>> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -183,16 +194,15 @@ async fn page_load(http: std::net::SocketAddr, loads: usize) -> Result<Option<Lo
         return Ok(None);
     };
     let driver = KillOnDrop(driver);
-    let capabilities = serde_json::json!({
-        "goog:chromeOptions": {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-application-cache", "--window-size=1280,900"],
-        },
-    });
-    let serde_json::Value::Object(capabilities) = capabilities else {
-        return Ok(None);
-    };
+                     "--window-size=1280,900"],
+        }),
+    );
     let mut browser = None;
     for _ in 0..100 {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -208,6 +218,18 @@ async fn page_load(http: std::net::SocketAddr, loads: usize) -> Result<Option<Lo
     }
     let browser =
         browser.ok_or_else(|| Error::Check("chromedriver started no session".to_owned()))?;
+    let figure = time_loads(&browser, http, loads).await;
+    // Closed whatever happened, so that no browser outlives the run.
+    let _ = browser.close().await;
+    drop(driver);
+    figure.map(Some)
+}
+
+async fn time_loads(
+    browser: &fantoccini::Client,
+    http: std::net::SocketAddr,
+    loads: usize,
+) -> Result<LoadFigure> {
     let mut load_events = Vec::new();
     let mut shown = Vec::new();
     let fail = |e: fantoccini::error::CmdError| Error::Check(format!("the browser: {e}"));
@@ -217,56 +239,39 @@ async fn page_load(http: std::net::SocketAddr, loads: usize) -> Result<Option<Lo
             .goto(&format!("http://{http}/?range=30d&tz=UTC"))
             .await
             .map_err(fail)?;
-        // The time from navigation start until the page shows its numbers,
-        // read in the page itself (performance.now() counts from there).
+        // Read in the page, in ms from its navigation's start: when its
+        // numbers first showed, and its load event's end (waited for).
         let timings = browser
             .execute_async(
                 "const done = arguments[arguments.length - 1];
-                 const check = () => document.getElementById('total').dataset.total
-                   ? done([performance.getEntriesByType('navigation')[0].loadEventEnd, performance.now()])
-                   : setTimeout(check, 5);
+                 let shownAt = 0;
+                 const check = () => {
+                   if (!shownAt && document.getElementById('total').dataset.total) shownAt = performance.now();
+                   const loaded = performance.getEntriesByType('navigation')[0].loadEventEnd;
+                   if (shownAt && loaded > 0) done([loaded, shownAt]); else setTimeout(check, 5);
+                 };
                  check();",
                 vec![],
             )
             .await
             .map_err(fail)?;
-        let read = |i: usize| timings[i].as_f64().unwrap_or_default();
-        load_events.push(read(0));
-        shown.push(read(1));
+        match (timings[0].as_f64(), timings[1].as_f64()) {
+            (Some(loaded), Some(at)) if loaded > 0.0 && at > 0.0 => {
+                load_events.push(loaded);
+                shown.push(at);
+            }
+            _ => {
+                return Err(Error::Check(format!(
+                    "bench self-check failed: the page's timings: {timings}"
+                )));
+            }
+        }
     }
-    let _ = browser.close().await;
-    drop(driver);
-    Ok(Some(LoadFigure {
+    Ok(LoadFigure {
         loads,
-        load_event: percentiles(&mut load_events),
-        numbers_shown: percentiles(&mut shown),
-    }))
-}
-
-/// A child process killed when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// p50 and p99 of `values`.
-fn percentiles(values: &mut [f64]) -> (f64, f64) {
-    if values.is_empty() {
-        return (0.0, 0.0);
-    }
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() as f64 - 1.0) * q) as usize];
-    (at(0.5), at(0.99))
-}
-
-fn rfc3339(seconds: i64) -> String {
-    DateTime::<Utc>::from_timestamp(seconds, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        load_event: crate::percentiles(&mut load_events),
+        numbers_shown: crate::percentiles(&mut shown),
+    })
 }
 
 impl Dashboard {

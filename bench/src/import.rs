@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::process::{CpuMeter, RssSampler, cpu_seconds};
+use crate::process::{CpuMeter, RssSampler, reaped_children_seconds};
 use crate::{Programs, ServerProcess, connect};
 use count_service::db::cluster::Cluster;
 
@@ -64,9 +64,9 @@ pub(crate) async fn import(
     let sql = connect(cluster).await?;
     sql.batch_execute(include_str!("../queries/reset_counts.sql"))
         .await?;
-    let dir = std::env::temp_dir().join(format!("count-bench-import-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(Error::io("creating the import folder"))?;
-    let file = dir.join("counts.csv");
+    // Removed when dropped, on every path out of here.
+    let dir = tempfile::tempdir().map_err(Error::io("creating the import folder"))?;
+    let file = dir.path().join("counts.csv");
     let expected = tokio::task::spawn_blocking({
         let file = file.clone();
         move || write_file(&file, rows)
@@ -80,8 +80,7 @@ pub(crate) async fn import(
     let server = ServerProcess::start(programs, cluster, &["--rollup-every", "0"]).await?;
     let cpu = CpuMeter::start(server.pid(), cluster);
     // The importer's CPU is read from this process once it has reaped it.
-    let me = std::process::id();
-    let reaped_before = cpu_seconds(me, true) - cpu_seconds(me, false);
+    let reaped_before = reaped_children_seconds();
     let start = Instant::now();
     let mut child = tokio::process::Command::new(&programs.count)
         .arg("import")
@@ -89,6 +88,7 @@ pub(crate) async fn import(
         .args(["--server", &format!("http://{}", server.address)])
         .env_remove("COUNT_CONFIG")
         .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
         .spawn()
         .map_err(Error::io("starting count import"))?;
     let rss = RssSampler::start(child.id().unwrap_or_default());
@@ -97,10 +97,9 @@ pub(crate) async fn import(
         .await
         .map_err(Error::io("running count import"))?;
     let seconds = start.elapsed().as_secs_f64();
-    let importer_cpu = cpu_seconds(me, true) - cpu_seconds(me, false) - reaped_before;
+    let importer_cpu = reaped_children_seconds() - reaped_before;
     let (server_cpu, postgres_cpu) = cpu.read();
     let peak_kb = rss.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
     if !status.success() {
         return Err(Error::Check(format!("count import failed: {status}")));
     }

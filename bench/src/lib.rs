@@ -258,6 +258,19 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// The median and the 99th percentile of `values` (0 for none), nearest
+/// rank below.
+pub(crate) fn percentiles(values: &mut [f64]) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        values
+            .get(((values.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    (at(0.5), at(0.99))
+}
+
 /// A connection to the bench cluster's `count` database.
 async fn connect(cluster: &Cluster) -> Result<tokio_postgres::Client> {
     let (client, connection) = cluster
@@ -294,16 +307,10 @@ impl ServerProcess {
         let http = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(Error::io("finding a free port"))?;
+        // `count serve` binds both addresses before anything else, and
+        // `spawn` waits for the gRPC one: the HTTP one listens by then.
         let server = Self::serve(programs, cluster, &http.to_string(), extra).await?;
-        for _ in 0..300 {
-            if tokio::net::TcpStream::connect(http).await.is_ok() {
-                return Ok((server, http));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(Error::Check(
-            "a bench server's HTTP API did not start listening".to_owned(),
-        ))
+        Ok((server, http))
     }
 
     async fn serve(

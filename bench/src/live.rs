@@ -312,12 +312,11 @@ pub(crate) async fn reads(
                 )));
             }
         }
-        latencies.sort_by(f64::total_cmp);
-        let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
+        let (p50, p99) = crate::percentiles(&mut latencies);
         figures.push(ReadFigure {
             name,
-            p50: at(0.5),
-            p99: at(0.99),
+            p50,
+            p99,
             target,
         });
     }

@@ -57,6 +57,24 @@ pub(crate) fn postgres_cpu_seconds(cluster: &Cluster) -> f64 {
     cpu_seconds(postmaster, true) + children
 }
 
+/// CPU seconds of this process's children that exited and were waited for
+/// (one read: the difference of two is the children reaped between them).
+pub(crate) fn reaped_children_seconds() -> f64 {
+    let fields = stat_fields(std::process::id());
+    (field(&fields, 16) + field(&fields, 17)) as f64 / TICKS_PER_SECOND
+}
+
+/// A child process killed (and waited for) when dropped, so that a failing
+/// run leaves nothing running. The service's tests use it too.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Resident memory of `pid` in kB (0 once it is gone). The service's
 /// memory tests read it too.
 pub fn rss_kb(pid: u32) -> u64 {

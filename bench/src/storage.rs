@@ -193,7 +193,6 @@ pub(crate) async fn year_query(
         }
     }
     let peak_rss_mb = sampler.stop().await / 1024;
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q) as usize];
-    Ok((at(0.5), at(0.99), peak_rss_mb))
+    let (p50, p99) = crate::percentiles(&mut latencies);
+    Ok((p50, p99, peak_rss_mb))
 }

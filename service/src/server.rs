@@ -118,7 +118,7 @@ pub async fn run(
         .map(|listener| listener.local_addr().map(|address| (listener, address)))
         .transpose()
         .map_err(Error::io("reading the HTTP address"))?;
-    let http_tls = config.tls.as_ref().map(TlsFiles::http).transpose()?;
+    let http_tls = config.tls.as_ref().map(TlsFiles::http);
     let http = http.map(|(listener, address)| {
         let api = HttpApi::new(
             state.clone(),

@@ -148,9 +148,25 @@ pub fn router(api: HttpApi) -> Router {
                 .delete(session::log_out),
         )
         .route("/api/v1/openapi.json", get(openapi))
+        .layer(axum::middleware::map_request(host_from_authority))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)
+}
+
+/// HTTP/2 sends the host as the `:authority` pseudo-header (in the URI),
+/// not as `Host`: copied into `Host`, so that the loopback-name check reads
+/// it whatever the protocol.
+async fn host_from_authority(mut request: axum::extract::Request) -> axum::extract::Request {
+    if !request.headers().contains_key(header::HOST)
+        && let Some(host) = request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    request
 }
 
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`

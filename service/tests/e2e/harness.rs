@@ -308,15 +308,8 @@ where
 }
 
 /// A child process killed when dropped, so a failing test leaves no server
-/// running (and holding the test runner's output pipes).
-pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// running (and holding the test runner's output pipes): the bench's.
+pub(crate) use count_bench::process::KillOnDrop;
 
 /// A free port on 127.0.0.1 (for servers that must be restarted on it).
 pub(crate) fn free_address() -> std::net::SocketAddr {

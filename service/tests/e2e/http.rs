@@ -684,3 +684,41 @@ fn conforms(
         _ => {}
     }
 }
+
+#[tokio::test]
+async fn http2_requests_are_answered_like_http1_ones() {
+    // HTTP/2 names the host in `:authority`, not `Host`: the loopback-name
+    // check (no tokens, a loopback address) must read it there.
+    let db = TestDatabase::start().await;
+    let (server, day) = server_with_counts(&db, config()).await;
+    let address = server.http.unwrap();
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let get = |authority: &str| {
+        http::Request::get(format!(
+            "http://{authority}/api/v1/totals?start_time={}&end_time={}",
+            rfc3339(day),
+            rfc3339(day + 86_400)
+        ))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap()
+    };
+    let answer = sender
+        .send_request(get(&address.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.version(), http::Version::HTTP_2);
+    let foreign = sender
+        .send_request(get("rebound.example:7780"))
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    server.stop().await;
+}

@@ -288,7 +288,7 @@ async fn grpc_and_http_over_tls_and_mutual_tls() {
     let pki = Pki::new();
     let ca = pki.ca.pem();
     let (cert, key) = pki.leaf("localhost");
-    let tls = TlsFiles::new(cert.clone().into(), key.clone().into(), None);
+    let tls = TlsFiles::new(cert.clone().into(), key.clone().into(), None).unwrap();
     let server = TestServer::start_with_http(
         db.store().await,
         ServerConfig {
@@ -342,7 +342,7 @@ async fn grpc_and_http_over_tls_and_mutual_tls() {
 
     // Mutual TLS: a client certificate from the CA is required, on both
     // listeners.
-    let mutual = TlsFiles::new(cert.into(), key.into(), Some(ca.clone().into()));
+    let mutual = TlsFiles::new(cert.into(), key.into(), Some(ca.clone().into())).unwrap();
     let server = TestServer::start_with_http(
         db.store().await,
         ServerConfig {
