@@ -231,6 +231,51 @@ fn client_message(error: &Error) -> String {
     }
 }
 
+/// The arguments of the SQL API's functions (`count.totals`,
+/// `count.add_batch`) that its refusals name.
+const SQL_API_ARGUMENTS: [&str; 15] = [
+    "start_time",
+    "end_time",
+    "granularity",
+    "time_zone",
+    "only_methods",
+    "only_path",
+    "path_prefix",
+    "group_by",
+    "top",
+    "producer",
+    "seq",
+    "methods",
+    "paths",
+    "timestamps",
+    "counts",
+];
+
+/// The argument a refusal of the SQL API names, and the refusal, when
+/// `error` is one (an invalid-argument SQLSTATE, class 22): its messages
+/// read `count.function: argument …` or `… argument[i] …` on both backends,
+/// the argument first, since CockroachDB's `RAISE` takes no `COLUMN` to
+/// carry it apart.
+pub(crate) fn sql_api_field(error: &Error) -> Option<(String, String)> {
+    let Error::Database(e) = error else {
+        return None;
+    };
+    let db = e.as_db_error()?;
+    if !db.code().code().starts_with("22") {
+        return None;
+    }
+    let (function, rest) = db.message().split_once(": ")?;
+    let field: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '[' | ']'))
+        .collect();
+    let argument = field.split('[').next().unwrap_or_default();
+    let named = function.starts_with("count.")
+        && SQL_API_ARGUMENTS.contains(&argument)
+        && rest[field.len()..].starts_with([' ', ':']);
+    named.then(|| (field.clone(), rest.to_owned()))
+}
+
 /// Whether the database (a statement or the pool) is at the root of `error`.
 fn from_database(error: &Error) -> bool {
     match error {
@@ -264,6 +309,21 @@ impl From<Error> for Status {
                 code,
                 message,
                 ErrorDetails::with_bad_request(violations),
+            );
+        }
+        // The field at fault, as google.rpc.BadRequest: the service's own
+        // checks, and the SQL API's.
+        let field = match &error {
+            Error::InvalidArgument { field, reason } | Error::TooLarge { field, reason } => {
+                Some((field.clone(), reason.clone()))
+            }
+            error => sql_api_field(error),
+        };
+        if let Some((field, reason)) = field {
+            return Status::with_error_details(
+                code,
+                message,
+                ErrorDetails::with_bad_request(vec![FieldViolation::new(field, reason)]),
             );
         }
         Status::new(code, message)

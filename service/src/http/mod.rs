@@ -325,7 +325,12 @@ impl From<Error> for HttpError {
                 .iter()
                 .map(|r| serde_json::json!({ "field": r.field, "reason": r.reason }))
                 .collect(),
-            _ => Vec::new(),
+            // The SQL API's own refusals (count.totals' checks) name their
+            // argument in the message: the same names as the parameters.
+            error => crate::error::sql_api_field(error)
+                .map(|(field, reason)| serde_json::json!({ "field": field, "reason": reason }))
+                .into_iter()
+                .collect(),
         };
         // The gRPC side's code and message: one mapping from SQLSTATEs.
         let status = tonic::Status::from(error);

@@ -210,16 +210,26 @@ async fn bad_parameters_get_a_json_error_naming_them() {
             Some("start_time"),
             "must be set",
         ),
-        // count.totals' own checks name the field in the message.
+        // count.totals' own checks, named by the SQL API's message.
         (
             &format!("{range}&time_zone=Mars/Olympus"),
-            None,
+            Some("time_zone"),
             "time_zone: unknown time zone",
         ),
         (
             "start_time=2026-11-02T00:00:00Z&end_time=2026-11-01T00:00:00Z",
-            None,
+            Some("end_time"),
             "end_time",
+        ),
+        (
+            "start_time=2026-11-01T00:00:30Z&end_time=2026-11-02T00:00:00Z",
+            Some("start_time"),
+            "whole minute",
+        ),
+        (
+            "start_time=2020-01-01T00:00:00Z&end_time=2026-11-02T00:00:00Z&granularity=minute",
+            Some("end_time"),
+            "at most",
         ),
     ] {
         let response = http(

@@ -504,6 +504,7 @@ async fn get_totals_filters_groups_ranks_and_names_the_bad_field() {
                 time_zone: "Mars/Olympus_Mons".to_owned(),
                 ..request.clone()
             },
+            "time_zone",
             "time_zone: unknown time zone",
         ),
         (
@@ -512,12 +513,14 @@ async fn get_totals_filters_groups_ranks_and_names_the_bad_field() {
                 ..request.clone()
             },
             "end_time",
+            "end_time",
         ),
         (
             GetTotalsRequest {
                 start_time: stamp(minute - 367 * 86_400),
                 ..request.clone()
             },
+            "end_time",
             "end_time: a range by minute may be at most 366 days",
         ),
         (
@@ -525,6 +528,7 @@ async fn get_totals_filters_groups_ranks_and_names_the_bad_field() {
                 start_time: stamp(minute - 30),
                 ..request.clone()
             },
+            "start_time",
             "start_time must be a whole minute",
         ),
         (
@@ -532,15 +536,27 @@ async fn get_totals_filters_groups_ranks_and_names_the_bad_field() {
                 start_time: None,
                 ..request.clone()
             },
+            "start_time",
             "start_time: must be set",
         ),
     ];
-    for (bad, expected) in cases {
+    for (bad, field, expected) in cases {
         let status = client.get_totals(bad).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
         assert!(
             status.message().contains(expected),
             "{expected}: {status:?}"
+        );
+        // And as google.rpc.BadRequest, the field apart.
+        use tonic_types::StatusExt;
+        let violations = status.get_details_bad_request().map(|b| b.field_violations);
+        assert_eq!(
+            violations
+                .as_deref()
+                .and_then(|v| v.first())
+                .map(|v| v.field.as_str()),
+            Some(field),
+            "{status:?}"
         );
     }
     server.stop().await;
