@@ -5,7 +5,7 @@
 //! presets; and, where Debian's chromedriver is installed, the page's
 //! first load in headless Chromium.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -13,8 +13,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use crate::browser::Browser;
 use crate::error::{Error, Result};
-use crate::process::KillOnDrop;
 use crate::{Programs, ServerProcess};
 use count_service::db::cluster::Cluster;
 use count_service::export::rfc3339;
@@ -181,47 +181,12 @@ pub(crate) async fn measure(
 /// and its assets are served `no-cache` without validators: each load
 /// fetches them again), when `chromedriver` is on the PATH.
 async fn page_load(http: std::net::SocketAddr, loads: usize) -> Result<Option<LoadFigure>> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(Error::io("finding a free port"))?
-        .port();
-    let Ok(driver) = std::process::Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    else {
+    let Some(browser) = Browser::start(1280, 900, serde_json::Map::new()).await? else {
         return Ok(None);
     };
-    let driver = KillOnDrop(driver);
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".to_owned(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,900"],
-        }),
-    );
-    let mut browser = None;
-    for _ in 0..100 {
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        if let Ok(client) = fantoccini::ClientBuilder::new(connector)
-            .capabilities(capabilities.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            browser = Some(client);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let browser =
-        browser.ok_or_else(|| Error::Check("chromedriver started no session".to_owned()))?;
-    let figure = time_loads(&browser, http, loads).await;
+    let figure = time_loads(&browser.client, http, loads).await;
     // Closed whatever happened, so that no browser outlives the run.
-    let _ = browser.close().await;
-    drop(driver);
+    let _ = browser.client.clone().close().await;
     figure.map(Some)
 }
 

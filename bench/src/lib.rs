@@ -21,8 +21,10 @@
 //!   caller's thread, and the `CountLayer` on an axum handler against the
 //!   same handler without it.
 //! - [`process`]: CPU and memory of the processes measured, from `/proc`.
+//! - [`browser`]: headless Chromium through chromedriver.
 //! - [`error`]: the bench's error type.
 
+pub mod browser;
 pub mod client;
 pub mod dashboard;
 pub mod error;

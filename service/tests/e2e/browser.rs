@@ -2,19 +2,16 @@
 //! `chromedriver` (both installed by scripts/test), for the dashboard's
 //! tests: pages, clicks, the DOM, screenshots, and the console's errors.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
-
-use crate::harness::{KillOnDrop, free_address};
 
 /// A browser session; the driver (and its browser) ends when dropped.
 pub(crate) struct Browser {
     pub(crate) client: Client,
-    _driver: KillOnDrop,
+    _session: count_bench::browser::Browser,
 }
 
 /// A chromedriver command of its own (outside W3C WebDriver), as
@@ -45,51 +42,17 @@ impl WebDriverCompatibleCommand for DriverCommand {
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium window of `width` ×
-    /// `height` pixels.
+    /// `height` pixels, keeping the console's messages.
     pub(crate) async fn start(width: u32, height: u32) -> Browser {
-        let address = free_address();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={}", address.port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:loggingPrefs".to_owned(), json!({ "browser": "ALL" }));
+        let session = count_bench::browser::Browser::start(width, height, capabilities)
+            .await
+            .expect("a browser session")
             .expect("chromedriver (Debian's chromium-driver, which scripts/test installs)");
-        let driver = KillOnDrop(driver);
-        let capabilities = json!({
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                // As root, Chromium runs only without its sandbox.
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", format!("--window-size={width},{height}")],
-            },
-            "goog:loggingPrefs": { "browser": "ALL" },
-        });
-        let capabilities = match capabilities {
-            Value::Object(map) => map,
-            _ => unreachable!("an object"),
-        };
-        let url = format!("http://{address}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let client = loop {
-            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector)
-                .capabilities(capabilities.clone())
-                .connect(&url)
-                .await
-            {
-                Ok(client) => break client,
-                Err(error) => {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "chromedriver did not start a session: {error}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        };
         Browser {
-            client,
-            _driver: driver,
+            client: session.client.clone(),
+            _session: session,
         }
     }
 
