@@ -27,6 +27,10 @@ pub const MAX_INGEST_CALLS: usize = 256;
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// `--shutdown-grace`.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long an HTTP client may take to send a request's head, or, on a
+/// kept-alive connection, to start the next: a client sending nothing, or a
+/// byte at a time, holds a connection and its task only this long.
+pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// `--health-interval`.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// `--rollup-every`: raw rows, which every read scans, stay a few seconds'

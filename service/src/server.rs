@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub rollup_every: Option<Duration>,
     /// The largest gRPC message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// How long an HTTP client may take over a request's head
+    /// ([`defaults::HTTP_HEADER_TIMEOUT`]; tests shorten it).
+    pub http_header_timeout: Duration,
     /// Bearer tokens every call must present; none when `None`.
     pub tokens: Option<Tokens>,
     /// TLS for both listeners (with a client CA: mutual TLS); plaintext
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             health_interval: defaults::HEALTH_INTERVAL,
             rollup_every: Some(defaults::ROLLUP_EVERY),
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
+            http_header_timeout: defaults::HTTP_HEADER_TIMEOUT,
             tokens: None,
             tls: None,
         }
@@ -131,7 +135,13 @@ pub async fn run(
         let stopped = async move {
             let _ = http_stopped.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(http::serve(listener, http_tls, http::router(api), stopped))
+        tokio::spawn(http::serve(
+            listener,
+            http_tls,
+            config.http_header_timeout,
+            http::router(api),
+            stopped,
+        ))
     });
     let api = CountApi::new(state, config.ingest, drain_rx);
     let mut builder = Server::builder();
