@@ -45,14 +45,16 @@ impl Browser {
             .and_then(|l| l.local_addr())
             .map_err(Error::io("finding a free port"))?
             .port();
-        let Ok(driver) = std::process::Command::new("chromedriver")
+        let driver = match std::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .process_group(0)
             .spawn()
-        else {
-            return Ok(None);
+        {
+            Ok(driver) => driver,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(Error::io("starting chromedriver")(error)),
         };
         let driver = DriverGroup(driver);
         let mut capabilities = extra;
@@ -61,8 +63,10 @@ impl Browser {
             serde_json::json!({
                 "binary": "/usr/bin/chromium",
                 // As root, Chromium runs only without its sandbox.
+                // No crash reporter: its handler leaves the process group.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", format!("--window-size={width},{height}")],
+                         "--disable-dev-shm-usage", "--disable-crash-reporter",
+                         "--disable-breakpad", format!("--window-size={width},{height}")],
             }),
         );
         // The driver takes a moment to listen: retried for up to 30 s.

@@ -231,31 +231,24 @@ fn client_message(error: &Error) -> String {
     }
 }
 
-/// The arguments of the SQL API's functions (`count.totals`,
-/// `count.add_batch`) that its refusals name.
-const SQL_API_ARGUMENTS: [&str; 15] = [
+/// The arguments of `count.totals` (sql/reads.sql; a test checks them
+/// there) that its refusals name, by the names `GetTotals` and the HTTP
+/// API give them too. (`count.add_batch`'s refusals name positions in the
+/// merged batch, not in a request: the service checks entries first, so
+/// one reaching it is the service's own fault, not a field of the caller.)
+const TOTALS_ARGUMENTS: [&str; 6] = [
     "start_time",
     "end_time",
     "granularity",
     "time_zone",
-    "only_methods",
-    "only_path",
-    "path_prefix",
     "group_by",
     "top",
-    "producer",
-    "seq",
-    "methods",
-    "paths",
-    "timestamps",
-    "counts",
 ];
 
-/// The argument a refusal of the SQL API names, and the refusal, when
+/// The argument a refusal of `count.totals` names, and the refusal, when
 /// `error` is one (an invalid-argument SQLSTATE, class 22): its messages
-/// read `count.function: argument …` or `… argument[i] …` on both backends,
-/// the argument first, since CockroachDB's `RAISE` takes no `COLUMN` to
-/// carry it apart.
+/// read `count.totals: argument …`, the argument first, on both backends,
+/// since CockroachDB's `RAISE` takes no `COLUMN` to carry it apart.
 pub(crate) fn sql_api_field(error: &Error) -> Option<(String, String)> {
     let Error::Database(e) = error else {
         return None;
@@ -264,16 +257,13 @@ pub(crate) fn sql_api_field(error: &Error) -> Option<(String, String)> {
     if !db.code().code().starts_with("22") {
         return None;
     }
-    let (function, rest) = db.message().split_once(": ")?;
-    let field: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '[' | ']'))
-        .collect();
-    let argument = field.split('[').next().unwrap_or_default();
-    let named = function.starts_with("count.")
-        && SQL_API_ARGUMENTS.contains(&argument)
-        && rest[field.len()..].starts_with([' ', ':']);
-    named.then(|| (field.clone(), rest.to_owned()))
+    let rest = db.message().strip_prefix("count.totals: ")?;
+    let field = TOTALS_ARGUMENTS.iter().find(|argument| {
+        rest.strip_prefix(**argument)
+            .is_some_and(|after| after.starts_with([' ', ':']))
+    })?;
+    let reason = rest[field.len()..].trim_start_matches([':', ' ']);
+    Some(((*field).to_owned(), reason.to_owned()))
 }
 
 /// Whether the database (a statement or the pool) is at the root of `error`.
@@ -327,5 +317,27 @@ impl From<Error> for Status {
             );
         }
         Status::new(code, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The argument names the refusals' parser knows are `count.totals`'
+    /// own.
+    #[test]
+    fn the_totals_arguments_are_count_totals_parameters() {
+        let sql = include_str!("../../sql/reads.sql");
+        let signature = sql
+            .split("CREATE OR REPLACE FUNCTION count.totals(")
+            .nth(1)
+            .and_then(|rest| rest.split(") RETURNS").next())
+            .expect("count.totals in sql/reads.sql");
+        let parameters: Vec<&str> = signature
+            .split(',')
+            .filter_map(|p| p.split_whitespace().next())
+            .collect();
+        for argument in super::TOTALS_ARGUMENTS {
+            assert!(parameters.contains(&argument), "{argument}: {parameters:?}");
+        }
     }
 }

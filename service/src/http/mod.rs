@@ -9,9 +9,11 @@
 //! - `session`: `/api/v1/session`, the dashboard's login cookie;
 //! - `dashboard`: the page at `/` and its assets (`service/web/`);
 //! - `tls`: the listener over TLS, with `--tls-cert`;
+//! - `connections`: serving each connection, with its time limits;
 //! - `openapi.json`: the API's description, served at
 //!   `/api/v1/openapi.json` (a test checks it against real responses).
 
+mod connections;
 mod counts;
 pub mod dashboard;
 mod session;
@@ -170,9 +172,8 @@ async fn host_from_authority(mut request: axum::extract::Request) -> axum::extra
 }
 
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`
-/// resolves, then lets requests under way finish. A client gets
-/// `header_timeout` for each request's head: hyper's own limit, which
-/// `axum::serve` leaves off (it sets hyper no timer).
+/// resolves, then lets requests under way finish; a client gets
+/// `header_timeout` for each request head ([`connections`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -181,45 +182,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     match tls {
-        None => serve_on(listener, header_timeout, router, shutdown).await,
+        None => connections::serve(listener, header_timeout, router, shutdown).await,
         Some(config) => {
             let listener = tls::TlsListener::new(listener, config)
                 .map_err(Error::io("reading the HTTP address"))?;
-            serve_on(listener, header_timeout, router, shutdown).await;
+            connections::serve(listener, header_timeout, router, shutdown).await;
         }
     }
     Ok(())
-}
-
-/// The connections of `listener`, HTTP/1.1 or HTTP/2, each on a task of its
-/// own, until `shutdown`; then each finishes what it is answering.
-async fn serve_on<L: axum::serve::Listener>(
-    mut listener: L,
-    header_timeout: std::time::Duration,
-    router: Router,
-    shutdown: impl Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let io = tokio::select! {
-            (io, _) = listener.accept() => io,
-            () = &mut shutdown => break,
-        };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection(TokioIo::new(io), service)
-            .into_owned();
-        tokio::spawn(graceful.watch(connection));
-    }
-    drop(listener);
-    graceful.shutdown().await;
 }
 
 /// The OpenAPI description of this API.

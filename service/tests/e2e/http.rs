@@ -735,8 +735,9 @@ async fn http2_requests_are_answered_like_http1_ones() {
 
 #[tokio::test]
 async fn a_client_that_sends_no_whole_request_head_is_let_go() {
-    // Slowloris: a request head that never ends holds its connection only
-    // for the header timeout (30 s by default; 1 s here).
+    // Slowloris: a request head that never ends, or a connection that
+    // sends nothing at all, holds its connection only for the header
+    // timeout (30 s by default; 1 s here).
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let db = TestDatabase::start().await;
     let config = ServerConfig {
@@ -745,19 +746,31 @@ async fn a_client_that_sends_no_whole_request_head_is_let_go() {
     };
     let server = TestServer::start_with_http(db.store().await, config).await;
     let address = server.http.unwrap();
-    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        slow.read_to_end(&mut answer),
-    )
-    .await;
-    assert!(read.is_ok(), "the connection was still open after 20 s");
+    for sent in [
+        &b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "[..],
+        b"",
+        b"PRI * HTTP/2.0",
+    ] {
+        let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+        slow.write_all(sent).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            slow.read_to_end(&mut answer),
+        )
+        .await;
+        let sent = String::from_utf8_lossy(sent);
+        assert!(read.is_ok(), "{sent:?}: still open after 20 s");
+        // Let go for the timeout, not at once for some other reason.
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(900),
+            "{sent:?}: closed after {:?}",
+            started.elapsed()
+        );
+    }
     // Other clients are served meanwhile and after.
-    let health = http(address, "GET", "/api/v1/openapi.json", &[], "").await;
-    assert_eq!(health.status, 200);
+    let answer = http(address, "GET", "/api/v1/openapi.json", &[], "").await;
+    assert_eq!(answer.status, 200);
     server.stop().await;
 }
