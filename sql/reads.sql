@@ -39,6 +39,18 @@ AS $$
            END
 $$;
 
+-- The class of a stored status code: '1xx' to '5xx' for HTTP, 'grpc_ok'
+-- (0) and 'grpc_error' (1-16) for GRPC, 'unknown' for -1 (migration V5).
+CREATE OR REPLACE FUNCTION count.status_class(method text, status_code integer) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE
+               WHEN status_code < 0 THEN 'unknown'
+               WHEN method = 'GRPC' THEN CASE WHEN status_code = 0 THEN 'grpc_ok' ELSE 'grpc_error' END
+               ELSE (status_code / 100) || 'xx'
+           END
+$$;
+
 -- The bucket (its start) that time `t` falls in: PostgreSQL's own
 -- date_trunc in `time_zone` (which keeps the offset `t` had, so both
 -- 01:00s of a DST fall-back hour are buckets of their own); minutes are
@@ -163,22 +175,31 @@ $$;
 --   bucket over the range);
 -- - time_zone: an IANA name (PostgreSQL's time zone database) for the
 --   buckets' boundaries;
--- - only_methods, only_path, path_prefix: filters (NULL: all);
--- - group_by: '{endpoint}' for a row per endpoint, '{}' for one per bucket;
+-- - only_methods, only_path, path_prefix: filters on the endpoint (NULL:
+--   all);
+-- - only_tenants: these tenants only ('' is none; NULL: all);
+-- - only_statuses: these status codes ('404'; for GRPC, gRPC codes: '0'
+--   is OK), classes ('2xx' to '5xx' for HTTP, 'grpc_ok' and 'grpc_error')
+--   or 'unknown' only (NULL: all);
+-- - group_by: any of endpoint, tenant, status (the code, and its class)
+--   and status_class; '{}' for one row per bucket;
 -- - top: only the `top` groups with the largest totals over the range.
--- Returns each bucket's start, the endpoint (NULL without grouping), the
--- requests counted, and `live`: whether the bucket ends after now(), so
--- that requests are still arriving in it. Buckets without requests are
--- absent. Rows are ordered by bucket, then by total (largest first) when
--- `top` is set, then by method and path (byte order).
+-- Returns each bucket's start, the group (each column NULL unless grouped
+-- by it; status_code NULL and status_class 'unknown' for an unknown
+-- status), the requests counted, and `live`: whether the bucket ends after
+-- now(), so that requests are still arriving in it. Buckets without
+-- requests are absent. Rows are ordered by bucket, then by total (largest
+-- first) when `top` is set, then by method, path, tenant (byte order),
+-- status code and class.
 --
 -- Errors (22023 unless said): a NULL start_time, end_time, granularity or
 -- time_zone (22004), end_time before start_time, a time that is not a whole
--- minute or not finite, an unknown granularity, time zone or group_by
--- element, a top below 1, a range too long for its granularity (366 days by
+-- minute or not finite, an unknown granularity, time zone, status or
+-- group_by element, a top below 1, a range too long for its granularity (366 days by
 -- minute, 1,100 by hour), or per-minute or hourly totals needed from before
 -- their tier's `complete_from` (count.tiers).
-CREATE OR REPLACE FUNCTION count.totals(
+-- Errors begin with `count.totals:` whichever of the two was called.
+CREATE OR REPLACE FUNCTION count.series_totals(
     start_time timestamptz,
     end_time timestamptz,
     granularity text DEFAULT 'total',
@@ -186,15 +207,21 @@ CREATE OR REPLACE FUNCTION count.totals(
     only_methods text[] DEFAULT NULL,
     only_path text DEFAULT NULL,
     path_prefix text DEFAULT NULL,
+    only_tenants text[] DEFAULT NULL,
+    only_statuses text[] DEFAULT NULL,
     group_by text[] DEFAULT '{endpoint}',
     top integer DEFAULT NULL
-) RETURNS TABLE (bucket timestamptz, method text, path text, total bigint, live boolean)
+) RETURNS TABLE (bucket timestamptz, method text, path text, tenant text, status_code integer, status_class text,
+                 total bigint, live boolean)
 -- (On PostgreSQL the service turns JIT off for it: service/queries/postgres_reads.sql.)
 LANGUAGE plpgsql STABLE
 AS $$
 DECLARE
     unit text := lower(granularity);
     by_endpoint boolean;
+    by_tenant boolean;
+    by_status boolean;
+    by_class boolean;
     known text;
     longest interval;
     zone_checked timestamptz;
@@ -239,23 +266,42 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = 'count.totals: time_zone: unknown time zone ' || quote_literal(time_zone);
     END;
-    IF EXISTS (SELECT 1 FROM unnest(group_by) AS g WHERE g IS DISTINCT FROM 'endpoint') THEN
+    IF EXISTS (SELECT 1 FROM unnest(group_by) AS g
+                WHERE g IS NULL OR g NOT IN ('endpoint', 'tenant', 'status', 'status_class')) THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = 'count.totals: group_by may hold only endpoint, got ' || array_to_string(group_by, ', ', 'NULL');
+            MESSAGE = 'count.totals: group_by may hold endpoint, tenant, status and status_class, got '
+                || array_to_string(group_by, ', ', 'NULL');
+    END IF;
+    SELECT s.v INTO known
+      FROM unnest(only_statuses) AS s (v)
+     WHERE s.v IS NULL OR NOT (s.v ~ '^[0-9]{1,3}$' OR s.v IN ('1xx', '2xx', '3xx', '4xx', '5xx', 'grpc_ok',
+                                                              'grpc_error', 'unknown'))
+     LIMIT 1;
+    IF known IS NOT NULL OR EXISTS (SELECT 1 FROM unnest(only_statuses) AS s (v) WHERE s.v IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'count.totals: only_statuses: ' || coalesce(quote_literal(known), 'NULL')
+                || ' is neither a status code, a class (1xx to 5xx, grpc_ok, grpc_error) nor unknown';
     END IF;
     IF top < 1 THEN
         RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'count.totals: top must be at least 1, got ' || top;
     END IF;
     by_endpoint := 'endpoint' = ANY (group_by);
-    -- Endpoints are not deleted (but for `count check`'s own, once it is
-    -- done), and one is committed with its first raw row: every endpoint
+    by_tenant := 'tenant' = ANY (group_by);
+    by_status := 'status' = ANY (group_by);
+    by_class := by_status OR 'status_class' = ANY (group_by);
+    -- Series are not deleted (but for `count check`'s own, once it is
+    -- done), and one is committed with its first raw row: every series
     -- with requests committed before this call is here.
-    IF only_methods IS NOT NULL OR only_path IS NOT NULL OR path_prefix IS NOT NULL THEN
+    IF only_methods IS NOT NULL OR only_path IS NOT NULL OR path_prefix IS NOT NULL OR only_tenants IS NOT NULL
+       OR only_statuses IS NOT NULL THEN
         SELECT coalesce(array_agg(e.id), '{}') INTO ids
           FROM count.methods AS e
          WHERE (only_methods IS NULL OR e.method = ANY (only_methods))
            AND (only_path IS NULL OR e.path = only_path)
-           AND (path_prefix IS NULL OR left(e.path, length(path_prefix)) = path_prefix);
+           AND (path_prefix IS NULL OR left(e.path, length(path_prefix)) = path_prefix)
+           AND (only_tenants IS NULL OR e.tenant = ANY (only_tenants))
+           AND (only_statuses IS NULL OR e.status_code::text = ANY (only_statuses)
+                OR count.status_class(e.method, e.status_code) = ANY (only_statuses));
     END IF;
 
     -- One statement: one snapshot for the tiers' complete_from, the tiers
@@ -324,37 +370,70 @@ BEGIN
          WHERE r.request_timestamp >= start_time AND r.request_timestamp < end_time
            AND (ids IS NULL OR r.method_id = ANY (ids))
     ), grouped AS (
-        -- A group whose pieces cancel out had no request in the bucket.
-        SELECT c.bucket, CASE WHEN by_endpoint THEN c.method_id END AS method_id,
-               least(sum(c.n), 9223372036854775807)::bigint AS total
+        -- By series first, or straight to one sum per bucket without
+        -- grouping; a group whose pieces cancel out had no request.
+        SELECT c.bucket, CASE WHEN by_endpoint OR by_tenant OR by_class THEN c.method_id END AS method_id,
+               sum(c.n) AS total
           FROM counted AS c
          GROUP BY 1, 2
         HAVING sum(c.n) <> 0
     ), named AS (
-        SELECT g.bucket, e.method, e.path, g.total
+        SELECT g.bucket,
+               CASE WHEN by_endpoint THEN e.method END AS method,
+               CASE WHEN by_endpoint THEN e.path END AS path,
+               CASE WHEN by_tenant THEN e.tenant END AS tenant,
+               CASE WHEN by_status AND e.status_code >= 0 THEN e.status_code END AS status_code,
+               CASE WHEN by_class THEN count.status_class(e.method, e.status_code) END AS status_class,
+               least(sum(g.total), 9223372036854775807)::bigint AS total
           FROM grouped AS g
           LEFT JOIN count.methods AS e ON e.id = g.method_id
+         GROUP BY 1, 2, 3, 4, 5, 6
     ), ranked AS (
         -- Each group's rank by its total over the whole range, in one
         -- pass (a correlated top-N subquery ran once per row); only with
         -- `top`: without, the one-time filter skips the window's sorts.
-        SELECT g.bucket, g.method, g.path, g.total,
-               dense_rank() OVER (ORDER BY g.group_total DESC, g.method COLLATE "C", g.path COLLATE "C") AS place
-          FROM (SELECT n.bucket, n.method, n.path, n.total,
-                       sum(n.total) OVER (PARTITION BY n.method, n.path) AS group_total
+        SELECT g.bucket, g.method, g.path, g.tenant, g.status_code, g.status_class, g.total,
+               dense_rank() OVER (ORDER BY g.group_total DESC, g.method COLLATE "C", g.path COLLATE "C",
+                                  g.tenant COLLATE "C", g.status_code, g.status_class COLLATE "C") AS place
+          FROM (SELECT n.bucket, n.method, n.path, n.tenant, n.status_code, n.status_class, n.total,
+                       sum(n.total) OVER (PARTITION BY n.method, n.path, n.tenant, n.status_code,
+                                                       n.status_class) AS group_total
                   FROM named AS n
                  WHERE top IS NOT NULL) AS g
     ), chosen AS (
-        SELECT n.bucket, n.method, n.path, n.total FROM named AS n WHERE top IS NULL
+        SELECT n.bucket, n.method, n.path, n.tenant, n.status_code, n.status_class, n.total
+          FROM named AS n WHERE top IS NULL
         UNION ALL
-        SELECT r.bucket, r.method, r.path, r.total FROM ranked AS r WHERE r.place <= top
+        SELECT r.bucket, r.method, r.path, r.tenant, r.status_code, r.status_class, r.total
+          FROM ranked AS r WHERE r.place <= top
     )
-    -- Methods and paths in byte order ("C"): a collation-aware sort of
-    -- every row's text cost more than the read itself.
-    SELECT n.bucket, n.method, n.path, n.total,
+    -- Text in byte order ("C"): a collation-aware sort of every row's text
+    -- cost more than the read itself.
+    SELECT n.bucket, n.method, n.path, n.tenant, n.status_code, n.status_class, n.total,
            coalesce(s.hi, least(n.bucket + interval '1 minute', end_time)) > now()
       FROM chosen AS n
       LEFT JOIN spans AS s ON s.bucket = n.bucket
-     ORDER BY n.bucket, CASE WHEN top IS NULL THEN 0 ELSE -n.total END, n.method COLLATE "C", n.path COLLATE "C";
+     ORDER BY n.bucket, CASE WHEN top IS NULL THEN 0 ELSE -n.total END, n.method COLLATE "C", n.path COLLATE "C",
+              n.tenant COLLATE "C", n.status_code, n.status_class COLLATE "C";
 END;
+$$;
+
+-- count.series_totals per endpoint, without tenant and status filters: the
+-- reads from before series had them, with their columns.
+CREATE OR REPLACE FUNCTION count.totals(
+    start_time timestamptz,
+    end_time timestamptz,
+    granularity text DEFAULT 'total',
+    time_zone text DEFAULT 'UTC',
+    only_methods text[] DEFAULT NULL,
+    only_path text DEFAULT NULL,
+    path_prefix text DEFAULT NULL,
+    group_by text[] DEFAULT '{endpoint}',
+    top integer DEFAULT NULL
+) RETURNS TABLE (bucket timestamptz, method text, path text, total bigint, live boolean)
+LANGUAGE sql STABLE
+AS $$
+    SELECT t.bucket, t.method, t.path, t.total, t.live
+      FROM count.series_totals(start_time, end_time, granularity, time_zone, only_methods, only_path, path_prefix,
+                               NULL, NULL, group_by, top) AS t
 $$;

@@ -10,7 +10,7 @@
 CREATE ROLE count_app LOGIN;
 
 GRANT USAGE ON SCHEMA count TO count_app;
--- Ingest: new endpoints, raw rows, exactly-once bookkeeping.
+-- Ingest: new series, raw rows, exactly-once bookkeeping.
 GRANT SELECT, INSERT ON count.methods TO count_app;
 -- (UPDATE too: CockroachDB's nextval may need it; PostgreSQL's USAGE is enough.)
 GRANT USAGE, UPDATE ON SEQUENCE count.methods_id_seq TO count_app;
@@ -25,5 +25,8 @@ GRANT SELECT, UPDATE ON count.tiers TO count_app;
 -- Reads.
 GRANT SELECT ON count.daily_totals, count.monthly_totals, count.yearly_totals TO count_app;
 GRANT EXECUTE ON FUNCTION count.add_batch(text, bigint, text[], text[], timestamptz[], bigint[]),
+    count.add_series(text, bigint, text[], text[], text[], integer[], timestamptz[], bigint[]),
     count.rollup(date), count.rollup_due(),
-    count.totals(timestamptz, timestamptz, text, text, text[], text, text, text[], integer) TO count_app;
+    count.totals(timestamptz, timestamptz, text, text, text[], text, text, text[], integer),
+    count.series_totals(timestamptz, timestamptz, text, text, text[], text, text, text[], text[], text[], integer)
+    TO count_app;

@@ -133,6 +133,7 @@ fn messages(keys: Keys, stream: usize, streams: usize, count: usize) -> Vec<AddR
                     nanos: 0,
                 }),
                 count: 0,
+                ..AddRequest::default()
             }
         })
         .collect()

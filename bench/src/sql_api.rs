@@ -115,15 +115,14 @@ async fn measure(
 /// `keys` rows with count 1, one per endpoint of generation `generation`.
 fn batch(keys: usize, generation: usize) -> FlushBatch {
     let second = DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default();
-    FlushBatch {
-        methods: vec!["GET"; keys],
-        paths: (0..keys)
+    FlushBatch::of_endpoints(
+        vec!["GET"; keys],
+        (0..keys)
             .map(|k| format!("/bench/{generation}/{k}"))
             .collect(),
-        timestamps: vec![second; keys],
-        counts: vec![1; keys],
-        requests: keys as i64,
-    }
+        vec![second; keys],
+        vec![1; keys],
+    )
 }
 
 /// The SQL API table.

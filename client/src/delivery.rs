@@ -352,6 +352,10 @@ fn entries_of(key: &Key, max_entry_count: u64) -> Vec<AddRequest> {
                 nanos: 0,
             }),
             count: i64::try_from(count).unwrap_or(i64::MAX),
+            // Neither recorded yet: counted under tenant '' and an unknown
+            // status.
+            tenant: String::new(),
+            status_code: None,
         });
     }
     entries

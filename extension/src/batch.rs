@@ -1,4 +1,5 @@
-//! `add_batch`'s arguments, validated in one pass into rows.
+//! `add_series`' and `add_batch`'s arguments, validated in one pass into
+//! rows.
 //!
 //! Messages and SQLSTATEs match the portable fallback (`sql/add_batch.sql`),
 //! so callers see the same errors on either backend (but for a sum that
@@ -7,7 +8,7 @@
 
 use crate::error::Error;
 
-/// The method names `count.add_batch` accepts: the `count.v1.Method` enum's,
+/// The method names `count.add_series` accepts: the `count.v1.Method` enum's,
 /// and `OTHER` for a method outside it. (e2e
 /// sql::every_count_v1_method_and_other_is_accepted checks this list, and
 /// the fallback's, against the proto.)
@@ -15,7 +16,11 @@ pub const METHODS: [&str; 11] = [
     "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT", "TRACE", "PATCH", "GRPC", "OTHER",
 ];
 
-/// A timestamp as `add_batch` checks it.
+/// The stored status code of a request whose status is unknown (NULL in
+/// `count.add_series`' arguments; migration V5).
+pub const UNKNOWN_STATUS: i32 = -1;
+
+/// A timestamp as `add_series` checks it.
 pub trait Timestamp {
     /// False for `infinity` and `-infinity`, which no day holds: such a row
     /// would never roll up, or stop the rollups.
@@ -37,6 +42,10 @@ pub struct Batch<'a, T> {
     pub methods: Vec<usize>,
     /// Each row's path, never empty.
     pub paths: Vec<&'a str>,
+    /// Each row's tenant, '' for none.
+    pub tenants: Vec<&'a str>,
+    /// Each row's status code as stored ([`UNKNOWN_STATUS`] for unknown).
+    pub status_codes: Vec<i32>,
     /// Each row's timestamp, passed through untouched.
     pub timestamps: Vec<T>,
     /// Each row's count, at least 1.
@@ -47,20 +56,29 @@ pub struct Batch<'a, T> {
 
 impl<'a, T: Timestamp> Batch<'a, T> {
     /// Checks the arguments as the SQL function received them (`None` for a
-    /// NULL array or element).
-    pub fn from_arrays(
-        producer: Option<&'a str>,
-        seq: Option<i64>,
-        methods: Option<Vec<Option<&'a str>>>,
-        paths: Option<Vec<Option<&'a str>>>,
-        timestamps: Option<Vec<Option<T>>>,
-        counts: Option<Vec<Option<i64>>>,
-    ) -> Result<Self, Error> {
+    /// NULL array or element), in the fallback's order (`sql/add_batch.sql`,
+    /// `count.add_rows`).
+    pub fn from_arrays(arrays: Arrays<'a, T>) -> Result<Self, Error> {
+        let Arrays {
+            producer,
+            seq,
+            methods,
+            paths,
+            tenants,
+            status_codes,
+            timestamps,
+            counts,
+        } = arrays;
         let (Some(methods), Some(paths), Some(timestamps), Some(counts)) =
             (methods, paths, timestamps, counts)
         else {
             return Err(Error::Null(
                 "methods, paths, timestamps and counts must not be NULL".into(),
+            ));
+        };
+        let (Some(tenants), Some(status_codes)) = (tenants, status_codes) else {
+            return Err(Error::Null(
+                "tenants and status_codes must not be NULL".into(),
             ));
         };
         let claim = match (producer, seq) {
@@ -82,12 +100,21 @@ impl<'a, T: Timestamp> Batch<'a, T> {
                 counts.len()
             )));
         }
+        if tenants.len() != n || status_codes.len() != n {
+            return Err(Error::Invalid(format!(
+                "tenants and status_codes must have the length of methods, {n}, got {}, {}",
+                tenants.len(),
+                status_codes.len()
+            )));
+        }
         // NULLs first, over all rows, then values: the fallback's order.
         for i in 0..n {
             let null = if methods[i].is_none() {
                 "methods"
             } else if paths[i].is_none() {
                 "paths"
+            } else if tenants[i].is_none() {
+                "tenants"
             } else if timestamps[i].is_none() {
                 "timestamps"
             } else if counts[i].is_none() {
@@ -101,6 +128,8 @@ impl<'a, T: Timestamp> Batch<'a, T> {
             claim,
             methods: Vec::with_capacity(n),
             paths: Vec::with_capacity(n),
+            tenants: Vec::with_capacity(n),
+            status_codes: Vec::with_capacity(n),
             timestamps: Vec::with_capacity(n),
             counts: Vec::with_capacity(n),
             requests: 0,
@@ -108,9 +137,11 @@ impl<'a, T: Timestamp> Batch<'a, T> {
         // No element is NULL any more, so flattening keeps every row.
         let rows = (methods.into_iter().flatten())
             .zip(paths.into_iter().flatten())
+            .zip(tenants.into_iter().flatten())
+            .zip(status_codes)
             .zip(timestamps.into_iter().flatten())
             .zip(counts.into_iter().flatten());
-        for (i, (((method, path), timestamp), count)) in rows.enumerate() {
+        for (i, (((((method, path), tenant), status), timestamp), count)) in rows.enumerate() {
             let index = i + 1;
             let Some(method) = METHODS.iter().position(|m| *m == method) else {
                 return Err(Error::Invalid(format!(
@@ -119,6 +150,20 @@ impl<'a, T: Timestamp> Batch<'a, T> {
             };
             if path.is_empty() {
                 return Err(Error::Invalid(format!("paths[{index}] must not be empty")));
+            }
+            let grpc = METHODS[method] == "GRPC";
+            match status {
+                Some(code) if grpc && !(0..=16).contains(&code) => {
+                    return Err(Error::Invalid(format!(
+                        "status_codes[{index}] must be a gRPC status code (0-16) for GRPC, got {code}"
+                    )));
+                }
+                Some(code) if !grpc && !(100..=599).contains(&code) => {
+                    return Err(Error::Invalid(format!(
+                        "status_codes[{index}] must be an HTTP status code (100-599), got {code}"
+                    )));
+                }
+                _ => {}
             }
             if !timestamp.is_finite() {
                 return Err(Error::Invalid(format!(
@@ -133,11 +178,34 @@ impl<'a, T: Timestamp> Batch<'a, T> {
             batch.requests = batch.requests.checked_add(count).ok_or(Error::Overflow)?;
             batch.methods.push(method);
             batch.paths.push(path);
+            batch.tenants.push(tenant);
+            batch.status_codes.push(status.unwrap_or(UNKNOWN_STATUS));
             batch.timestamps.push(timestamp);
             batch.counts.push(count);
         }
         Ok(batch)
     }
+}
+
+/// `count.add_series`' arguments as received (`None` for NULL).
+#[derive(Debug, Clone)]
+pub struct Arrays<'a, T> {
+    /// The producer, for exactly-once calls.
+    pub producer: Option<&'a str>,
+    /// The producer's sequence number of this call.
+    pub seq: Option<i64>,
+    /// Method names.
+    pub methods: Option<Vec<Option<&'a str>>>,
+    /// Paths.
+    pub paths: Option<Vec<Option<&'a str>>>,
+    /// Tenants, '' for none.
+    pub tenants: Option<Vec<Option<&'a str>>>,
+    /// Status codes; NULL elements are unknown ones.
+    pub status_codes: Option<Vec<Option<i32>>>,
+    /// Request times.
+    pub timestamps: Option<Vec<Option<T>>>,
+    /// Requests per row.
+    pub counts: Option<Vec<Option<i64>>>,
 }
 
 #[cfg(test)]
@@ -151,39 +219,30 @@ mod tests {
         }
     }
 
-    type Args<'a> = (
-        Option<&'a str>,
-        Option<i64>,
-        Option<Vec<Option<&'a str>>>,
-        Option<Vec<Option<&'a str>>>,
-        Option<Vec<Option<u8>>>,
-        Option<Vec<Option<i64>>>,
-    );
-
     /// Makes one argument of a valid call bad.
-    type Change = Box<dyn Fn(&mut Args<'_>)>;
+    type Change = Box<dyn Fn(&mut Arrays<'_, u8>)>;
 
-    fn check(args: Args<'_>) -> Result<Batch<'_, u8>, Error> {
-        Batch::from_arrays(args.0, args.1, args.2, args.3, args.4, args.5)
-    }
-
-    fn valid<'a>() -> Args<'a> {
-        (
-            Some("p"),
-            Some(7),
-            Some(vec![Some("GET"), Some("GRPC")]),
-            Some(vec![Some("/a"), Some("/s.S/M")]),
-            Some(vec![Some(1), Some(2)]),
-            Some(vec![Some(3), Some(4)]),
-        )
+    fn valid<'a>() -> Arrays<'a, u8> {
+        Arrays {
+            producer: Some("p"),
+            seq: Some(7),
+            methods: Some(vec![Some("GET"), Some("GRPC")]),
+            paths: Some(vec![Some("/a"), Some("/s.S/M")]),
+            tenants: Some(vec![Some(""), Some("t1")]),
+            status_codes: Some(vec![None, Some(0)]),
+            timestamps: Some(vec![Some(1), Some(2)]),
+            counts: Some(vec![Some(3), Some(4)]),
+        }
     }
 
     #[test]
     fn valid_arrays_become_rows() {
-        let batch = check(valid()).unwrap();
+        let batch = Batch::from_arrays(valid()).unwrap();
         assert_eq!(batch.claim, Some(("p", 7)));
         assert_eq!(batch.methods, vec![2, 9]);
         assert_eq!(batch.paths, vec!["/a", "/s.S/M"]);
+        assert_eq!(batch.tenants, vec!["", "t1"]);
+        assert_eq!(batch.status_codes, vec![UNKNOWN_STATUS, 0]);
         assert_eq!(batch.timestamps, vec![1, 2]);
         assert_eq!(batch.requests, 7);
     }
@@ -191,21 +250,26 @@ mod tests {
     #[test]
     fn each_bad_argument_names_itself_and_its_index() {
         let cases: Vec<(Change, Error)> = vec![
-            (Box::new(|a| a.5 = None), Error::Null("methods, paths, timestamps and counts must not be NULL".into())),
-            (Box::new(|a| a.1 = None), Error::Null("producer and seq must be both NULL or both set".into())),
-            (Box::new(|a| a.0 = Some("")), Error::Invalid("producer must not be empty".into())),
-            (Box::new(|a| a.3 = Some(vec![Some("/a")])), Error::Invalid("methods, paths, timestamps and counts must have the same length, got 2, 1, 2, 2".into())),
-            (Box::new(|a| a.4 = Some(vec![Some(1), None])), Error::Null("timestamps[2] must not be NULL".into())),
-            (Box::new(|a| a.2 = Some(vec![Some("GET"), Some("FETCH")])), Error::Invalid("methods[2] is not a known method: FETCH".into())),
-            (Box::new(|a| a.3 = Some(vec![Some(""), Some("/b")])), Error::Invalid("paths[1] must not be empty".into())),
-            (Box::new(|a| a.4 = Some(vec![Some(1), Some(u8::MAX)])), Error::Invalid("timestamps[2] must be a finite time".into())),
-            (Box::new(|a| a.5 = Some(vec![Some(1), Some(0)])), Error::Invalid("counts[2] must be at least 1, got 0".into())),
-            (Box::new(|a| a.5 = Some(vec![Some(i64::MAX), Some(1)])), Error::Overflow),
+            (Box::new(|a| a.counts = None), Error::Null("methods, paths, timestamps and counts must not be NULL".into())),
+            (Box::new(|a| a.status_codes = None), Error::Null("tenants and status_codes must not be NULL".into())),
+            (Box::new(|a| a.seq = None), Error::Null("producer and seq must be both NULL or both set".into())),
+            (Box::new(|a| a.producer = Some("")), Error::Invalid("producer must not be empty".into())),
+            (Box::new(|a| a.paths = Some(vec![Some("/a")])), Error::Invalid("methods, paths, timestamps and counts must have the same length, got 2, 1, 2, 2".into())),
+            (Box::new(|a| a.tenants = Some(vec![Some("")])), Error::Invalid("tenants and status_codes must have the length of methods, 2, got 1, 2".into())),
+            (Box::new(|a| a.timestamps = Some(vec![Some(1), None])), Error::Null("timestamps[2] must not be NULL".into())),
+            (Box::new(|a| a.tenants = Some(vec![Some(""), None])), Error::Null("tenants[2] must not be NULL".into())),
+            (Box::new(|a| a.methods = Some(vec![Some("GET"), Some("FETCH")])), Error::Invalid("methods[2] is not a known method: FETCH".into())),
+            (Box::new(|a| a.paths = Some(vec![Some(""), Some("/b")])), Error::Invalid("paths[1] must not be empty".into())),
+            (Box::new(|a| a.status_codes = Some(vec![Some(99), Some(0)])), Error::Invalid("status_codes[1] must be an HTTP status code (100-599), got 99".into())),
+            (Box::new(|a| a.status_codes = Some(vec![None, Some(17)])), Error::Invalid("status_codes[2] must be a gRPC status code (0-16) for GRPC, got 17".into())),
+            (Box::new(|a| a.timestamps = Some(vec![Some(1), Some(u8::MAX)])), Error::Invalid("timestamps[2] must be a finite time".into())),
+            (Box::new(|a| a.counts = Some(vec![Some(1), Some(0)])), Error::Invalid("counts[2] must be at least 1, got 0".into())),
+            (Box::new(|a| a.counts = Some(vec![Some(i64::MAX), Some(1)])), Error::Overflow),
         ];
         for (change, expected) in cases {
             let mut args = valid();
             change(&mut args);
-            assert_eq!(check(args).unwrap_err(), expected);
+            assert_eq!(Batch::from_arrays(args).unwrap_err(), expected);
         }
     }
 }

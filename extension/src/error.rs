@@ -2,24 +2,25 @@
 
 use pgrx::PgSqlErrorCode;
 
-/// Everything `count.add_batch` can refuse or fail on.
+/// Everything `count.add_series` and `count.add_batch` can refuse or fail
+/// on; [`Error::report`] names the function.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// An argument or array element is NULL where a value is required (22004).
-    #[error("count.add_batch: {0}")]
+    #[error("{0}")]
     Null(String),
     /// An argument has a value the API does not accept (22023).
-    #[error("count.add_batch: {0}")]
+    #[error("{0}")]
     Invalid(String),
     /// The sum of the counts does not fit a bigint (22003).
-    #[error("count.add_batch: the sum of the counts does not fit a bigint")]
+    #[error("the sum of the counts does not fit a bigint")]
     Overflow,
-    /// An endpoint row was not visible after inserting it: a concurrent
+    /// A series row was not visible after inserting it: a concurrent
     /// transaction holds it under snapshot isolation; retrying helps (40001).
-    #[error("count.add_batch: {0} endpoints were not visible yet; retry")]
+    #[error("{0} series were not visible yet; retry")]
     NotVisible(usize),
     /// An SPI call failed (its message).
-    #[error("count.add_batch: {0}")]
+    #[error("{0}")]
     Spi(String),
 }
 
@@ -41,8 +42,9 @@ impl Error {
         }
     }
 
-    /// Raises the error as a PostgreSQL ERROR with its SQLSTATE.
-    pub fn report(self) -> ! {
-        pgrx::ereport!(ERROR, self.code(), self.to_string());
+    /// Raises the error as a PostgreSQL ERROR with its SQLSTATE, its
+    /// message prefixed with `function`'s name, as the fallback's are.
+    pub fn report(self, function: &str) -> ! {
+        pgrx::ereport!(ERROR, self.code(), format!("{function}: {self}"));
     }
 }

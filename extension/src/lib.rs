@@ -3,8 +3,9 @@
 //!
 //! `CREATE EXTENSION count` provides the same functions, with the same
 //! signatures and semantics, as the portable fallback in `sql/`; the service
-//! uses whichever is installed. Only `count.add_batch` is native: it is the
-//! ingest hot path, where a per-backend cache of endpoint ids, prepared plans
+//! uses whichever is installed. Only `count.add_series` and its wrapper
+//! `count.add_batch` are native: they are the ingest hot path, where a
+//! per-backend cache of series ids, prepared plans
 //! and validation in one pass over the arrays save most of the fallback's
 //! work. What the rollups share with the fallback (`count.add_totals`,
 //! `count.expire_producers`) is the fallback's own `sql/totals.sql`; the
@@ -12,9 +13,9 @@
 //! partition upkeep are in `queries/partitions.sql`.
 //!
 //! Layout:
-//! - [`batch`]: validation of `add_batch`'s arrays into rows (plain Rust).
-//! - [`endpoint_ids`]: resolving (method, path) to `count.methods` ids, cached.
-//! - [`batch_write`]: the SPI work of one `add_batch` call.
+//! - [`batch`]: validation of `add_series`' arrays into rows (plain Rust).
+//! - [`series_ids`]: resolving series to `count.methods` ids, cached.
+//! - [`batch_write`]: the SPI work of one `add_series` call.
 //! - [`error`]: the crate's error type and its SQLSTATEs.
 //! - [`subtransaction`]: an internal subtransaction around one SPI call,
 //!   as PL/pgSQL's exception blocks use.
@@ -23,8 +24,8 @@ use pgrx::prelude::*;
 
 pub mod batch;
 pub mod batch_write;
-pub mod endpoint_ids;
 pub mod error;
+pub mod series_ids;
 pub mod subtransaction;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -38,9 +39,39 @@ extension_sql_file!(
 extension_sql_file!("../queries/partitions.sql", name = "partitions", finalize);
 
 /// Adds one flush of aggregated counts: element i of the arrays is one
-/// (method, path, timestamp, count). With `producer` and `seq`, applies the
-/// batch only if `seq` is above the producer's last applied sequence, and
-/// returns NULL for a duplicate. Returns the requests added.
+/// (method, path, tenant, status code, timestamp, count); a NULL status code
+/// is unknown. With `producer` and `seq`, applies the batch only if `seq` is
+/// above the producer's last applied sequence, and returns NULL for a
+/// duplicate. Returns the requests added.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, parallel_unsafe, requires = ["bootstrap"])]
+fn add_series(
+    producer: Option<&str>,
+    seq: Option<i64>,
+    methods: Option<Array<'_, &str>>,
+    paths: Option<Array<'_, &str>>,
+    tenants: Option<Array<'_, &str>>,
+    status_codes: Option<Array<'_, i32>>,
+    timestamps: Option<Array<'_, TimestampWithTimeZone>>,
+    counts: Option<Array<'_, i64>>,
+) -> Option<i64> {
+    apply(
+        "count.add_series",
+        batch::Arrays {
+            producer,
+            seq,
+            methods: methods.as_ref().map(|a| a.iter().collect()),
+            paths: paths.as_ref().map(|a| a.iter().collect()),
+            tenants: tenants.as_ref().map(|a| a.iter().collect()),
+            status_codes: status_codes.as_ref().map(|a| a.iter().collect()),
+            timestamps: timestamps.as_ref().map(|a| a.iter().collect()),
+            counts: counts.as_ref().map(|a| a.iter().collect()),
+        },
+    )
+}
+
+/// `add_series` for tenant '' and unknown status codes: the batches of
+/// clients that send neither. Its errors name `count.add_batch`.
 #[pg_extern(volatile, parallel_unsafe, requires = ["bootstrap"])]
 fn add_batch(
     producer: Option<&str>,
@@ -50,18 +81,27 @@ fn add_batch(
     timestamps: Option<Array<'_, TimestampWithTimeZone>>,
     counts: Option<Array<'_, i64>>,
 ) -> Option<i64> {
-    let result = batch::Batch::from_arrays(
-        producer,
-        seq,
-        methods.as_ref().map(|a| a.iter().collect()),
-        paths.as_ref().map(|a| a.iter().collect()),
-        timestamps.as_ref().map(|a| a.iter().collect()),
-        counts.as_ref().map(|a| a.iter().collect()),
+    let rows = methods.as_ref().map_or(0, |a| a.len());
+    apply(
+        "count.add_batch",
+        batch::Arrays {
+            producer,
+            seq,
+            methods: methods.as_ref().map(|a| a.iter().collect()),
+            paths: paths.as_ref().map(|a| a.iter().collect()),
+            tenants: Some(vec![Some(""); rows]),
+            status_codes: Some(vec![None; rows]),
+            timestamps: timestamps.as_ref().map(|a| a.iter().collect()),
+            counts: counts.as_ref().map(|a| a.iter().collect()),
+        },
     )
-    .and_then(batch_write::add_batch);
-    match result {
+}
+
+/// Validates and applies one call of `function`.
+fn apply(function: &str, arrays: batch::Arrays<'_, TimestampWithTimeZone>) -> Option<i64> {
+    match batch::Batch::from_arrays(arrays).and_then(batch_write::add_series) {
         Ok(added) => added,
-        Err(error) => error.report(),
+        Err(error) => error.report(function),
     }
 }
 

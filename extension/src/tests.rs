@@ -16,6 +16,11 @@ mod tests {
             Spi::run(include_str!("../../migrations/V2__monthly_totals.sql")).expect("schema");
             Spi::run(include_str!("../../migrations/V3__time_tiers.sql")).expect("schema");
             Spi::run(include_str!("../../migrations/V4__tier_bounds.sql")).expect("schema");
+            Spi::run(include_str!("../../migrations/V5__series.sql")).expect("schema");
+            Spi::run(include_str!(
+                "../../service/queries/postgres_series_key.sql"
+            ))
+            .expect("schema");
         }
         Spi::run(
             "CREATE OR REPLACE FUNCTION pg_temp.outcome(statement text) RETURNS text
@@ -137,6 +142,46 @@ mod tests {
             total("/a") + total("/b"),
             0,
             "nothing of a rejected call is written"
+        );
+    }
+
+    #[pg_test]
+    fn add_series_counts_each_tenant_and_status_code_apart() {
+        setup();
+        for _ in 0..2 {
+            // The second round finds every series in the cache.
+            Spi::run(
+                "SELECT count.add_series(NULL, NULL, ARRAY['GET', 'GET', 'GET', 'GRPC', 'GET'],
+                     ARRAY['/t6', '/t6', '/t6', '/t6', '/t6'], ARRAY['', 'a', 'a', 'a', 'b'],
+                     ARRAY[NULL, 200, 500, 0, 200]::int[], ARRAY[now(), now(), now(), now(), now()],
+                     ARRAY[1, 2, 3, 4, 5])",
+            )
+            .expect("add_series");
+            Spi::run(
+                "SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/t6'], ARRAY[now()], ARRAY[10])",
+            )
+            .expect("add_batch");
+        }
+        let series = Spi::get_one::<String>(
+            "SELECT string_agg(m.tenant || ':' || m.method || ':' || m.status_code || '=' || s.n, ' '
+                               ORDER BY m.tenant, m.method, m.status_code)
+               FROM count.methods AS m
+               JOIN (SELECT method_id, sum(count) AS n FROM count.requests GROUP BY 1) AS s
+                 ON s.method_id = m.id
+              WHERE m.path = '/t6'",
+        );
+        assert_eq!(
+            series,
+            Ok(Some(
+                ":GET:-1=22 a:GET:200=4 a:GET:500=6 a:GRPC:0=8 b:GET:200=10".to_owned()
+            ))
+        );
+        assert_eq!(
+            outcome(
+                "SELECT count.add_series(NULL, NULL, ARRAY['GET'], ARRAY['/a'], ARRAY['a'], ARRAY[99],
+                     ARRAY[now()], ARRAY[1])"
+            ),
+            "22023: count.add_series: status_codes[1] must be an HTTP status code (100-599), got 99"
         );
     }
 

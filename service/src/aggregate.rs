@@ -1,5 +1,6 @@
-//! In-memory aggregation: many entries become one row per (method, path,
-//! second), so the database sees one row per key per flush.
+//! In-memory aggregation: many entries become one row per series (method,
+//! path, tenant, status code) and second, so the database sees one row per
+//! key per flush.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot;
@@ -10,27 +11,31 @@ use count_proto::v1::Method;
 use crate::db::store::FlushBatch;
 use crate::entry::{Entry, stored_method};
 use crate::error::Error;
+use crate::series::Series;
 
-/// Counts summed by (method, path, second), waiting to be flushed.
+/// A series and a second.
+type Key = (Method, String, String, Option<u16>, i64);
+
+/// Counts summed by series and second, waiting to be flushed.
 ///
 /// Hashed with foldhash (randomly seeded per process) rather than SipHash:
 /// hashing was a tenth of an `Add` stream's cost per message, and the keys an
 /// attacker could aim at the table are bounded by the endpoint guard.
 #[derive(Debug, Default)]
 pub struct Aggregate {
-    counts: HashMap<(Method, String, i64), i64, foldhash::fast::RandomState>,
+    counts: HashMap<Key, i64, foldhash::fast::RandomState>,
     requests: i64,
 }
 
 impl Aggregate {
     /// Adds `entry`; a key new to this aggregate must first pass `admit`
-    /// (the endpoint guard), so known keys cost one hash lookup. Fails,
+    /// (the series guard), so known keys cost one hash lookup. Fails,
     /// leaving the aggregate unchanged, when `admit` refuses or a sum would
     /// overflow an `i64`.
     pub fn add(
         &mut self,
         entry: Entry,
-        admit: impl FnOnce(Method, &str) -> Result<(), Error>,
+        admit: impl FnOnce(Series<'_>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let overflow = || Error::invalid("count", "the sum of the counts would overflow int64");
         let requests = self
@@ -38,10 +43,23 @@ impl Aggregate {
             .checked_add(entry.count)
             .ok_or_else(overflow)?;
         // Every key's sum is at most the total, which just fit.
-        match self.counts.entry((entry.method, entry.path, entry.second)) {
+        let key = (
+            entry.method,
+            entry.path,
+            entry.tenant,
+            entry.status,
+            entry.second,
+        );
+        match self.counts.entry(key) {
             Slot::Occupied(mut slot) => *slot.get_mut() += entry.count,
             Slot::Vacant(slot) => {
-                admit(slot.key().0, &slot.key().1)?;
+                let (method, path, tenant, status, _) = slot.key();
+                admit(Series {
+                    method: *method,
+                    path,
+                    tenant,
+                    status: *status,
+                })?;
                 slot.insert(entry.count);
             }
         }
@@ -65,9 +83,11 @@ impl Aggregate {
             requests: std::mem::take(&mut self.requests),
             ..FlushBatch::default()
         };
-        for ((method, path, second), count) in self.counts.drain() {
+        for ((method, path, tenant, status, second), count) in self.counts.drain() {
             batch.methods.push(stored_method(method));
             batch.paths.push(path);
+            batch.tenants.push(tenant);
+            batch.status_codes.push(status.map(i32::from));
             batch
                 .timestamps
                 .push(DateTime::from_timestamp(second, 0).unwrap_or_default());
@@ -85,31 +105,43 @@ mod tests {
         Entry {
             method,
             path: path.to_owned(),
+            tenant: String::new(),
+            status: None,
             second,
             count,
         }
     }
 
     #[test]
-    fn sums_by_method_path_and_second() {
+    fn sums_by_series_and_second() {
         let mut aggregate = Aggregate::default();
         for e in [
             entry(Method::Get, "/a", 10, 1),
             entry(Method::Get, "/a", 10, 2),
             entry(Method::Post, "/a", 10, 1),
             entry(Method::Get, "/a", 11, 1),
+            Entry {
+                tenant: "t".into(),
+                ..entry(Method::Get, "/a", 11, 4)
+            },
+            Entry {
+                status: Some(500),
+                ..entry(Method::Get, "/a", 11, 8)
+            },
         ] {
-            aggregate.add(e, |_, _| Ok(())).unwrap();
+            aggregate.add(e, |_| Ok(())).unwrap();
         }
-        assert_eq!(aggregate.keys(), 3);
+        assert_eq!(aggregate.keys(), 5);
         let batch = aggregate.take_batch();
         assert!(aggregate.is_empty());
-        assert_eq!(batch.requests, 5);
+        assert_eq!(batch.requests, 17);
         let mut rows: Vec<_> = (0..batch.counts.len())
             .map(|i| {
                 (
                     batch.methods[i],
                     batch.paths[i].as_str(),
+                    batch.tenants[i].as_str(),
+                    batch.status_codes[i],
                     batch.timestamps[i].timestamp(),
                     batch.counts[i],
                 )
@@ -119,9 +151,11 @@ mod tests {
         assert_eq!(
             rows,
             vec![
-                ("GET", "/a", 10, 3),
-                ("GET", "/a", 11, 1),
-                ("POST", "/a", 10, 1)
+                ("GET", "/a", "", None, 10, 3),
+                ("GET", "/a", "", None, 11, 1),
+                ("GET", "/a", "", Some(500), 11, 8),
+                ("GET", "/a", "t", None, 11, 4),
+                ("POST", "/a", "", None, 10, 1)
             ]
         );
     }
@@ -130,10 +164,10 @@ mod tests {
     fn overflow_is_refused_and_leaves_the_aggregate_unchanged() {
         let mut aggregate = Aggregate::default();
         aggregate
-            .add(entry(Method::Get, "/a", 10, i64::MAX), |_, _| Ok(()))
+            .add(entry(Method::Get, "/a", 10, i64::MAX), |_| Ok(()))
             .unwrap();
         let error = aggregate
-            .add(entry(Method::Get, "/b", 10, 1), |_, _| Ok(()))
+            .add(entry(Method::Get, "/b", 10, 1), |_| Ok(()))
             .unwrap_err();
         assert_eq!(
             error.to_string(),

@@ -50,16 +50,12 @@ impl CountService for CountApi {
         // before it), as the original service did.
         let permit = self.state.admit_call()?;
         let store = self.state.store()?.clone();
-        let (endpoints, config, drain) = (
-            self.state.endpoints.clone(),
-            self.config,
-            self.drain.clone(),
-        );
+        let (series, config, drain) = (self.state.series.clone(), self.config, self.drain.clone());
         let messages = request.into_inner();
         let stream = tokio::spawn(async move {
             // Held until the stream's task ends, not the handler.
             let _permit = permit;
-            ingest_stream(store, endpoints, config, messages, drain).await
+            ingest_stream(store, series, config, messages, drain).await
         });
         let response = stream
             .await
@@ -122,7 +118,7 @@ impl CountService for CountApi {
         let _permit = self.state.admit_call()?;
         let response = ingest_batch(
             self.state.store()?,
-            &self.state.endpoints,
+            &self.state.series,
             &self.config,
             request.into_inner(),
         )

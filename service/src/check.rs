@@ -96,13 +96,12 @@ async fn step(
 }
 
 fn batch(path: &str, points: &[(DateTime<Utc>, i64)]) -> FlushBatch {
-    FlushBatch {
-        methods: vec!["GET"; points.len()],
-        paths: vec![path.to_owned(); points.len()],
-        timestamps: points.iter().map(|p| p.0).collect(),
-        counts: points.iter().map(|p| p.1).collect(),
-        requests: points.iter().map(|p| p.1).sum(),
-    }
+    FlushBatch::of_endpoints(
+        vec!["GET"; points.len()],
+        vec![path.to_owned(); points.len()],
+        points.iter().map(|p| p.0).collect(),
+        points.iter().map(|p| p.1).collect(),
+    )
 }
 
 async fn exactly_once(
@@ -204,7 +203,9 @@ async fn totals_match(
             methods: None,
             path: Some(path.to_owned()),
             path_prefix: None,
-            by_endpoint: false,
+            tenants: None,
+            statuses: None,
+            group_by: Vec::new(),
             top: None,
         };
         let read: Vec<(DateTime<Utc>, i64)> = store

@@ -15,12 +15,15 @@ pub const MAX_BATCH_KEYS: u32 = 10_000;
 pub const MAX_FUTURE: Duration = Duration::from_secs(5 * 60);
 /// `--max-path-bytes`.
 pub const MAX_PATH_BYTES: usize = 1024;
+/// The longest tenant accepted, in bytes (`AddRequest.tenant`; fixed, as
+/// the proto says).
+pub const MAX_TENANT_BYTES: usize = 256;
 /// `--max-entry-count`.
 pub const MAX_ENTRY_COUNT: i64 = 1_000_000_000;
 /// `--max-batch-entries`.
 pub const MAX_BATCH_ENTRIES: usize = 10_000;
-/// `--max-endpoints`.
-pub const MAX_ENDPOINTS: usize = 100_000;
+/// `--max-series`.
+pub const MAX_SERIES: usize = 100_000;
 /// `--max-ingest-calls`.
 pub const MAX_INGEST_CALLS: usize = 256;
 /// `--max-message-bytes`.

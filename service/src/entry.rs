@@ -8,6 +8,17 @@ use crate::defaults;
 use crate::error::Error;
 use crate::metrics;
 
+/// A count's fields as text carries them: the members of an entry of
+/// `POST /api/v1/counts` and the columns of `count import`.
+pub const TEXT_FIELDS: [&str; 6] = [
+    "method",
+    "path",
+    "tenant",
+    "status_code",
+    "timestamp",
+    "count",
+];
+
 /// The stored method of requests whose method is outside `count.v1.Method`.
 const OTHER: &str = "OTHER";
 
@@ -39,6 +50,11 @@ pub struct Entry {
     pub method: Method,
     /// Not empty, at most [`EntryRules::max_path_bytes`] long.
     pub path: String,
+    /// '' for none; at most [`defaults::MAX_TENANT_BYTES`] long.
+    pub tenant: String,
+    /// `None` when unknown; else an HTTP status code (100-599), or for
+    /// GRPC a gRPC status code (0-16).
+    pub status: Option<u16>,
     /// Seconds since the Unix epoch, UTC.
     pub second: i64,
     /// How many requests the entry stands for, at least 1.
@@ -106,6 +122,26 @@ impl EntryRules {
                 format!("has a control character at byte {at}"),
             ));
         }
+        if request.tenant.len() > defaults::MAX_TENANT_BYTES {
+            return Err(Error::invalid(
+                "tenant",
+                format!(
+                    "is {} bytes long, the limit is {}",
+                    request.tenant.len(),
+                    defaults::MAX_TENANT_BYTES
+                ),
+            ));
+        }
+        if let Some(at) = request.tenant.find(char::is_control) {
+            return Err(Error::invalid(
+                "tenant",
+                format!("has a control character at byte {at}"),
+            ));
+        }
+        let status = request
+            .status_code
+            .map(|code| status_of(method, code))
+            .transpose()?;
         let Some(timestamp) = request.request_timestamp else {
             return Err(Error::invalid("request_timestamp", "must be set"));
         };
@@ -152,9 +188,29 @@ impl EntryRules {
         Ok(Entry {
             method,
             path: request.path,
+            tenant: request.tenant,
+            status,
             second: timestamp.seconds,
             count,
         })
+    }
+}
+
+/// `code` as the status of a `method` request: a gRPC status code for
+/// GRPC, an HTTP one otherwise (the rule `AddRequest.status_code` states).
+fn status_of(method: Method, code: u32) -> Result<u16, Error> {
+    let (range, what) = if method == Method::Grpc {
+        (0..=16, "a gRPC status code (0-16) for GRPC")
+    } else {
+        (100..=599, "an HTTP status code (100-599)")
+    };
+    if range.contains(&code) {
+        Ok(code as u16)
+    } else {
+        Err(Error::invalid(
+            "status_code",
+            format!("must be {what}, got {code}"),
+        ))
     }
 }
 
@@ -221,6 +277,7 @@ mod tests {
             path: path.to_owned(),
             request_timestamp: seconds.map(|seconds| Timestamp { seconds, nanos: 5 }),
             count,
+            ..AddRequest::default()
         }
     }
 
@@ -241,18 +298,34 @@ mod tests {
             Ok(Entry {
                 method: Method::Get,
                 path: "/a".into(),
+                tenant: String::new(),
+                status: None,
                 second: now,
                 count: 1
             })
         );
         assert_eq!(
-            check(request(Method::Grpc as i32, "/p.S/M", Some(now + 300), 7)),
+            check(AddRequest {
+                tenant: "acme".into(),
+                status_code: Some(0),
+                ..request(Method::Grpc as i32, "/p.S/M", Some(now + 300), 7)
+            }),
             Ok(Entry {
                 method: Method::Grpc,
                 path: "/p.S/M".into(),
+                tenant: "acme".into(),
+                status: Some(0),
                 second: now + 300,
                 count: 7
             })
+        );
+        assert_eq!(
+            check(AddRequest {
+                status_code: Some(503),
+                ..request(Method::Post as i32, "/a", Some(now), 1)
+            })
+            .map(|entry| entry.status),
+            Ok(Some(503))
         );
     }
 
@@ -306,6 +379,34 @@ mod tests {
             ),
             (
                 AddRequest {
+                    tenant: "t".repeat(257),
+                    ..request(3, "/a", Some(now), 1)
+                },
+                "tenant: is 257 bytes long, the limit is 256",
+            ),
+            (
+                AddRequest {
+                    tenant: "a\tb".into(),
+                    ..request(3, "/a", Some(now), 1)
+                },
+                "tenant: has a control character at byte 1",
+            ),
+            (
+                AddRequest {
+                    status_code: Some(0),
+                    ..request(3, "/a", Some(now), 1)
+                },
+                "status_code: must be an HTTP status code (100-599), got 0",
+            ),
+            (
+                AddRequest {
+                    status_code: Some(200),
+                    ..request(Method::Grpc as i32, "/p.S/M", Some(now), 1)
+                },
+                "status_code: must be a gRPC status code (0-16) for GRPC, got 200",
+            ),
+            (
+                AddRequest {
                     request_timestamp: Some(Timestamp {
                         seconds: now,
                         nanos: -1,
@@ -327,9 +428,11 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        const FIELDS: [&str; 5] = [
+        const FIELDS: [&str; 7] = [
             "method",
             "path",
+            "tenant",
+            "status_code",
             "request_timestamp",
             "request_timestamp.nanos",
             "count",
@@ -341,6 +444,8 @@ mod tests {
                 Ok(entry) => {
                     assert!(!entry.path.is_empty() && entry.path.len() <= rules.max_path_bytes);
                     assert!(!entry.path.contains(char::is_control));
+                    assert!(entry.tenant.len() <= defaults::MAX_TENANT_BYTES);
+                    assert!(!entry.tenant.contains(char::is_control));
                     assert!((1..=rules.max_entry_count).contains(&entry.count));
                     assert!((0..=NOW as i64 + 300).contains(&entry.second));
                 }
@@ -365,12 +470,16 @@ mod tests {
                 path in any::<String>(),
                 timestamp in proptest::option::of((any::<i64>(), any::<i32>())),
                 count in any::<i64>(),
+                tenant in any::<String>(),
+                status_code in proptest::option::of(any::<u32>()),
             ) {
                 let request = AddRequest {
                     method,
                     path,
                     request_timestamp: timestamp.map(|(seconds, nanos)| Timestamp { seconds, nanos }),
                     count,
+                    tenant,
+                    status_code,
                 };
                 assert_sound(EntryRules::default().check(request, &mut Clock::fixed(UNIX_EPOCH + Duration::from_secs(NOW))));
             }

@@ -6,34 +6,44 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::db::store::TotalRow;
 
 /// The CSV header row (RFC 4180 lines end in CRLF).
-pub const CSV_HEADER: &str = "bucket,method,path,total,live\r\n";
+/// Columns past `live` came with tenants and statuses: appended, so that
+/// readers by position keep working.
+pub const CSV_HEADER: &str = "bucket,method,path,total,live,tenant,status_code,status_class\r\n";
 
 /// A time as RFC 3339 in UTC (`2026-11-29T12:00:00Z`).
 pub fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// One row as JSON; method and path are null without grouping by endpoint.
+/// One row as JSON; a group's members are null unless grouped by it (and
+/// `status_code` when unknown).
 pub fn json(row: &TotalRow) -> serde_json::Value {
     serde_json::json!({
         "bucket": rfc3339(row.bucket),
         "method": row.method,
         "path": row.path,
+        "tenant": row.tenant,
+        "status_code": row.status_code,
+        "status_class": row.status_class,
         "total": row.total,
         "live": row.live,
     })
 }
 
-/// One row as a CSV line; method and path are empty without grouping by
-/// endpoint.
+/// One row as a CSV line; a group's fields are empty unless grouped by it.
 pub fn csv(row: &TotalRow) -> String {
     format!(
-        "{},{},{},{},{}\r\n",
+        "{},{},{},{},{},{},{},{}\r\n",
         rfc3339(row.bucket),
         csv_field(row.method.as_deref().unwrap_or("")),
         csv_field(row.path.as_deref().unwrap_or("")),
         row.total,
-        row.live
+        row.live,
+        csv_field(row.tenant.as_deref().unwrap_or("")),
+        row.status_code
+            .map(|code| code.to_string())
+            .unwrap_or_default(),
+        row.status_class.as_deref().unwrap_or(""),
     )
 }
 

@@ -26,11 +26,11 @@ use crate::aggregate::Aggregate;
 use crate::db::store::FlushBatch;
 use crate::db::store::Store;
 use crate::defaults;
-use crate::endpoints::Endpoints;
 use crate::entry::Clock;
 use crate::entry::EntryRules;
 use crate::error::{Error, Refusal};
 use crate::metrics;
+use crate::series::KnownSeries;
 
 /// How `Add` streams and batches are checked and written.
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +43,11 @@ pub struct IngestConfig {
     pub max_batch_keys: usize,
     /// The most entries one `AddBatch` may carry.
     pub max_batch_entries: usize,
-    /// The most distinct endpoints (method + path) the database may hold.
-    pub max_endpoints: usize,
+    /// The most distinct series (tenant, method, path, status code) the
+    /// database may hold.
+    pub max_series: usize,
+    /// The most series of any one tenant, if capped.
+    pub max_series_per_tenant: Option<usize>,
     /// The most `Add` streams and `AddBatch` calls served at once: what
     /// bounds the server's memory, since each holds at most two aggregates
     /// of `max_batch_keys` keys, or one message.
@@ -58,7 +61,8 @@ impl Default for IngestConfig {
             flush_interval: defaults::FLUSH_INTERVAL,
             max_batch_keys: defaults::MAX_BATCH_KEYS as usize,
             max_batch_entries: defaults::MAX_BATCH_ENTRIES,
-            max_endpoints: defaults::MAX_ENDPOINTS,
+            max_series: defaults::MAX_SERIES,
+            max_series_per_tenant: None,
             max_calls: defaults::MAX_INGEST_CALLS,
         }
     }
@@ -76,7 +80,7 @@ const MAX_REJECTIONS: usize = 10;
 /// period), stops reading, commits what it has and answers.
 pub async fn ingest_stream<S, E>(
     store: Store,
-    endpoints: std::sync::Arc<Endpoints>,
+    series: std::sync::Arc<KnownSeries>,
     config: IngestConfig,
     mut stream: S,
     mut drain: watch::Receiver<bool>,
@@ -122,7 +126,7 @@ where
                             let added = config
                                 .rules
                                 .check(request, &mut clock)
-                                .and_then(|entry| aggregate.add(entry, |m, p| endpoints.admit(m, p)));
+                                .and_then(|entry| aggregate.add(entry, |s| series.admit(s)));
                             match added {
                                 Ok(()) => {
                                     counted.accepted += 1;
@@ -276,7 +280,7 @@ const MAX_REFUSALS: usize = 100;
 /// ([`Error::EntriesRefused`]), unless it was applied before.
 pub async fn ingest_batch(
     store: &Store,
-    endpoints: &Endpoints,
+    series: &KnownSeries,
     config: &IngestConfig,
     request: AddBatchRequest,
 ) -> Result<AddBatchResponse, Error> {
@@ -287,7 +291,7 @@ pub async fn ingest_batch(
     } = request;
     ingest_entries(
         store,
-        endpoints,
+        series,
         config,
         Some((&producer_id, sequence)),
         entries,
@@ -300,7 +304,7 @@ pub async fn ingest_batch(
 /// an `Add` stream's flush is, and no producer is recorded.
 pub async fn ingest_entries(
     store: &Store,
-    endpoints: &Endpoints,
+    series: &KnownSeries,
     config: &IngestConfig,
     producer: Option<(&str, u64)>,
     entries: Vec<AddRequest>,
@@ -328,7 +332,7 @@ pub async fn ingest_entries(
         let added = config
             .rules
             .check(entry, &mut clock)
-            .and_then(|entry| aggregate.add(entry, |m, p| endpoints.admit(m, p)));
+            .and_then(|entry| aggregate.add(entry, |s| series.admit(s)));
         let Err(error) = added else { continue };
         count_rejection("add_batch", &error);
         let refusal = match error {

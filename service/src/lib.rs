@@ -21,7 +21,7 @@
 //! - [`ingest`]: the ingest core every server shares: the `Add` stream
 //!   (validate, aggregate, flush in the background) and `AddBatch`.
 //! - [`entry`]: validation of one `AddRequest`.
-//! - [`endpoints`]: the cap on distinct endpoints (cardinality guard).
+//! - [`series`]: the caps on distinct series (cardinality guard).
 //! - [`state`]: what handlers share: the store once connected, the guard.
 //! - [`aggregate`]: summing entries by key into flush batches.
 //! - [`dates`]: `google.type.Date` days and periods.
@@ -47,7 +47,6 @@ pub mod config_file;
 pub mod dates;
 pub mod db;
 pub mod defaults;
-pub mod endpoints;
 pub mod entry;
 pub mod error;
 pub mod export;
@@ -55,6 +54,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod query;
+pub mod series;
 pub mod server;
 pub mod shutdown;
 pub mod state;

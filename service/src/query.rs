@@ -41,16 +41,30 @@ pub fn totals_query(request: GetTotalsRequest) -> Result<TotalsQuery> {
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut by_endpoint = false;
+    let mut group_by = Vec::new();
     for (i, &number) in request.group_by.iter().enumerate() {
-        match Dimension::try_from(number) {
-            Ok(Dimension::Endpoint) => by_endpoint = true,
-            _ => {
-                return Err(Error::invalid(
+        let name = Dimension::try_from(number)
+            .ok()
+            .and_then(dimension_name)
+            .ok_or_else(|| {
+                Error::invalid(
                     format!("group_by[{i}]"),
                     format!("unknown dimension number {number}"),
-                ));
-            }
+                )
+            })?;
+        if !group_by.contains(&name) {
+            group_by.push(name);
+        }
+    }
+    for (i, status) in request.statuses.iter().enumerate() {
+        if !is_status(status) {
+            return Err(Error::invalid(
+                format!("statuses[{i}]"),
+                format!(
+                    "'{status}' is neither a status code, a class ({}) nor unknown",
+                    STATUS_CLASSES.join(", ")
+                ),
+            ));
         }
     }
     let top = match request.top {
@@ -68,9 +82,35 @@ pub fn totals_query(request: GetTotalsRequest) -> Result<TotalsQuery> {
         methods: (!methods.is_empty()).then_some(methods),
         path: some(request.path),
         path_prefix: some(request.path_prefix),
-        by_endpoint,
+        tenants: (!request.tenants.is_empty()).then_some(request.tenants),
+        statuses: (!request.statuses.is_empty()).then_some(request.statuses),
+        group_by,
         top,
     })
+}
+
+/// The status classes a `statuses` filter may name, as `count.status_class`
+/// (sql/reads.sql) tells them.
+pub const STATUS_CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "grpc_ok", "grpc_error"];
+
+/// Whether `status` is a status filter `count.series_totals` takes: a code
+/// (up to three digits), a class, or `unknown`.
+pub fn is_status(status: &str) -> bool {
+    (1..=3).contains(&status.len()) && status.bytes().all(|b| b.is_ascii_digit())
+        || STATUS_CLASSES.contains(&status)
+        || status == "unknown"
+}
+
+/// A dimension's name in `count.series_totals`' `group_by` (and the HTTP
+/// API's); `None` for UNSPECIFIED.
+pub fn dimension_name(dimension: Dimension) -> Option<&'static str> {
+    match dimension {
+        Dimension::Unspecified => None,
+        Dimension::Endpoint => Some("endpoint"),
+        Dimension::Tenant => Some("tenant"),
+        Dimension::Status => Some("status"),
+        Dimension::StatusClass => Some("status_class"),
+    }
 }
 
 /// The wire form of a `count.totals` row.
@@ -86,6 +126,9 @@ pub fn total(row: TotalRow) -> Total {
         path: row.path.unwrap_or_default(),
         total: row.total,
         live: row.live,
+        tenant: row.tenant.unwrap_or_default(),
+        status_code: row.status_code.and_then(|code| u32::try_from(code).ok()),
+        status_class: row.status_class.unwrap_or_default(),
     }
 }
 
@@ -138,7 +181,8 @@ mod tests {
             (query.methods, query.path, query.path_prefix),
             (None, None, None)
         );
-        assert!(!query.by_endpoint);
+        assert!(query.group_by.is_empty());
+        assert_eq!((query.tenants, query.statuses), (None, None));
         assert_eq!(query.top, None);
     }
 
@@ -147,17 +191,25 @@ mod tests {
         let query = totals_query(GetTotalsRequest {
             methods: vec![Method::Get as i32, Method::Unspecified as i32],
             granularity: Granularity::Week as i32,
-            group_by: vec![Dimension::Endpoint as i32],
+            group_by: vec![
+                Dimension::Endpoint as i32,
+                Dimension::Status as i32,
+                Dimension::Endpoint as i32,
+            ],
+            tenants: vec!["acme".into(), String::new()],
+            statuses: vec!["5xx".into(), "404".into(), "unknown".into()],
             top: 3,
             ..request()
         })
         .unwrap();
+        assert_eq!(query.group_by, vec!["endpoint", "status"]);
+        assert_eq!(query.tenants, Some(vec!["acme".into(), String::new()]));
+        assert_eq!(query.statuses.map(|s| s.len()), Some(3));
         assert_eq!(
             query.methods,
             Some(vec!["GET".to_owned(), "OTHER".to_owned()])
         );
         assert_eq!(query.granularity, "week");
-        assert!(query.by_endpoint);
         assert_eq!(query.top, Some(3));
     }
 
@@ -201,6 +253,14 @@ mod tests {
                     ..request()
                 },
                 "group_by[0]: unknown dimension number 0",
+            ),
+            (
+                GetTotalsRequest {
+                    statuses: vec!["2xx".into(), "6xx".into()],
+                    ..request()
+                },
+                "statuses[1]: '6xx' is neither a status code, a class (1xx, 2xx, 3xx, 4xx, 5xx, \
+                 grpc_ok, grpc_error) nor unknown",
             ),
             (
                 GetTotalsRequest {

@@ -67,7 +67,7 @@ impl Default for ServerConfig {
 }
 
 /// How often the endpoint guard rereads `count.methods`.
-const ENDPOINT_RELOAD: Duration = Duration::from_secs(60);
+const SERIES_RELOAD: Duration = Duration::from_secs(60);
 
 /// The health service's name for the count API: the generated one.
 use count_proto::v1::count_service_server::SERVICE_NAME;
@@ -86,7 +86,7 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let state = State::new(config.ingest.max_endpoints, config.ingest.max_calls);
+    let state = State::new(&config.ingest);
     let connecting = match store.into() {
         StoreSource::Open(store) => {
             state.install(store).await?;
@@ -228,15 +228,13 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 }
 
 /// Checks the database every `health_interval` (SERVING only while it
-/// answers), reloads the known endpoints every `ENDPOINT_RELOAD` (other
+/// answers), reloads the known series every `SERIES_RELOAD` (other
 /// servers add some too) and, if configured, runs `count.rollup_due()` on
 /// its schedule.
 async fn background(state: State, config: ServerConfig, health: HealthReporter) {
-    // The store's endpoints were just loaded: the first reload is one period on.
-    let mut reload = tokio::time::interval_at(
-        tokio::time::Instant::now() + ENDPOINT_RELOAD,
-        ENDPOINT_RELOAD,
-    );
+    // The store's series were just loaded: the first reload is one period on.
+    let mut reload =
+        tokio::time::interval_at(tokio::time::Instant::now() + SERIES_RELOAD, SERIES_RELOAD);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rollup = config.rollup_every.map(|every| {
         let mut interval = tokio::time::interval(every);
@@ -269,9 +267,9 @@ async fn background(state: State, config: ServerConfig, health: HealthReporter) 
             }
             _ = reload.tick() => {
                 if let Ok(store) = state.store() {
-                    match store.endpoints().await {
-                        Ok(endpoints) => state.endpoints.merge(endpoints),
-                        Err(error) => tracing::warn!(%error, "reloading endpoints failed"),
+                    match store.series().await {
+                        Ok(series) => state.series.merge(series),
+                        Err(error) => tracing::warn!(%error, "reloading series failed"),
                     }
                 }
             }

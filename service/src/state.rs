@@ -9,8 +9,9 @@ use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use crate::db::connect::ConnectConfig;
 use crate::db::store::{Schema, Store};
-use crate::endpoints::Endpoints;
 use crate::error::{Error, Result};
+use crate::ingest::IngestConfig;
+use crate::series::KnownSeries;
 
 /// Where the server gets its store.
 #[derive(Debug)]
@@ -41,7 +42,7 @@ impl From<Store> for StoreSource {
 pub struct State {
     store: Arc<OnceCell<Store>>,
     /// The cardinality guard.
-    pub endpoints: Arc<Endpoints>,
+    pub series: Arc<KnownSeries>,
     /// One permit per ingest call being served (`Add` streams, `AddBatch`,
     /// HTTP posts): memory is bounded per call, and this bounds the calls.
     calls: Arc<Semaphore>,
@@ -54,14 +55,17 @@ pub struct State {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl State {
-    /// State without a store yet, admitting at most `max_endpoints` and
-    /// `max_calls` ingest calls at once.
-    pub fn new(max_endpoints: usize, max_calls: usize) -> Self {
+    /// State without a store yet, with `ingest`'s series caps, admitting
+    /// at most its `max_calls` ingest calls at once.
+    pub fn new(ingest: &IngestConfig) -> Self {
         State {
             store: Arc::new(OnceCell::new()),
-            endpoints: Arc::new(Endpoints::new(max_endpoints)),
-            calls: Arc::new(Semaphore::new(max_calls)),
-            max_calls,
+            series: Arc::new(KnownSeries::new(
+                ingest.max_series,
+                ingest.max_series_per_tenant,
+            )),
+            calls: Arc::new(Semaphore::new(ingest.max_calls)),
+            max_calls: ingest.max_calls,
             serving: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -95,13 +99,13 @@ impl State {
         })
     }
 
-    /// Makes `store` the server's store once its endpoints are loaded.
+    /// Makes `store` the server's store once its series are loaded.
     pub async fn install(&self, store: Store) -> Result<()> {
-        self.endpoints.merge(store.endpoints().await?);
+        self.series.merge(store.series().await?);
         crate::metrics::backend(store.backend().name());
         tracing::info!(
             backend = store.backend().name(),
-            endpoints = self.endpoints.len(),
+            series = self.series.len(),
             "database ready"
         );
         // Set once: only `connect` and `run`'s `Open` path call this.

@@ -21,6 +21,13 @@ pub struct AddArgs {
     /// How many requests.
     #[arg(long, default_value_t = 1, value_parser = positive)]
     pub count: usize,
+    /// Whom they were for (a customer, an account) [default: none].
+    #[arg(long, default_value = "")]
+    pub tenant: String,
+    /// How they went: the HTTP status code, or for GRPC the gRPC status
+    /// code (0 is OK) [default: unknown].
+    #[arg(long = "status")]
+    pub status_code: Option<u32>,
     /// When they happened (RFC 3339, e.g. 2026-11-29T12:00:03Z) [default:
     /// now].
     #[arg(long, value_parser = DateTime::parse_from_rfc3339)]
@@ -48,6 +55,8 @@ pub(super) async fn add(args: &AddArgs) -> Result<()> {
                 nanos: 0,
             }),
             count,
+            tenant: args.tenant.clone(),
+            status_code: args.status_code,
         }],
     };
     let response = args.server.connect().await?.add_batch(request).await?;

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
-use count_proto::v1::Method;
 
-use super::totals::{Group, TotalsArgs, request};
+use super::totals::{Group, TotalsArgs, method_name, request};
 use crate::db::store::TotalRow;
 use crate::error::{Error, Result};
 use crate::export;
@@ -31,9 +30,11 @@ pub struct ExportArgs {
 /// What `count export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
-    /// `bucket,method,path,total,live` (RFC 4180).
+    /// `bucket,method,path,total,live,tenant,status_code,status_class`
+    /// (RFC 4180).
     Csv,
-    /// `{"bucket", "method", "path", "total", "live"}` per line.
+    /// `{"bucket", "method", "path", "tenant", "status_code",
+    /// "status_class", "total", "live"}` per line.
     Jsonl,
 }
 
@@ -42,18 +43,20 @@ pub(super) async fn export(args: &ExportArgs) -> Result<()> {
     let request = request(&args.query, Utc::now())?;
     let mut client = args.query.server.connect().await?;
     let totals = client.get_totals(request).await?.into_inner().totals;
-    let grouped = args.query.group == Group::Endpoint;
+    let by = |group: Group| args.query.group.contains(&group);
+    let (by_endpoint, by_tenant, by_status) =
+        (by(Group::Endpoint), by(Group::Tenant), by(Group::Status));
+    let by_class = by_status || by(Group::StatusClass);
     let rows = totals.into_iter().map(|total| TotalRow {
         bucket: total
             .bucket
             .and_then(|b| DateTime::from_timestamp(b.seconds, 0))
             .unwrap_or_default(),
-        // OTHER is the one method that reads back as METHOD_UNSPECIFIED.
-        method: grouped.then(|| match Method::try_from(total.method) {
-            Ok(Method::Unspecified) | Err(_) => "OTHER".to_owned(),
-            Ok(method) => method.as_str_name().to_owned(),
-        }),
-        path: grouped.then_some(total.path),
+        method: by_endpoint.then(|| method_name(total.method).to_owned()),
+        path: by_endpoint.then_some(total.path),
+        tenant: by_tenant.then_some(total.tenant),
+        status_code: total.status_code.and_then(|code| i32::try_from(code).ok()),
+        status_class: by_class.then_some(total.status_class),
         total: total.total,
         live: total.live,
     });

@@ -1,5 +1,6 @@
 //! `count import FILE|-`: counts from a CSV file (a header row naming
-//! `method,path,timestamp[,count]`) or JSON lines with the same members,
+//! `method,path,timestamp` and optionally `count`, `tenant`, `status_code`)
+//! or JSON lines with the same members,
 //! sent to a running server with `AddBatch` so that importing a file twice,
 //! or again after an import was killed halfway, counts every row once.
 //!
@@ -333,12 +334,36 @@ fn read_rows<'a, R: BufRead + 'a>(
     }
 }
 
+/// The columns (CSV) and members (JSON lines) a row may have; `method`,
+/// `path` and `timestamp` are required.
+const COLUMNS: [&str; 6] = [
+    "method",
+    "path",
+    "tenant",
+    "status_code",
+    "timestamp",
+    "count",
+];
+
 /// The columns of a CSV file, by position.
 struct Columns {
     method: usize,
     path: usize,
+    tenant: Option<usize>,
+    status_code: Option<usize>,
     timestamp: usize,
     count: Option<usize>,
+}
+
+/// One row's fields as read, before they are checked.
+struct Fields<'a> {
+    method: &'a str,
+    path: &'a str,
+    tenant: &'a str,
+    /// Empty or absent: unknown.
+    status_code: Option<&'a str>,
+    timestamp: &'a str,
+    count: Option<&'a str>,
 }
 
 fn csv_rows<'a, R: Read + 'a>(reader: R) -> Result<Box<dyn Iterator<Item = Result<Row>> + 'a>> {
@@ -351,10 +376,10 @@ fn csv_rows<'a, R: Read + 'a>(reader: R) -> Result<Box<dyn Iterator<Item = Resul
         .clone();
     let position = |name: &str| header.iter().position(|h| h.trim() == name);
     for name in &header {
-        if !["method", "path", "timestamp", "count"].contains(&name.trim()) {
+        if !COLUMNS.contains(&name.trim()) {
             return Err(Error::invalid(
                 "line 1",
-                format!("unknown column '{name}' (method, path, timestamp, count)"),
+                format!("unknown column '{name}' ({})", COLUMNS.join(", ")),
             ));
         }
     }
@@ -364,6 +389,8 @@ fn csv_rows<'a, R: Read + 'a>(reader: R) -> Result<Box<dyn Iterator<Item = Resul
     let columns = Columns {
         method: required("method")?,
         path: required("path")?,
+        tenant: position("tenant"),
+        status_code: position("status_code"),
         timestamp: required("timestamp")?,
         count: position("count"),
     };
@@ -376,10 +403,14 @@ fn csv_rows<'a, R: Read + 'a>(reader: R) -> Result<Box<dyn Iterator<Item = Resul
         let field = |i: usize| record.get(i).unwrap_or("");
         row(
             line,
-            field(columns.method),
-            field(columns.path),
-            field(columns.timestamp),
-            columns.count.map(field),
+            Fields {
+                method: field(columns.method),
+                path: field(columns.path),
+                tenant: columns.tenant.map_or("", field),
+                status_code: columns.status_code.map(field),
+                timestamp: field(columns.timestamp),
+                count: columns.count.map(field),
+            },
         )
     })))
 }
@@ -399,33 +430,45 @@ fn json_rows<'a, R: BufRead + 'a>(reader: R) -> impl Iterator<Item = Result<Row>
                 return Err(Error::invalid(at(), "must be a JSON object"));
             };
             for name in object.keys() {
-                if !["method", "path", "timestamp", "count"].contains(&name.as_str()) {
+                if !COLUMNS.contains(&name.as_str()) {
                     return Err(Error::invalid(at(), format!("unknown member '{name}'")));
                 }
             }
             let text = |name: &str| object.get(name).and_then(|v| v.as_str()).unwrap_or("");
-            let count = match object.get("count") {
-                None => None,
-                Some(count) => Some(
-                    count
-                        .as_i64()
-                        .ok_or_else(|| Error::invalid(at(), "count must be a whole number"))?
-                        .to_string(),
-                ),
+            let number = |name: &str| match object.get(name) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(value) => value
+                    .as_i64()
+                    .map(|n| Some(n.to_string()))
+                    .ok_or_else(|| Error::invalid(at(), format!("{name} must be a whole number"))),
             };
+            let count = number("count")?;
+            let status_code = number("status_code")?;
             row(
                 line_number,
-                text("method"),
-                text("path"),
-                text("timestamp"),
-                count.as_deref(),
+                Fields {
+                    method: text("method"),
+                    path: text("path"),
+                    tenant: text("tenant"),
+                    status_code: status_code.as_deref(),
+                    timestamp: text("timestamp"),
+                    count: count.as_deref(),
+                },
             )
         })
 }
 
 /// One row's entry; what the server checks (an empty path, a time too far
 /// ahead) is left to it, which names the entry.
-fn row(line: u64, method: &str, path: &str, timestamp: &str, count: Option<&str>) -> Result<Row> {
+fn row(line: u64, fields: Fields<'_>) -> Result<Row> {
+    let Fields {
+        method,
+        path,
+        tenant,
+        status_code,
+        timestamp,
+        count,
+    } = fields;
     let at = || format!("line {line}");
     // As `count add` reads it: any case, OTHER for a method outside the list.
     let method =
@@ -442,6 +485,15 @@ fn row(line: u64, method: &str, path: &str, timestamp: &str, count: Option<&str>
             .parse()
             .map_err(|_| Error::invalid(at(), format!("count '{text}' is not a whole number")))?,
     };
+    let status_code = match status_code.map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            Error::invalid(
+                at(),
+                format!("status_code '{text}' is not a whole number from 0"),
+            )
+        })?),
+    };
     Ok(Row {
         line,
         entry: AddRequest {
@@ -449,6 +501,8 @@ fn row(line: u64, method: &str, path: &str, timestamp: &str, count: Option<&str>
             path: path.to_owned(),
             request_timestamp: Some(query::timestamp(time.to_utc())),
             count,
+            tenant: tenant.to_owned(),
+            status_code,
         },
     })
 }

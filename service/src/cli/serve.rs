@@ -51,10 +51,15 @@ pub struct ServeArgs {
     /// Most entries one AddBatch may carry.
     #[arg(long, env = "COUNT_MAX_BATCH_ENTRIES", default_value_t = defaults::MAX_BATCH_ENTRIES, value_parser = positive)]
     pub max_batch_entries: usize,
-    /// Most distinct endpoints (method + path) the database may hold; new
-    /// ones past it are refused (RESOURCE_EXHAUSTED).
-    #[arg(long, env = "COUNT_MAX_ENDPOINTS", default_value_t = defaults::MAX_ENDPOINTS, value_parser = positive)]
-    pub max_endpoints: usize,
+    /// Most distinct series (tenant + method + path + status code) the
+    /// database may hold; new ones past it are refused (RESOURCE_EXHAUSTED).
+    /// Called --max-endpoints before series had a tenant and a status.
+    #[arg(long, visible_alias = "max-endpoints", env = "COUNT_MAX_SERIES", default_value_t = defaults::MAX_SERIES, value_parser = positive)]
+    pub max_series: usize,
+    /// Most series of any one tenant, so that one tenant cannot use up
+    /// --max-series for all (unset: no cap of its own).
+    #[arg(long, env = "COUNT_MAX_SERIES_PER_TENANT", value_parser = positive)]
+    pub max_series_per_tenant: Option<usize>,
     /// Most Add streams and AddBatch calls served at once; more are refused
     /// with RESOURCE_EXHAUSTED (clients retry). Bounds the server's memory:
     /// each holds at most two aggregates of --max-batch-keys keys, or one
@@ -121,7 +126,8 @@ impl ServeArgs {
                 flush_interval: *self.flush_interval,
                 max_batch_keys: self.max_batch_keys as usize,
                 max_batch_entries: self.max_batch_entries,
-                max_endpoints: self.max_endpoints,
+                max_series: self.max_series,
+                max_series_per_tenant: self.max_series_per_tenant,
                 max_calls: self.max_ingest_calls,
             },
             shutdown_grace: *self.shutdown_grace,

@@ -47,12 +47,29 @@ pub struct TotalsArgs {
     /// Only paths that start with this.
     #[arg(long, env = "COUNT_TOTALS_PATH_PREFIX")]
     pub path_prefix: Option<String>,
-    /// Only the N endpoints with the most requests over the range.
+    /// Only this tenant ("" for the requests counted without one); repeat
+    /// for several.
+    #[arg(long = "tenant", env = "COUNT_TOTALS_TENANT")]
+    pub tenants: Vec<String>,
+    /// Only this status: a code (404; for GRPC a gRPC code, 0 is OK), a
+    /// class (1xx to 5xx, grpc_ok, grpc_error) or unknown; repeat or
+    /// separate with commas for several.
+    #[arg(long = "status", env = "COUNT_TOTALS_STATUS", value_delimiter = ',')]
+    pub statuses: Vec<String>,
+    /// Only the N groups with the most requests over the range.
     #[arg(long, env = "COUNT_TOTALS_TOP", value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
-    /// A row per endpoint, or one per bucket for all of them.
-    #[arg(long, env = "COUNT_TOTALS_GROUP", value_enum, default_value_t = Group::Endpoint)]
-    pub group: Group,
+    /// What a row is per, besides its bucket: any of endpoint, tenant,
+    /// status and status-class, comma-separated, or none for one row per
+    /// bucket.
+    #[arg(
+        long,
+        env = "COUNT_TOTALS_GROUP",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "endpoint"
+    )]
+    pub group: Vec<Group>,
 }
 
 /// A `--from` or `--to`: a day in `--tz`, or a time.
@@ -132,8 +149,60 @@ impl Granularity {
 pub enum Group {
     /// A row per method and path.
     Endpoint,
+    /// A row per tenant.
+    Tenant,
+    /// A row per status code.
+    Status,
+    /// A row per status class.
+    StatusClass,
     /// A row per bucket.
     None,
+}
+
+impl Group {
+    fn wire(self) -> Option<Dimension> {
+        match self {
+            Group::Endpoint => Some(Dimension::Endpoint),
+            Group::Tenant => Some(Dimension::Tenant),
+            Group::Status => Some(Dimension::Status),
+            Group::StatusClass => Some(Dimension::StatusClass),
+            Group::None => None,
+        }
+    }
+}
+
+/// A table column: its header, and how a total fills it.
+type Column = (&'static str, fn(&Total) -> String);
+
+/// The columns a row has for `groups`.
+fn group_columns(groups: &[Group]) -> Vec<Column> {
+    let mut columns: Vec<Column> = Vec::new();
+    if groups.contains(&Group::Endpoint) {
+        columns.push(("METHOD", |t| method_name(t.method).to_owned()));
+        columns.push(("PATH", |t| t.path.clone()));
+    }
+    if groups.contains(&Group::Tenant) {
+        columns.push(("TENANT", |t| t.tenant.clone()));
+    }
+    if groups.contains(&Group::Status) {
+        columns.push(("STATUS", |t| {
+            t.status_code
+                .map_or_else(|| "unknown".to_owned(), |code| code.to_string())
+        }));
+    } else if groups.contains(&Group::StatusClass) {
+        columns.push(("STATUS", |t| t.status_class.clone()));
+    }
+    columns
+}
+
+/// A method's stored name: OTHER is the one method that reads back as
+/// METHOD_UNSPECIFIED.
+pub(super) fn method_name(number: i32) -> &'static str {
+    match Method::try_from(number) {
+        Ok(Method::Unspecified) => "OTHER",
+        Ok(method) => method.as_str_name(),
+        Err(_) => "?",
+    }
 }
 
 /// Prints the totals `args` ask for, or says there are none.
@@ -144,11 +213,13 @@ pub(super) async fn print(args: &TotalsArgs) -> Result<()> {
     if totals.is_empty() {
         eprintln!("no requests counted in that range");
     } else {
+        let columns = group_columns(&args.group);
         let rows: Vec<Row> = totals
-            .into_iter()
-            .map(|total| row(total, args.by, args.tz, args.group))
+            .iter()
+            .map(|total| row(total, args.by, args.tz, &columns))
             .collect();
-        print!("{}", render_table(&rows));
+        let header: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        print!("{}", render_table(&header, &rows));
     }
     Ok(())
 }
@@ -204,11 +275,19 @@ pub(super) fn request(args: &TotalsArgs, now: DateTime<Utc>) -> Result<GetTotals
         methods,
         path: args.path.clone().unwrap_or_default(),
         path_prefix: args.path_prefix.clone().unwrap_or_default(),
-        group_by: match args.group {
-            Group::Endpoint => vec![Dimension::Endpoint as i32],
-            Group::None => Vec::new(),
-        },
+        group_by: args
+            .group
+            .iter()
+            .filter_map(|group| group.wire())
+            .map(|dimension| dimension as i32)
+            .collect(),
         top: args.top.unwrap_or(0),
+        tenants: args.tenants.clone(),
+        statuses: args
+            .statuses
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
     })
 }
 
@@ -237,59 +316,55 @@ fn minute_floor(time: DateTime<Utc>) -> DateTime<Utc> {
 struct Row {
     /// The bucket, as printed in the chosen zone.
     period: String,
-    /// The method's name; empty without grouping.
-    method: String,
-    path: String,
+    /// The group's columns (method, path, tenant, status: as grouped).
+    group: Vec<String>,
     total: i64,
 }
 
-fn row(total: Total, by: Granularity, tz: Tz, group: Group) -> Row {
+fn row(total: &Total, by: Granularity, tz: Tz, columns: &[Column]) -> Row {
     let bucket = total
         .bucket
         .and_then(|b| DateTime::from_timestamp(b.seconds, 0))
         .unwrap_or_default()
         .with_timezone(&tz);
-    let method = match group {
-        Group::None => "",
-        // OTHER is the one method that reads back as METHOD_UNSPECIFIED.
-        Group::Endpoint => match Method::try_from(total.method) {
-            Ok(Method::Unspecified) => "OTHER",
-            Ok(method) => method.as_str_name(),
-            Err(_) => "?",
-        },
-    };
     Row {
         period: bucket.format(by.format()).to_string(),
-        method: method.to_owned(),
-        path: total.path,
+        group: columns.iter().map(|(_, cell)| cell(total)).collect(),
         total: total.total,
     }
 }
 
-/// Rows as an aligned text table with a header.
-fn render_table(rows: &[Row]) -> String {
-    let header = ("PERIOD", "METHOD", "PATH", "TOTAL");
-    let width =
-        |f: &dyn Fn(&Row) -> usize, min: usize| rows.iter().map(f).max().unwrap_or(0).max(min);
-    let (w0, w1, w2) = (
-        width(&|r| r.period.len(), header.0.len()),
-        width(&|r| r.method.len(), header.1.len()),
-        width(&|r| r.path.len(), header.2.len()),
-    );
-    let mut out = format!(
-        "{:<w0$}  {:<w1$}  {:<w2$}  {}\n",
-        header.0, header.1, header.2, header.3
-    );
-    for Row {
-        period,
-        method,
-        path,
-        total,
-    } in rows
-    {
-        out.push_str(&format!(
-            "{period:<w0$}  {method:<w1$}  {path:<w2$}  {total}\n"
-        ));
+/// Rows as an aligned text table with a header: PERIOD, the group's
+/// columns, TOTAL.
+fn render_table(group: &[&str], rows: &[Row]) -> String {
+    let cells = |row: &Row| {
+        std::iter::once(row.period.clone())
+            .chain(row.group.iter().cloned())
+            .collect::<Vec<_>>()
+    };
+    let header: Vec<String> = std::iter::once("PERIOD")
+        .chain(group.iter().copied())
+        .map(str::to_owned)
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(cells(row)) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>, last: String| {
+        let mut line: String = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}  "))
+            .collect();
+        line.push_str(&last);
+        line.push('\n');
+        line
+    };
+    let mut out = line(header, "TOTAL".to_owned());
+    for row in rows {
+        out.push_str(&line(cells(row), row.total.to_string()));
     }
     out
 }
@@ -301,19 +376,53 @@ mod tests {
 
     #[test]
     fn table_columns_align() {
-        let row = |method: &str, path: &str, total| Row {
+        let row = |group: &[&str], total| Row {
             period: "2026-01-01".to_owned(),
-            method: method.to_owned(),
-            path: path.to_owned(),
+            group: group.iter().map(|c| c.to_string()).collect(),
             total,
         };
-        let rows = vec![row("GET", "/users/{id}", 12), row("GRPC", "/a", 3)];
+        let rows = vec![row(&["GET", "/users/{id}"], 12), row(&["GRPC", "/a"], 3)];
         assert_eq!(
-            render_table(&rows),
+            render_table(&["METHOD", "PATH"], &rows),
             "PERIOD      METHOD  PATH         TOTAL\n\
              2026-01-01  GET     /users/{id}  12\n\
              2026-01-01  GRPC    /a           3\n"
         );
+        let rows = vec![row(&["acme", "503"], 7), row(&["", "unknown"], 1)];
+        assert_eq!(
+            render_table(&["TENANT", "STATUS"], &rows),
+            "PERIOD      TENANT  STATUS   TOTAL\n\
+             2026-01-01  acme    503      7\n\
+             2026-01-01          unknown  1\n"
+        );
+    }
+
+    #[test]
+    fn tenants_statuses_and_groups_reach_the_request() {
+        let request = request_for(
+            &[
+                "--last",
+                "1h",
+                "--tenant",
+                "acme",
+                "--tenant",
+                "",
+                "--status",
+                "5XX,404",
+                "--group",
+                "tenant,status-class",
+            ],
+            "2026-11-30T12:00:00Z",
+        )
+        .unwrap();
+        assert_eq!(request.tenants, vec!["acme".to_owned(), String::new()]);
+        assert_eq!(request.statuses, vec!["5xx".to_owned(), "404".to_owned()]);
+        assert_eq!(
+            request.group_by,
+            vec![Dimension::Tenant as i32, Dimension::StatusClass as i32]
+        );
+        let none = request_for(&["--last", "1h", "--group", "none"], "2026-11-30T12:00:00Z");
+        assert_eq!(none.unwrap().group_by, Vec::<i32>::new());
     }
 
     #[derive(Debug, Parser)]

@@ -16,6 +16,7 @@ use crate::db::engine::Engine;
 use crate::db::lease::Lease;
 use crate::db::retry::retrying;
 use crate::error::{Error, Result};
+use crate::series::StoredSeries;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -76,12 +77,38 @@ pub struct FlushBatch {
     pub methods: Vec<&'static str>,
     /// Paths, element for element with `methods`.
     pub paths: Vec<String>,
+    /// Tenants, '' for none.
+    pub tenants: Vec<String>,
+    /// Status codes, `None` when unknown.
+    pub status_codes: Vec<Option<i32>>,
     /// Timestamps truncated to the second.
     pub timestamps: Vec<DateTime<Utc>>,
     /// Requests per row, each at least 1.
     pub counts: Vec<i64>,
     /// The sum of `counts`.
     pub requests: i64,
+}
+
+impl FlushBatch {
+    /// Rows of tenant '' and unknown status, as the clients that send
+    /// neither count: element i of the vectors is one (method, path,
+    /// timestamp, count).
+    pub fn of_endpoints(
+        methods: Vec<&'static str>,
+        paths: Vec<String>,
+        timestamps: Vec<DateTime<Utc>>,
+        counts: Vec<i64>,
+    ) -> FlushBatch {
+        FlushBatch {
+            tenants: vec![String::new(); methods.len()],
+            status_codes: vec![None; methods.len()],
+            requests: counts.iter().sum(),
+            methods,
+            paths,
+            timestamps,
+            counts,
+        }
+    }
 }
 
 /// A pool of connections to a migrated database with its SQL API.
@@ -135,7 +162,7 @@ impl Store {
         self.backend
     }
 
-    /// Applies one flush through `count.add_batch`. With a producer and
+    /// Applies one flush through `count.add_series`. With a producer and
     /// sequence, returns `None` when that batch was applied before.
     pub async fn add_batch(
         &self,
@@ -144,7 +171,7 @@ impl Store {
     ) -> Result<Option<i64>> {
         let client = self.pool.get().await?;
         let statement = client
-            .prepare_cached(include_str!("../../queries/add_batch.sql"))
+            .prepare_cached(include_str!("../../queries/add_series.sql"))
             .await?;
         retrying("add_batch", || async {
             let row = client
@@ -155,6 +182,8 @@ impl Store {
                         &producer.map(|p| p.1),
                         &batch.methods,
                         &batch.paths,
+                        &batch.tenants,
+                        &batch.status_codes,
                         &batch.timestamps,
                         &batch.counts,
                     ],
@@ -179,16 +208,19 @@ impl Store {
         Ok(row.map(|row| row.get(0)))
     }
 
-    /// Every endpoint (method, path) the database holds.
-    pub async fn endpoints(&self) -> Result<Vec<(String, String)>> {
+    /// Every series the database holds.
+    pub async fn series(&self) -> Result<Vec<StoredSeries>> {
         let client = self.pool.get().await?;
-        let rows = retrying("endpoints", || async {
+        let rows = retrying("series", || async {
             Ok(client
-                .query(include_str!("../../queries/endpoints.sql"), &[])
+                .query(include_str!("../../queries/series.sql"), &[])
                 .await?)
         })
         .await?;
-        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+            .collect())
     }
 
     /// Whether the database answers a trivial query; reports the pool's
@@ -282,17 +314,15 @@ impl Store {
         Ok(row.get(0))
     }
 
-    /// Live totals `query` asks for, through `count.totals` (sql/reads.sql).
+    /// Live totals `query` asks for, through `count.series_totals`
+    /// (sql/reads.sql).
     pub async fn totals(&self, query: &TotalsQuery) -> Result<Vec<TotalRow>> {
         let client = self.pool.get().await?;
         let statement = client
             .prepare_cached(include_str!("../../queries/totals.sql"))
             .await?;
-        let group_by = query.group_by();
         let rows = retrying("totals", || async {
-            Ok(client
-                .query(&statement, &totals_parameters(query, &group_by))
-                .await?)
+            Ok(client.query(&statement, &totals_parameters(query)).await?)
         })
         .await?;
         Ok(rows.iter().map(TotalRow::from_row).collect())
@@ -311,10 +341,9 @@ impl Store {
         let statement = client
             .prepare_cached(include_str!("../../queries/totals.sql"))
             .await?;
-        let group_by = query.group_by();
         let rows = Box::pin(
             client
-                .query_raw(&statement, totals_parameters(query, &group_by))
+                .query_raw(&statement, totals_parameters(query))
                 .await?,
         );
         Ok(futures::stream::unfold(
@@ -352,8 +381,8 @@ impl Store {
     }
 }
 
-/// What `count.totals` is asked: its arguments, as the SQL function takes
-/// them (sql/reads.sql says what each means).
+/// What `count.series_totals` is asked: its arguments, as the SQL function
+/// takes them (sql/reads.sql says what each means).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotalsQuery {
     /// The first minute counted.
@@ -370,22 +399,18 @@ pub struct TotalsQuery {
     pub path: Option<String>,
     /// Only paths starting with this.
     pub path_prefix: Option<String>,
-    /// A row per endpoint, or one per bucket.
-    pub by_endpoint: bool,
+    /// Only these tenants.
+    pub tenants: Option<Vec<String>>,
+    /// Only these status codes, classes or `unknown`.
+    pub statuses: Option<Vec<String>>,
+    /// What rows are grouped by: `endpoint`, `tenant`, `status`,
+    /// `status_class`; none for one row per bucket.
+    pub group_by: Vec<&'static str>,
     /// Only the groups with the largest totals.
     pub top: Option<i32>,
 }
 
 impl TotalsQuery {
-    /// `count.totals`' `group_by` argument.
-    fn group_by(&self) -> Vec<&'static str> {
-        if self.by_endpoint {
-            vec!["endpoint"]
-        } else {
-            Vec::new()
-        }
-    }
-
     /// All endpoints' totals over the UTC days `from` to `to` (inclusive),
     /// by `granularity`.
     fn utc_days(from: NaiveDate, to: NaiveDate, granularity: &str) -> Result<Self> {
@@ -401,7 +426,9 @@ impl TotalsQuery {
             methods: None,
             path: None,
             path_prefix: None,
-            by_endpoint: true,
+            tenants: None,
+            statuses: None,
+            group_by: vec!["endpoint"],
             top: None,
         })
     }
@@ -416,18 +443,20 @@ pub struct TotalRow {
     pub method: Option<String>,
     /// The path, when grouped by endpoint.
     pub path: Option<String>,
+    /// The tenant, when grouped by tenant.
+    pub tenant: Option<String>,
+    /// The status code, when grouped by status and known.
+    pub status_code: Option<i32>,
+    /// The status class, when grouped by status or status class.
+    pub status_class: Option<String>,
     /// Requests counted.
     pub total: i64,
     /// The bucket ends after the read began.
     pub live: bool,
 }
 
-/// queries/totals.sql's parameters for `query`, `group_by` being
-/// [`TotalsQuery::group_by`].
-fn totals_parameters<'a>(
-    query: &'a TotalsQuery,
-    group_by: &'a Vec<&'static str>,
-) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 9] {
+/// queries/totals.sql's parameters for `query`.
+fn totals_parameters(query: &TotalsQuery) -> [&(dyn tokio_postgres::types::ToSql + Sync); 11] {
     [
         &query.start,
         &query.end,
@@ -436,7 +465,9 @@ fn totals_parameters<'a>(
         &query.methods,
         &query.path,
         &query.path_prefix,
-        group_by,
+        &query.tenants,
+        &query.statuses,
+        &query.group_by,
         &query.top,
     ]
 }
@@ -448,8 +479,11 @@ impl TotalRow {
             bucket: row.get(0),
             method: row.get(1),
             path: row.get(2),
-            total: row.get(3),
-            live: row.get(4),
+            tenant: row.get(3),
+            status_code: row.get(4),
+            status_class: row.get(5),
+            total: row.get(6),
+            live: row.get(7),
         }
     }
 }
@@ -588,6 +622,14 @@ async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> 
         for migration in report.applied_migrations() {
             tracing::info!(migration = %migration, "applied migration");
         }
+        // V5 made series unique; the endpoints' constraint goes, each
+        // engine its own way (idempotent, so every start runs it).
+        client
+            .batch_execute(match engine {
+                Engine::Postgres => include_str!("../../queries/postgres_series_key.sql"),
+                Engine::Cockroach => include_str!("../../queries/cockroach_series_key.sql"),
+            })
+            .await?;
     }
     if schema == Schema::Existing {
         let api = match client

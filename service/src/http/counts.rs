@@ -41,7 +41,7 @@ pub(super) async fn counts(
     let (producer, entries) = batch(&body)?;
     let response = ingest_entries(
         api.state.store()?,
-        &api.state.endpoints,
+        &api.state.series,
         &api.ingest,
         producer
             .as_ref()
@@ -111,7 +111,7 @@ fn entry(i: usize, entry: &Value) -> Result<AddRequest, Error> {
         return Err(Error::invalid(format!("entries[{i}]"), "must be an object"));
     };
     for name in entry.keys() {
-        if !["method", "path", "timestamp", "count"].contains(&name.as_str()) {
+        if !crate::entry::TEXT_FIELDS.contains(&name.as_str()) {
             return Err(Error::invalid(field(name), "unknown member"));
         }
     }
@@ -125,6 +125,16 @@ fn entry(i: usize, entry: &Value) -> Result<AddRequest, Error> {
     let method = string("method")?.ok_or_else(|| Error::invalid(field("method"), "must be set"))?;
     let method = Method::from_str_name(&method.to_ascii_uppercase()).unwrap_or(Method::Unspecified);
     let path = string("path")?.unwrap_or("").to_owned();
+    let tenant = string("tenant")?.unwrap_or("").to_owned();
+    // Absent or null: unknown.
+    let status_code = match entry.get("status_code") {
+        None | Some(Value::Null) => None,
+        Some(code) => Some(
+            code.as_u64()
+                .and_then(|code| u32::try_from(code).ok())
+                .ok_or_else(|| Error::invalid(field("status_code"), "must be a whole number"))?,
+        ),
+    };
     let timestamp = match string("timestamp")? {
         None => Utc::now(),
         Some(text) => DateTime::parse_from_rfc3339(text)
@@ -147,5 +157,7 @@ fn entry(i: usize, entry: &Value) -> Result<AddRequest, Error> {
         path,
         request_timestamp: Some(query::timestamp(timestamp)),
         count,
+        tenant,
+        status_code,
     })
 }

@@ -20,6 +20,10 @@ use crate::error::Error;
 use crate::export;
 use crate::query;
 
+/// The parameters that may be given more than once, each adding to the
+/// list.
+const LISTS: [&str; 4] = ["methods", "group_by", "tenants", "statuses"];
+
 /// The answer's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -67,9 +71,9 @@ fn request(raw: &str, headers: &HeaderMap) -> Result<(GetTotalsRequest, Format),
     };
     let mut seen = std::collections::HashSet::new();
     for (name, value) in parameters(raw)? {
-        // `methods` may repeat; a second value of any other would silently
+        // Lists may repeat; a second value of any other would silently
         // replace the first.
-        if name != "methods" && !seen.insert(name.clone()) {
+        if !LISTS.contains(&name.as_str()) && !seen.insert(name.clone()) {
             return Err(Error::invalid(name, "given twice"));
         }
         let value = value.as_str();
@@ -109,16 +113,37 @@ fn request(raw: &str, headers: &HeaderMap) -> Result<(GetTotalsRequest, Format),
             }
             "path" => request.path = value.to_owned(),
             "path_prefix" => request.path_prefix = value.to_owned(),
-            "group_by" => match value.to_ascii_lowercase().as_str() {
-                "endpoint" => request.group_by = vec![Dimension::Endpoint as i32],
-                "none" | "" => request.group_by.clear(),
-                other => {
-                    return Err(Error::invalid(
-                        "group_by",
-                        format!("must be endpoint or none, got '{other}'"),
-                    ));
+            "group_by" => {
+                for name in value.split(',').map(str::trim) {
+                    let name = name.to_ascii_lowercase();
+                    if name.is_empty() || name == "none" {
+                        continue;
+                    }
+                    // Every dimension has a name: the enum's numbers
+                    // from 1 on.
+                    let dimension = (1..)
+                        .map_while(|n| Dimension::try_from(n).ok())
+                        .find(|d| query::dimension_name(*d) == Some(name.as_str()))
+                        .ok_or_else(|| {
+                            Error::invalid(
+                                "group_by",
+                                format!(
+                                    "must be none or a list of endpoint, tenant, status and \
+                                     status_class, got '{name}'"
+                                ),
+                            )
+                        })?;
+                    request.group_by.push(dimension as i32);
                 }
-            },
+            }
+            // One tenant per parameter: a tenant may hold a comma.
+            "tenants" => request.tenants.push(value.to_owned()),
+            "statuses" => request.statuses.extend(
+                value
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.trim().to_ascii_lowercase()),
+            ),
             "top" => {
                 request.top = value.parse().map_err(|_| {
                     Error::invalid("top", format!("must be a whole number, got '{value}'"))

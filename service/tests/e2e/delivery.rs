@@ -111,7 +111,7 @@ async fn a_key_the_server_refuses_costs_only_itself() {
                 max_entry_count: 400,
                 ..EntryRules::default()
             },
-            max_endpoints: 2,
+            max_series: 2,
             ..IngestConfig::default()
         },
         ..config()

@@ -44,6 +44,19 @@ fn random_batch(random: &mut Random, keys: u64, rows: usize, days: i64) -> Flush
             .methods
             .push(methods[(key % methods.len() as u64) as usize]);
         batch.paths.push(format!("/k/{key}"));
+        // Tenants and statuses too: the two backends must resolve the
+        // same series.
+        batch
+            .tenants
+            .push(["", "a", "b"][(key % 3) as usize].to_owned());
+        let grpc = batch.methods.last() == Some(&"GRPC");
+        batch.status_codes.push(match key % 4 {
+            0 => None,
+            1 if grpc => Some(0),
+            1 => Some(200),
+            _ if grpc => Some(13),
+            _ => Some(503),
+        });
         batch
             .timestamps
             .push(DateTime::from_timestamp(second, 0).unwrap());
@@ -156,12 +169,13 @@ async fn extension_and_fallback_give_identical_results_on_a_random_workload() {
 async fn a_database_on_the_fallback_switches_to_the_extension_without_losing_counts() {
     let db = TestDatabase::start_with(Backend::Sql, Vec::new()).await;
     let t = day_start(1) + 10;
-    let batch = |count: i64| FlushBatch {
-        methods: vec!["GET"],
-        paths: vec!["/switch".into()],
-        timestamps: vec![DateTime::from_timestamp(t, 0).unwrap()],
-        counts: vec![count],
-        requests: count,
+    let batch = |count: i64| {
+        FlushBatch::of_endpoints(
+            vec!["GET"],
+            vec!["/switch".into()],
+            vec![DateTime::from_timestamp(t, 0).unwrap()],
+            vec![count],
+        )
     };
     let before = Store::open(db.config(), 2).await.unwrap();
     assert_eq!(before.backend(), Backend::Sql);
@@ -318,13 +332,12 @@ async fn pg_cron_runs_rollup_due_inside_the_database() {
     let db = TestDatabase::start_with(Backend::Extension, settings).await;
     let store = db.store().await;
     let yesterday = day_start(1) + 3600;
-    let batch = FlushBatch {
-        methods: vec!["GET", "POST"],
-        paths: vec!["/cron".into(), "/cron".into()],
-        timestamps: vec![DateTime::from_timestamp(yesterday, 0).unwrap(); 2],
-        counts: vec![40, 2],
-        requests: 42,
-    };
+    let batch = FlushBatch::of_endpoints(
+        vec!["GET", "POST"],
+        vec!["/cron".into(), "/cron".into()],
+        vec![DateTime::from_timestamp(yesterday, 0).unwrap(); 2],
+        vec![40, 2],
+    );
     store.add_batch(None, &batch).await.unwrap();
     let sql = db.sql().await;
     sql.batch_execute(include_str!("../../../sql/cron.sql"))
@@ -447,13 +460,12 @@ async fn count_as_app(app: &tokio_postgres::Config, backend: Backend, sequence: 
         .expect("count_app opens the existing schema");
     assert_eq!(store.backend(), backend);
     let t = day_start(1) + sequence;
-    let batch = FlushBatch {
-        methods: vec!["GET"],
-        paths: vec!["/least".into()],
-        timestamps: vec![DateTime::from_timestamp(t, 0).unwrap()],
-        counts: vec![sequence],
-        requests: sequence,
-    };
+    let batch = FlushBatch::of_endpoints(
+        vec!["GET"],
+        vec!["/least".into()],
+        vec![DateTime::from_timestamp(t, 0).unwrap()],
+        vec![sequence],
+    );
     assert_eq!(
         store
             .add_batch(Some(("least", sequence)), &batch)

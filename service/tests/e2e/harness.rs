@@ -259,6 +259,7 @@ pub(crate) fn entry(method: Method, path: &str, seconds: i64, count: i64) -> Add
             nanos: 123_456_789,
         }),
         count,
+        ..AddRequest::default()
     }
 }
 
@@ -419,7 +420,9 @@ pub(crate) fn query(
         methods: None,
         path: None,
         path_prefix: None,
-        by_endpoint: false,
+        tenants: None,
+        statuses: None,
+        group_by: Vec::new(),
         top: None,
     }
 }

@@ -140,7 +140,7 @@ async fn the_endpoint_cap_refuses_new_endpoints_and_keeps_counting_known_ones() 
     let db = TestDatabase::start().await;
     let config = ServerConfig {
         ingest: IngestConfig {
-            max_endpoints: 3,
+            max_series: 3,
             ..IngestConfig::default()
         },
         ..config()

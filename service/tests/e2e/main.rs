@@ -20,6 +20,7 @@ mod operability;
 mod portable;
 mod rpc;
 mod security;
+mod series;
 mod sources;
 mod sql;
 mod totals;

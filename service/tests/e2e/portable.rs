@@ -150,7 +150,7 @@ fn portable_files() -> Vec<PathBuf> {
 }
 
 /// The service's queries that run only on PostgreSQL.
-const POSTGRES_ONLY_QUERIES: [&str; 9] = [
+const POSTGRES_ONLY_QUERIES: [&str; 10] = [
     "create_database.sql",
     "create_extension.sql",
     "database_exists.sql",
@@ -158,6 +158,7 @@ const POSTGRES_ONLY_QUERIES: [&str; 9] = [
     "extension_installed.sql",
     "extension_version.sql",
     "postgres_reads.sql",
+    "postgres_series_key.sql",
     "prepare_partitions.sql",
     "update_extension.sql",
 ];

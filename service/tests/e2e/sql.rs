@@ -79,16 +79,15 @@ async fn rollup_due_rolls_up_every_raw_row_and_reads_stay_the_same() {
     let store = db.store().await;
     let sql = db.sql().await;
     let today = day_start(0);
-    let batch = count_service::db::store::FlushBatch {
-        methods: vec!["GET"; 4],
-        paths: vec!["/a".into(); 4],
-        timestamps: [today - 86_400 * 2, today - 1, today, today + 60]
+    let batch = count_service::db::store::FlushBatch::of_endpoints(
+        vec!["GET"; 4],
+        vec!["/a".into(); 4],
+        [today - 86_400 * 2, today - 1, today, today + 60]
             .iter()
             .map(|s| chrono::DateTime::from_timestamp(*s, 0).unwrap())
             .collect(),
-        counts: vec![1, 2, 4, 8],
-        requests: 15,
-    };
+        vec![1, 2, 4, 8],
+    );
     assert_eq!(store.add_batch(None, &batch).await.unwrap(), Some(15));
     let days = |from, to| {
         let store = store.clone();
@@ -504,15 +503,17 @@ async fn plpgsql_check_finds_no_error_in_any_function() {
 #[tokio::test]
 async fn on_postgresql_count_totals_runs_without_jit() {
     // The PostgreSQL-only setting the service adds to the portable
-    // count.totals (service/queries/postgres_reads.sql): with JIT, each
-    // call took about a second more.
+    // count.series_totals, which count.totals wraps
+    // (service/queries/postgres_reads.sql): with JIT, each call took
+    // about a second more.
     let db = TestDatabase::start().await;
     let _store = db.store().await;
     let sql = db.sql().await;
     let config: Vec<String> = sql
         .query_one(
             "SELECT proconfig FROM pg_proc
-              WHERE oid = 'count.totals(timestamptz, timestamptz, text, text, text[], text, text, text[], integer)'::regprocedure",
+              WHERE oid = 'count.series_totals(timestamptz, timestamptz, text, text, text[], text, text, text[],
+                                               text[], text[], integer)'::regprocedure",
             &[],
         )
         .await
@@ -564,9 +565,9 @@ async fn count_totals_refuses_bad_arguments_naming_them() {
             "count.totals: time_zone: unknown time zone 'Nowhere/Land'",
         ),
         (
-            format!("{range}, 'day', 'UTC', group_by => '{{tenant}}'"),
+            format!("{range}, 'day', 'UTC', group_by => '{{colour}}'"),
             SqlState::INVALID_PARAMETER_VALUE,
-            "count.totals: group_by may hold only endpoint, got tenant",
+            "count.totals: group_by may hold endpoint, tenant, status and status_class, got colour",
         ),
         (
             format!("{range}, 'day', 'UTC', top => 0"),

@@ -20,13 +20,12 @@ fn time(text: &str) -> DateTime<Utc> {
 }
 
 fn batch(rows: &[(i64, &str, i64)]) -> FlushBatch {
-    FlushBatch {
-        methods: vec!["GET"; rows.len()],
-        paths: rows.iter().map(|r| r.1.to_owned()).collect(),
-        timestamps: rows.iter().map(|r| at(r.0)).collect(),
-        counts: rows.iter().map(|r| r.2).collect(),
-        requests: rows.iter().map(|r| r.2).sum(),
-    }
+    FlushBatch::of_endpoints(
+        vec!["GET"; rows.len()],
+        rows.iter().map(|r| r.1.to_owned()).collect(),
+        rows.iter().map(|r| at(r.0)).collect(),
+        rows.iter().map(|r| r.2).collect(),
+    )
 }
 
 /// The sum of every tier plus the raw rows, per tier, in one statement (one

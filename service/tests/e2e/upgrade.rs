@@ -199,13 +199,12 @@ async fn a_database_written_by_release_0_1_0_upgrades_with_every_count_kept() {
         "{error}"
     );
     // The producer's sequence survived: a replay is a duplicate.
-    let replay = FlushBatch {
-        methods: vec!["GET"],
-        paths: vec!["/old".to_owned()],
-        timestamps: vec![at(today)],
-        counts: vec![1],
-        requests: 1,
-    };
+    let replay = FlushBatch::of_endpoints(
+        vec!["GET"],
+        vec!["/old".to_owned()],
+        vec![at(today)],
+        vec![1],
+    );
     assert_eq!(
         store
             .add_batch(Some(("release-0.1.0", 4)), &replay)

@@ -1,5 +1,6 @@
-//! Endpoint ids: (method, path) → `count.methods.id`, with a per-backend
-//! cache so that a warm `add_batch` resolves its rows without a query.
+//! Series ids: (method, path, tenant, status code) → `count.methods.id`,
+//! with a per-backend cache so that a warm `add_series` resolves its rows
+//! without a query.
 //!
 //! The cache must never hold an id whose row is not committed: an id cached
 //! from a transaction that then rolls back would send later counts to a row
@@ -9,17 +10,46 @@
 //! they are resolved again next time). `count.methods` rows are never deleted.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
+use hashbrown::{Equivalent, HashMap};
 use pgrx::callbacks::{
     PgSubXactCallbackEvent, PgXactCallbackEvent, register_subxact_callback, register_xact_callback,
 };
 
 use crate::batch::METHODS;
 
-/// Ids by path, one map per method (indexed like [`METHODS`]), so a lookup
-/// needs no allocation.
-type IdMap = [HashMap<String, i64>; METHODS.len()];
+/// A series but its method, owned: a cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    /// The path.
+    pub path: String,
+    /// The tenant, '' for none.
+    pub tenant: String,
+    /// The stored status code (`batch::UNKNOWN_STATUS` for unknown).
+    pub status: i32,
+}
+
+/// A series but its method, borrowed: looks a [`SeriesKey`] up without
+/// allocating. Its fields hash as the key's do (a `String` hashes as its
+/// `str`, and the fields come in the same order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Series<'a> {
+    /// The path.
+    pub path: &'a str,
+    /// The tenant, '' for none.
+    pub tenant: &'a str,
+    /// The stored status code.
+    pub status: i32,
+}
+
+impl Equivalent<SeriesKey> for Series<'_> {
+    fn equivalent(&self, key: &SeriesKey) -> bool {
+        self.path == key.path && self.tenant == key.tenant && self.status == key.status
+    }
+}
+
+/// Ids by series, one map per method (indexed like [`METHODS`]).
+pub type IdMap = [HashMap<SeriesKey, i64>; METHODS.len()];
 
 #[derive(Default)]
 struct Cache {
@@ -34,12 +64,13 @@ thread_local! {
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
-/// The cached id of (method, path), committed or pending in this transaction.
-pub fn lookup(method: usize, path: &str) -> Option<i64> {
+/// The cached id of `series` of `method`, committed or pending in this
+/// transaction.
+pub fn lookup(method: usize, series: &Series<'_>) -> Option<i64> {
     CACHE.with_borrow(|cache| {
         cache.committed[method]
-            .get(path)
-            .or_else(|| cache.pending[method].get(path))
+            .get(series)
+            .or_else(|| cache.pending[method].get(series))
             .copied()
     })
 }
@@ -51,10 +82,10 @@ pub fn is_warm() -> bool {
 
 /// Remembers ids found in this transaction; they become cached for good
 /// when it commits.
-pub fn remember(found: impl IntoIterator<Item = (usize, String, i64)>) {
+pub fn remember(found: impl IntoIterator<Item = (usize, SeriesKey, i64)>) {
     CACHE.with_borrow_mut(|cache| {
-        for (method, path, id) in found {
-            cache.pending[method].insert(path, id);
+        for (method, series, id) in found {
+            cache.pending[method].insert(series, id);
         }
         if !cache.watching {
             cache.watching = true;

@@ -1,1 +1,0 @@
-SELECT method, path FROM count.methods

@@ -1,0 +1,1 @@
+SELECT method, path, tenant, status_code FROM count.methods

@@ -1,0 +1,451 @@
+//! Tenants and status codes (issue 14): each series (tenant, method, path,
+//! status code) is counted apart, read back filtered and grouped over gRPC,
+//! HTTP and SQL, summed over by the reads from before series had them, and
+//! capped per tenant. Every test runs on both backends.
+
+use count_proto::v1::{
+    AddBatchRequest, AddRequest, Dimension, GetPeriodTotalsRequest, GetTotalsRequest, Granularity,
+    ListDailyTotalsRequest, Method, Total,
+};
+use count_service::server::ServerConfig;
+
+use crate::harness::*;
+
+/// One entry of `count` requests for `tenant` with `status` (None:
+/// unknown).
+fn counted(
+    method: Method,
+    path: &str,
+    tenant: &str,
+    status: Option<u32>,
+    seconds: i64,
+    count: i64,
+) -> AddRequest {
+    AddRequest {
+        tenant: tenant.to_owned(),
+        status_code: status,
+        ..entry(method, path, seconds, count)
+    }
+}
+
+/// Yesterday's counts: tenants acme and beta, HTTP and gRPC statuses, and
+/// an old client's entry (no tenant, no status).
+fn entries(t: i64) -> Vec<AddRequest> {
+    vec![
+        counted(Method::Get, "/a", "acme", Some(200), t, 100),
+        counted(Method::Get, "/a", "acme", Some(503), t, 3),
+        counted(Method::Get, "/a", "beta", Some(200), t + 60, 40),
+        counted(Method::Get, "/a", "beta", Some(404), t + 60, 2),
+        counted(Method::Grpc, "/s.S/M", "acme", Some(0), t, 7),
+        counted(Method::Grpc, "/s.S/M", "acme", Some(13), t, 1),
+        entry(Method::Get, "/a", t, 5),
+    ]
+}
+
+/// Rows as (tenant, status code, class, total) for comparison.
+fn by_tenant_and_status(totals: &[Total]) -> Vec<(String, Option<u32>, String, i64)> {
+    totals
+        .iter()
+        .map(|t| {
+            (
+                t.tenant.clone(),
+                t.status_code,
+                t.status_class.clone(),
+                t.total,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tenants_and_status_codes_are_counted_apart_and_the_old_reads_sum_over_them() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start_with_http(db.store().await, config()).await;
+    let mut client = server.client().await;
+    let day = day_start(1);
+    let t = day + 3600;
+    let response = client
+        .add_batch(AddBatchRequest {
+            producer_id: "series".into(),
+            sequence: 1,
+            entries: entries(t),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.accepted, 158);
+    let range = GetTotalsRequest {
+        start_time: Some(count_service::query::timestamp(at(day))),
+        end_time: Some(count_service::query::timestamp(at(day + 86_400))),
+        granularity: Granularity::Total as i32,
+        ..GetTotalsRequest::default()
+    };
+    let read = |request: GetTotalsRequest| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_totals(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .totals
+        }
+    };
+    // Every series, by tenant and status: unknown has no code; gRPC's OK
+    // (0) is a code of its own.
+    let all = read(GetTotalsRequest {
+        group_by: vec![Dimension::Tenant as i32, Dimension::Status as i32],
+        ..range.clone()
+    })
+    .await;
+    let row = |tenant: &str, code: Option<u32>, class: &str, total| {
+        (tenant.to_owned(), code, class.to_owned(), total)
+    };
+    assert_eq!(
+        by_tenant_and_status(&all),
+        vec![
+            row("", None, "unknown", 5),
+            row("acme", Some(0), "grpc_ok", 7),
+            row("acme", Some(13), "grpc_error", 1),
+            row("acme", Some(200), "2xx", 100),
+            row("acme", Some(503), "5xx", 3),
+            row("beta", Some(200), "2xx", 40),
+            row("beta", Some(404), "4xx", 2),
+        ]
+    );
+    // One tenant's errors, by class: filters and grouping together.
+    let errors = read(GetTotalsRequest {
+        tenants: vec!["acme".into()],
+        statuses: vec!["5xx".into(), "4xx".into(), "grpc_error".into()],
+        group_by: vec![Dimension::StatusClass as i32],
+        ..range.clone()
+    })
+    .await;
+    assert_eq!(
+        by_tenant_and_status(&errors),
+        vec![row("", None, "5xx", 3), row("", None, "grpc_error", 1)]
+    );
+    // A code, unknown, and the tenant of no tenant.
+    let unknown = read(GetTotalsRequest {
+        tenants: vec![String::new()],
+        statuses: vec!["unknown".into(), "404".into()],
+        ..range.clone()
+    })
+    .await;
+    assert_eq!(unknown.iter().map(|t| t.total).collect::<Vec<_>>(), vec![5]);
+    // By endpoint, as before series: the sum over tenants and statuses.
+    let endpoints = read(GetTotalsRequest {
+        group_by: vec![Dimension::Endpoint as i32],
+        ..range.clone()
+    })
+    .await;
+    assert_eq!(
+        endpoints
+            .iter()
+            .map(|t| (t.path.as_str(), t.tenant.as_str(), t.total))
+            .collect::<Vec<_>>(),
+        vec![("/a", "", 150), ("/s.S/M", "", 8)]
+    );
+    // The top tenant.
+    let top = read(GetTotalsRequest {
+        group_by: vec![Dimension::Tenant as i32],
+        top: 1,
+        ..range.clone()
+    })
+    .await;
+    assert_eq!(by_tenant_and_status(&top), vec![row("acme", None, "", 111)]);
+    // The reads from before series: sums over tenants and statuses, live
+    // and once rolled up.
+    for rolled_up in [false, true] {
+        if rolled_up {
+            roll_up(&mut client, day_of(day)).await;
+        }
+        let daily = client
+            .list_daily_totals(ListDailyTotalsRequest {
+                start_date: date(day_of(day)),
+                end_date: date(day_of(day)),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .method_counts;
+        assert_eq!(
+            totals(&daily),
+            totals(
+                &client
+                    .get_period_totals(GetPeriodTotalsRequest {
+                        period: date(day_of(day)),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .method_counts
+            )
+        );
+        let mut pairs: Vec<(String, i64)> =
+            daily.iter().map(|c| (c.path.clone(), c.count)).collect();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            vec![("/a".to_owned(), 150), ("/s.S/M".to_owned(), 8)],
+            "rolled up: {rolled_up}"
+        );
+        assert_eq!(
+            db.bigint(
+                "SELECT coalesce(sum(total), 0)::bigint FROM count.daily_totals WHERE path = '/a'"
+            )
+            .await,
+            if rolled_up { 150 } else { 0 }
+        );
+    }
+    // The HTTP API answers the same as gRPC.
+    let address = server.http.unwrap();
+    let target = format!(
+        "/api/v1/totals?start_time={}&end_time={}&granularity=total&group_by=tenant,status",
+        count_service::export::rfc3339(at(day)),
+        count_service::export::rfc3339(at(day + 86_400)),
+    );
+    let body = http_get_json(address, &target).await;
+    let rows: Vec<(String, Option<u32>, String, i64)> = body["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["tenant"].as_str().unwrap().to_owned(),
+                r["status_code"].as_u64().map(|c| c as u32),
+                r["status_class"].as_str().unwrap().to_owned(),
+                r["total"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, by_tenant_and_status(&all));
+    let csv = http(
+        address,
+        "GET",
+        &format!("{target}&tenants=beta&format=csv"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        csv.body.lines().collect::<Vec<_>>(),
+        vec![
+            "bucket,method,path,total,live,tenant,status_code,status_class",
+            &format!(
+                "{},,,40,false,beta,200,2xx",
+                count_service::export::rfc3339(at(day))
+            ),
+            &format!(
+                "{},,,2,false,beta,404,4xx",
+                count_service::export::rfc3339(at(day))
+            ),
+        ]
+    );
+    server.stop().await;
+}
+
+async fn http_get_json(address: std::net::SocketAddr, target: &str) -> serde_json::Value {
+    let response = http(address, "GET", target, &[], "").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.json()
+}
+
+#[tokio::test]
+async fn bad_tenants_statuses_and_filters_name_their_field() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start_with_http(db.store().await, config()).await;
+    let mut client = server.client().await;
+    let t = day_start(1) + 60;
+    for (bad, field) in [
+        (
+            counted(Method::Get, "/a", "acme", Some(99), t, 1),
+            "entries[1].status_code",
+        ),
+        (
+            counted(Method::Grpc, "/s.S/M", "acme", Some(200), t, 1),
+            "entries[1].status_code",
+        ),
+        (
+            counted(Method::Get, "/a", &"t".repeat(257), None, t, 1),
+            "entries[1].tenant",
+        ),
+        (
+            counted(Method::Get, "/a", "a\nb", None, t, 1),
+            "entries[1].tenant",
+        ),
+    ] {
+        let status = client
+            .add_batch(AddBatchRequest {
+                producer_id: "bad".into(),
+                sequence: 1,
+                entries: vec![counted(Method::Get, "/ok", "acme", Some(200), t, 1), bad],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{field}");
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+    // Nothing of a refused batch is counted; its sequence stays unused.
+    assert_eq!(db.bigint("SELECT count(*) FROM count.requests").await, 0);
+    let status = client
+        .get_totals(GetTotalsRequest {
+            start_time: Some(count_service::query::timestamp(at(t - 60))),
+            end_time: Some(count_service::query::timestamp(at(t + 60))),
+            statuses: vec!["2xx".into(), "teapot".into()],
+            ..GetTotalsRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("statuses[1]: 'teapot'"),
+        "{}",
+        status.message()
+    );
+    // Over HTTP, a count's status and a totals' group name their parameter.
+    let address = server.http.unwrap();
+    let post = http_post(
+        address,
+        r#"{"entries": [{"method": "GET", "path": "/a", "status_code": "ok"}]}"#,
+    )
+    .await;
+    assert_eq!(post.status, 400, "{}", post.body);
+    assert_eq!(
+        post.json()["error"]["fields"][0]["field"],
+        "entries[0].status_code"
+    );
+    let get = http(address, "GET", "/api/v1/totals?start_time=2026-01-01T00:00:00Z&end_time=2026-01-02T00:00:00Z&group_by=tenant,colour", &[], "").await;
+    assert_eq!(get.status, 400, "{}", get.body);
+    assert_eq!(get.json()["error"]["fields"][0]["field"], "group_by");
+    server.stop().await;
+}
+
+async fn http_post(address: std::net::SocketAddr, body: &str) -> HttpResponse {
+    http(address, "POST", "/api/v1/counts", &[], body).await
+}
+
+#[tokio::test]
+async fn add_series_refuses_the_same_way_on_both_backends_and_stores_unknown_as_minus_one() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    let call = |arguments: &str| {
+        format!("SELECT count.add_series(NULL, NULL, {arguments}, ARRAY[now()], ARRAY[1::bigint])")
+    };
+    for (arguments, code, message) in [
+        (
+            "ARRAY['GET'], ARRAY['/a'], ARRAY['t'], ARRAY[600]",
+            "22023",
+            "count.add_series: status_codes[1] must be an HTTP status code (100-599), got 600",
+        ),
+        (
+            "ARRAY['GRPC'], ARRAY['/s.S/M'], ARRAY['t'], ARRAY[17]",
+            "22023",
+            "count.add_series: status_codes[1] must be a gRPC status code (0-16) for GRPC, got 17",
+        ),
+        (
+            "ARRAY['GET'], ARRAY['/a'], ARRAY[NULL::text], ARRAY[200]",
+            "22004",
+            "count.add_series: tenants[1] must not be NULL",
+        ),
+        (
+            "ARRAY['GET'], ARRAY['/a'], NULL::text[], ARRAY[200]",
+            "22004",
+            "count.add_series: tenants and status_codes must not be NULL",
+        ),
+        (
+            "ARRAY['GET'], ARRAY['/a'], ARRAY['t', 'u'], ARRAY[200]",
+            "22023",
+            "count.add_series: tenants and status_codes must have the length of methods, 1, got 2, 1",
+        ),
+    ] {
+        let error = sql.simple_query(&call(arguments)).await.unwrap_err();
+        let db_error = error.as_db_error().unwrap();
+        assert_eq!(db_error.code().code(), code, "{arguments}");
+        assert_eq!(db_error.message(), message, "{arguments}");
+    }
+    let two = |methods: &str| {
+        format!(
+            "SELECT count.add_series(NULL, NULL, ARRAY[{methods}], ARRAY['/a', '/a'], ARRAY['t', 't'],
+                                     ARRAY[NULL, 0]::int[], ARRAY[now(), now()], ARRAY[1, 2]::bigint[])"
+        )
+    };
+    let refused = sql.batch_execute(&two("'GET', 'GET'")).await.unwrap_err();
+    assert_eq!(
+        refused.as_db_error().unwrap().message(),
+        "count.add_series: status_codes[2] must be an HTTP status code (100-599), got 0"
+    );
+    sql.batch_execute(&two("'GET', 'GRPC'")).await.unwrap();
+    assert_eq!(
+        db.bigint("SELECT sum(status_code)::bigint FROM count.methods WHERE tenant = 't'")
+            .await,
+        -1,
+        "unknown is stored as -1, gRPC's OK as 0"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_past_its_own_cap_is_refused_and_the_others_keep_counting() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start_with(
+        db.store().await,
+        ServerConfig {
+            ingest: count_service::ingest::IngestConfig {
+                max_series_per_tenant: Some(2),
+                ..count_service::ingest::IngestConfig::default()
+            },
+            ..config()
+        },
+    )
+    .await;
+    let mut client = server.client().await;
+    let t = day_start(0);
+    let batch = |sequence, entries| AddBatchRequest {
+        producer_id: "cap".into(),
+        sequence,
+        entries,
+    };
+    client
+        .add_batch(batch(
+            1,
+            vec![
+                counted(Method::Get, "/a", "big", Some(200), t, 1),
+                counted(Method::Get, "/a", "big", Some(500), t, 1),
+            ],
+        ))
+        .await
+        .unwrap();
+    let status = client
+        .add_batch(batch(
+            2,
+            vec![
+                counted(Method::Get, "/a", "small", Some(200), t, 1),
+                counted(Method::Get, "/b", "big", Some(200), t, 1),
+            ],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status.message().contains("entries[1]") && status.message().contains("\"big\""),
+        "{}",
+        status.message()
+    );
+    client
+        .add_batch(batch(
+            2,
+            vec![
+                counted(Method::Get, "/a", "small", Some(200), t, 1),
+                counted(Method::Get, "/a", "big", Some(500), t, 5),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.bigint("SELECT sum(count)::bigint FROM count.requests")
+            .await,
+        8
+    );
+    server.stop().await;
+}
