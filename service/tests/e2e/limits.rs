@@ -160,7 +160,7 @@ async fn the_endpoint_cap_refuses_new_endpoints_and_keeps_counting_known_ones() 
     assert_eq!((response.accepted, response.rejected), (13, 3));
     assert_eq!(
         response.rejections[0],
-        "message 4: the limit of 3 endpoints (method + path) is reached: new endpoints are refused"
+        "message 4: the limit of 3 series (tenant, method, path, status code) is reached: new series are refused"
     );
     let batch = AddBatchRequest {
         producer_id: "cap".into(),
@@ -175,7 +175,7 @@ async fn the_endpoint_cap_refuses_new_endpoints_and_keeps_counting_known_ones() 
         (status.code(), status.message()),
         (
             Code::ResourceExhausted,
-            "entries[1]: the limit of 3 endpoints (method + path) is reached: new endpoints are refused"
+            "entries[1]: the limit of 3 series (tenant, method, path, status code) is reached: new series are refused"
         )
     );
     let endpoints = db.bigint("SELECT count(*) FROM count.methods").await;
@@ -239,9 +239,9 @@ fn bad_flags_and_environment_are_refused_with_the_flag_named() {
             "invalid value '0' for '--max-batch-entries <MAX_BATCH_ENTRIES>': must be at least 1",
         ),
         (
-            &["serve", "--max-endpoints", "0", "--print-config"],
+            &["serve", "--max-series", "0", "--print-config"],
             2,
-            "invalid value '0' for '--max-endpoints <MAX_ENDPOINTS>': must be at least 1",
+            "invalid value '0' for '--max-series <MAX_SERIES>': must be at least 1",
         ),
         (
             &["serve", "--max-message-bytes", "0", "--print-config"],
