@@ -447,7 +447,7 @@ async fn count_export_writes_what_the_http_api_answers_as_csv_and_json_lines() {
     )
     .await;
     assert_eq!(csv, http_csv.body);
-    assert!(csv.contains(",OTHER,\"/a,b\",2,false\r\n"), "{csv}");
+    assert!(csv.contains(",OTHER,\"/a,b\",2,false,,,\r\n"), "{csv}");
     let (code, lines, err) = export("jsonl").await;
     assert_eq!(code, 0, "{err}");
     let rows: Vec<serde_json::Value> = lines

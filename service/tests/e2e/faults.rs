@@ -369,7 +369,7 @@ async fn an_add_stream_cancelled_while_a_flush_waits_still_commits_what_the_serv
         .unwrap();
     let watcher = &db.sql().await;
     let waiting_flushes = "SELECT count(*) FROM pg_stat_activity
-                            WHERE wait_event_type = 'Lock' AND query LIKE '%add_batch%'";
+                            WHERE wait_event_type = 'Lock' AND query LIKE '%add_series%'";
     eventually(Duration::from_secs(30), || async move {
         single_bigint(watcher, waiting_flushes).await == 1
     })

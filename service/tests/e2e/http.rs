@@ -157,12 +157,15 @@ async fn totals_over_http_are_the_grpc_totals_as_json_and_csv() {
         .split("\r\n")
         .filter(|l| !l.is_empty())
         .collect();
-    assert_eq!(lines[0], "bucket,method,path,total,live");
+    assert_eq!(
+        lines[0],
+        "bucket,method,path,total,live,tenant,status_code,status_class"
+    );
     assert_eq!(lines.len(), from_grpc.len() + 1);
     assert!(
         lines.contains(
             &format!(
-                "{},POST,\"/a,b \"\"quoted\"\"\",2,false",
+                "{},POST,\"/a,b \"\"quoted\"\"\",2,false,,,",
                 from_grpc
                     .iter()
                     .find(|r| r.2.starts_with("/a,b"))
@@ -195,9 +198,9 @@ async fn bad_parameters_get_a_json_error_naming_them() {
         ),
         (&format!("{range}&methods=FETCH"), Some("methods"), "FETCH"),
         (
-            &format!("{range}&group_by=tenant"),
+            &format!("{range}&group_by=tenant,colour"),
             Some("group_by"),
-            "tenant",
+            "colour",
         ),
         (&format!("{range}&top=many"), Some("top"), "many"),
         (
@@ -517,6 +520,8 @@ async fn the_openapi_description_matches_the_routes_and_the_responses() {
         ("methods", "GET,POST".to_owned()),
         ("path_prefix", "/".to_owned()),
         ("group_by", "endpoint".to_owned()),
+        ("tenants", "acme".to_owned()),
+        ("statuses", "2xx,unknown".to_owned()),
         ("top", "5".to_owned()),
         ("format", "json".to_owned()),
     ];
