@@ -47,7 +47,9 @@ AS $$
     SELECT CASE
                WHEN status_code < 0 THEN 'unknown'
                WHEN method = 'GRPC' THEN CASE WHEN status_code = 0 THEN 'grpc_ok' ELSE 'grpc_error' END
-               ELSE (status_code / 100) || 'xx'
+               -- Not status_code / 100: CockroachDB's / on integers is a
+               -- decimal division.
+               ELSE left(status_code::text, 1) || 'xx'
            END
 $$;
 
@@ -272,14 +274,17 @@ BEGIN
             MESSAGE = 'count.totals: group_by may hold endpoint, tenant, status and status_class, got '
                 || array_to_string(group_by, ', ', 'NULL');
     END IF;
-    SELECT s.v INTO known
-      FROM unnest(only_statuses) AS s (v)
-     WHERE s.v IS NULL OR NOT (s.v ~ '^[0-9]{1,3}$' OR s.v IN ('1xx', '2xx', '3xx', '4xx', '5xx', 'grpc_ok',
-                                                              'grpc_error', 'unknown'))
+    -- The first bad element, in order; codes without leading zeros, as
+    -- stored.
+    SELECT coalesce(quote_literal(s.v), 'NULL') INTO known
+      FROM unnest(only_statuses) WITH ORDINALITY AS s (v, i)
+     WHERE s.v IS NULL OR NOT (s.v ~ '^(0|[1-9][0-9]{0,2})$' OR s.v IN ('1xx', '2xx', '3xx', '4xx', '5xx', 'grpc_ok',
+                                                                      'grpc_error', 'unknown'))
+     ORDER BY s.i
      LIMIT 1;
-    IF known IS NOT NULL OR EXISTS (SELECT 1 FROM unnest(only_statuses) AS s (v) WHERE s.v IS NULL) THEN
+    IF known IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
-            MESSAGE = 'count.totals: only_statuses: ' || coalesce(quote_literal(known), 'NULL')
+            MESSAGE = 'count.totals: only_statuses: ' || known
                 || ' is neither a status code, a class (1xx to 5xx, grpc_ok, grpc_error) nor unknown';
     END IF;
     IF top < 1 THEN
@@ -394,7 +399,8 @@ BEGIN
         -- `top`: without, the one-time filter skips the window's sorts.
         SELECT g.bucket, g.method, g.path, g.tenant, g.status_code, g.status_class, g.total,
                dense_rank() OVER (ORDER BY g.group_total DESC, g.method COLLATE "C", g.path COLLATE "C",
-                                  g.tenant COLLATE "C", g.status_code, g.status_class COLLATE "C") AS place
+                                  g.tenant COLLATE "C", coalesce(g.status_code, -1),
+                                  g.status_class COLLATE "C") AS place
           FROM (SELECT n.bucket, n.method, n.path, n.tenant, n.status_code, n.status_class, n.total,
                        sum(n.total) OVER (PARTITION BY n.method, n.path, n.tenant, n.status_code,
                                                        n.status_class) AS group_total
@@ -414,7 +420,22 @@ BEGIN
       FROM chosen AS n
       LEFT JOIN spans AS s ON s.bucket = n.bucket
      ORDER BY n.bucket, CASE WHEN top IS NULL THEN 0 ELSE -n.total END, n.method COLLATE "C", n.path COLLATE "C",
-              n.tenant COLLATE "C", n.status_code, n.status_class COLLATE "C";
+              n.tenant COLLATE "C", coalesce(n.status_code, -1), n.status_class COLLATE "C";
+END;
+$$;
+
+-- `group_by` when it holds only endpoint (count.totals' one dimension);
+-- refused otherwise.
+CREATE OR REPLACE FUNCTION count.endpoint_groups(group_by text[]) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(group_by) AS g WHERE g IS DISTINCT FROM 'endpoint') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = 'count.totals: group_by may hold only endpoint, got ' || array_to_string(group_by, ', ', 'NULL')
+                || ' (count.series_totals groups by tenant and status too)';
+    END IF;
+    RETURN group_by;
 END;
 $$;
 
@@ -435,5 +456,5 @@ LANGUAGE sql STABLE
 AS $$
     SELECT t.bucket, t.method, t.path, t.total, t.live
       FROM count.series_totals(start_time, end_time, granularity, time_zone, only_methods, only_path, path_prefix,
-                               NULL, NULL, group_by, top) AS t
+                               NULL, NULL, count.endpoint_groups(group_by), top) AS t
 $$;

@@ -95,16 +95,22 @@ impl Plans {
 pub fn add_series(batch: Batch<'_, TimestampWithTimeZone>) -> Result<Option<i64>, Error> {
     Spi::connect_mut(|client| {
         // Columns are never dropped: once seen, the series plans stay.
-        let schema = if PLANS.with(|cell| cell.get().is_some())
-            || client
+        let schema = if PLANS.with(|cell| cell.get().is_some()) {
+            Schema::Series
+        } else {
+            // A migration adding the columns holds count.methods
+            // exclusively: wait it out before asking.
+            client.update("LOCK TABLE count.methods IN ACCESS SHARE MODE", None, &[])?;
+            if client
                 .select(include_str!("../queries/series_columns.sql"), None, &[])?
                 .first()
                 .get_one::<bool>()?
                 == Some(true)
-        {
-            Schema::Series
-        } else {
-            Schema::Endpoints
+            {
+                Schema::Series
+            } else {
+                Schema::Endpoints
+            }
         };
         if schema == Schema::Endpoints
             && (batch.tenants.iter().any(|t| !t.is_empty())
@@ -126,7 +132,7 @@ pub fn add_series(batch: Batch<'_, TimestampWithTimeZone>) -> Result<Option<i64>
                     cell.get_or_init(|| plans)
                 }
             };
-            apply(client, plans, batch)
+            apply(client, plans, batch, schema)
         })
     })
 }
@@ -135,6 +141,7 @@ fn apply(
     client: &mut SpiClient<'_>,
     plans: &Plans,
     batch: Batch<'_, TimestampWithTimeZone>,
+    schema: Schema,
 ) -> Result<Option<i64>, Error> {
     if let Some((producer, seq)) = batch.claim {
         let args: [DatumWithOid<'_>; 2] = [producer.into(), seq.into()];
@@ -145,17 +152,21 @@ fn apply(
             return Ok(None);
         }
     }
-    let ids = resolve(client, plans, &batch)?;
+    // Ids found before migration V5 are not cached: the endpoint queries
+    // cannot tell series apart once it has run.
+    let ids = resolve(client, plans, &batch, schema == Schema::Series)?;
     let args: [DatumWithOid<'_>; 3] = [ids.into(), batch.timestamps.into(), batch.counts.into()];
     client.update(&plans.insert_requests, None, &args)?;
     Ok(Some(batch.requests))
 }
 
-/// The series id of each row: from the cache, else found, else inserted.
+/// The series id of each row: from the cache (if `cached`), else found,
+/// else inserted.
 fn resolve(
     client: &mut SpiClient<'_>,
     plans: &Plans,
     batch: &Batch<'_, TimestampWithTimeZone>,
+    cached: bool,
 ) -> Result<Vec<i64>, Error> {
     let row = |i: usize| {
         (
@@ -170,7 +181,7 @@ fn resolve(
     let mut ids: Vec<Option<i64>> = (0..batch.methods.len())
         .map(|i| {
             let (method, series) = row(i);
-            series_ids::lookup(method, &series)
+            series_ids::lookup(method, &series).filter(|_| cached)
         })
         .collect();
     let missing: HashSet<(usize, Series<'_>)> = (0..ids.len())
@@ -190,7 +201,7 @@ fn resolve(
         // find those that were there or a concurrent transaction inserted
         // first (each statement sees what committed before it started). A
         // cold cache (a new backend) looks its series up first.
-        let steps: &[Step] = if series_ids::is_warm() {
+        let steps: &[Step] = if cached && series_ids::is_warm() {
             &[Step::Insert, Step::Find]
         } else {
             &[Step::Find, Step::Insert, Step::Find]
@@ -216,7 +227,9 @@ fn resolve(
             for (m, series, id) in &found {
                 resolved[*m].insert(series.clone(), *id);
             }
-            series_ids::remember(found);
+            if cached {
+                series_ids::remember(found);
+            }
             keys.retain(|(m, s)| !resolved[*m].contains_key(s));
         }
         if !keys.is_empty() {

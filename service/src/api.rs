@@ -10,6 +10,7 @@ use count_proto::v1::{
 use tokio::sync::watch;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::BoundTenant;
 use crate::dates;
 use crate::db::store::Total;
 use crate::entry::method_of_stored;
@@ -51,11 +52,12 @@ impl CountService for CountApi {
         let permit = self.state.admit_call()?;
         let store = self.state.store()?.clone();
         let (series, config, drain) = (self.state.series.clone(), self.config, self.drain.clone());
+        let bound = request.extensions().get::<BoundTenant>().cloned();
         let messages = request.into_inner();
         let stream = tokio::spawn(async move {
             // Held until the stream's task ends, not the handler.
             let _permit = permit;
-            ingest_stream(store, series, config, messages, drain).await
+            ingest_stream(store, series, config, messages, drain, bound).await
         });
         let response = stream
             .await
@@ -70,7 +72,8 @@ impl CountService for CountApi {
         let day = dates::day(request.into_inner().date, "date")?;
         let moved = self.state.store()?.rollup(day).await?;
         tracing::debug!(%day, moved, "rolled up");
-        let totals = self.state.store()?.daily_totals(day, day).await?;
+        // Admin tokens only, which no tenant binds: every tenant's totals.
+        let totals = self.state.store()?.daily_totals(day, day, None).await?;
         Ok(Response::new(CountDailyTotalsResponse {
             method_counts: method_counts(totals),
         }))
@@ -80,6 +83,7 @@ impl CountService for CountApi {
         &self,
         request: Request<ListDailyTotalsRequest>,
     ) -> Result<Response<ListDailyTotalsResponse>, Status> {
+        let tenant = bound_tenant(&request);
         let request = request.into_inner();
         let start = dates::day(request.start_date, "start_date")?;
         let end = dates::day(request.end_date, "end_date")?;
@@ -88,7 +92,11 @@ impl CountService for CountApi {
                 Error::invalid("end_date", format!("{end} is before start_date {start}")).into(),
             );
         }
-        let totals = self.state.store()?.daily_totals(start, end).await?;
+        let totals = self
+            .state
+            .store()?
+            .daily_totals(start, end, tenant.as_deref())
+            .await?;
         if totals.is_empty() {
             return Err(Error::NotFound(format!("no totals from {start} to {end}")).into());
         }
@@ -101,8 +109,13 @@ impl CountService for CountApi {
         &self,
         request: Request<GetPeriodTotalsRequest>,
     ) -> Result<Response<GetPeriodTotalsResponse>, Status> {
+        let tenant = bound_tenant(&request);
         let (first, last) = dates::period(request.into_inner().period, "period")?;
-        let totals = self.state.store()?.period_totals(first, last).await?;
+        let totals = self
+            .state
+            .store()?
+            .period_totals(first, last, tenant.as_deref())
+            .await?;
         if totals.is_empty() {
             return Err(Error::NotFound(format!("no totals from {first} to {last}")).into());
         }
@@ -116,11 +129,13 @@ impl CountService for CountApi {
         request: Request<AddBatchRequest>,
     ) -> Result<Response<AddBatchResponse>, Status> {
         let _permit = self.state.admit_call()?;
+        let bound = request.extensions().get::<BoundTenant>().cloned();
         let response = ingest_batch(
             self.state.store()?,
             &self.state.series,
             &self.config,
             request.into_inner(),
+            bound.as_ref(),
         )
         .await?;
         Ok(Response::new(response))
@@ -130,7 +145,8 @@ impl CountService for CountApi {
         &self,
         request: Request<GetTotalsRequest>,
     ) -> Result<Response<GetTotalsResponse>, Status> {
-        let query = query::totals_query(request.into_inner())?;
+        let bound = request.extensions().get::<BoundTenant>().cloned();
+        let query = query::totals_query(request.into_inner(), bound.as_ref())?;
         // Taken before the read's snapshot: everything committed before it
         // is in the answer.
         let as_of = chrono::Utc::now();
@@ -140,6 +156,15 @@ impl CountService for CountApi {
             as_of: Some(query::timestamp(as_of)),
         }))
     }
+}
+
+/// The tenant a bound token restricts `request` to: the old reads then
+/// sum over that tenant only.
+fn bound_tenant<T>(request: &Request<T>) -> Option<String> {
+    request
+        .extensions()
+        .get::<BoundTenant>()
+        .map(|BoundTenant(tenant)| tenant.clone())
 }
 
 fn method_counts(totals: Vec<Total>) -> Vec<MethodCount> {

@@ -3,12 +3,18 @@
 //!
 //! Tokens come from a file (`--tokens-file`) or the `COUNT_TOKENS`
 //! environment variable, never from the command line, where other users of
-//! the machine could read them. Each line is `role[,role…] token`; blank
-//! lines and `#` comments are skipped (in `COUNT_TOKENS`, `;` also ends a
-//! line). Roles: `ingest` (Add, AddBatch), `read` (ListDailyTotals,
+//! the machine could read them. Each line is `role[,role…][@tenant] token`;
+//! blank lines and `#` comments are skipped (in `COUNT_TOKENS`, `;` also
+//! ends a line). Roles: `ingest` (Add, AddBatch), `read` (ListDailyTotals,
 //! GetPeriodTotals, GetTotals), `admin` (CountDailyTotals, which rolls up,
 //! and everything else). Health checks need no token; reflection needs any
 //! valid token.
+//!
+//! A token bound to a tenant (`ingest,read@acme`; the tenant
+//! percent-encoded, `%20` for a space) writes and reads that tenant only:
+//! the layer hands the handlers a [`BoundTenant`], and they restrict what
+//! the call may touch (ingest::bind_tenant, query::totals_query). An admin
+//! token cannot be bound: it may roll up every tenant's data.
 //!
 //! Tokens are compared as SHA-256 digests in constant time, so neither a
 //! token's length nor its matching prefix shows in response times.
@@ -57,10 +63,23 @@ impl Role {
     }
 }
 
+/// The tenant a token is bound to: its calls write and read that tenant
+/// only. The auth layer puts it in the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundTenant(pub String);
+
+/// A token's digest, roles and tenant.
+#[derive(Clone)]
+struct Entry {
+    digest: [u8; 32],
+    roles: Vec<Role>,
+    tenant: Option<BoundTenant>,
+}
+
 /// The configured tokens, kept as digests.
 #[derive(Clone)]
 pub struct Tokens {
-    entries: Vec<([u8; 32], Vec<Role>)>,
+    entries: Vec<Entry>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -74,7 +93,8 @@ fn digest(token: &str) -> [u8; 32] {
 }
 
 impl Tokens {
-    /// Parses `role[,role…] token` lines; `source` names them in errors.
+    /// Parses `role[,role…][@tenant] token` lines; `source` names them in
+    /// errors.
     pub fn parse(text: &str, source: &str) -> Result<Tokens> {
         let mut entries = Vec::new();
         for (number, line) in text.split(['\n', ';']).enumerate() {
@@ -85,7 +105,19 @@ impl Tokens {
             let field = || format!("{source}, entry {}", number + 1);
             let (roles, token) = line
                 .split_once(char::is_whitespace)
-                .ok_or_else(|| Error::invalid(field(), "expected `role[,role…] token`"))?;
+                .ok_or_else(|| Error::invalid(field(), "expected `role[,role…][@tenant] token`"))?;
+            let (roles, tenant) = match roles.split_once('@') {
+                None => (roles, None),
+                Some((roles, tenant)) => {
+                    let tenant = percent_encoding::percent_decode_str(tenant)
+                        .decode_utf8()
+                        .map_err(|_| Error::invalid(field(), "the tenant is not UTF-8"))?;
+                    if tenant.is_empty() {
+                        return Err(Error::invalid(field(), "the tenant after @ is empty"));
+                    }
+                    (roles, Some(BoundTenant(tenant.into_owned())))
+                }
+            };
             let token = token.trim();
             if token.len() < 16 {
                 return Err(Error::invalid(
@@ -101,7 +133,17 @@ impl Tokens {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            entries.push((digest(token), roles));
+            if tenant.is_some() && roles.contains(&Role::Admin) {
+                return Err(Error::invalid(
+                    field(),
+                    "an admin token cannot be bound to a tenant (it rolls up every tenant's data)",
+                ));
+            }
+            entries.push(Entry {
+                digest: digest(token),
+                roles,
+                tenant,
+            });
         }
         if entries.is_empty() {
             return Err(Error::invalid(source, "no tokens"));
@@ -126,13 +168,13 @@ impl Tokens {
         Tokens::parse(&text, "tokens").map(Some)
     }
 
-    /// The roles of `token`; every entry is compared, in constant time.
-    fn roles(&self, token: &str) -> Option<&[Role]> {
+    /// The entry of `token`; every entry is compared, in constant time.
+    fn entry(&self, token: &str) -> Option<&Entry> {
         let presented = digest(token);
         let mut found = None;
-        for (stored, roles) in &self.entries {
-            if bool::from(stored.ct_eq(&presented)) {
-                found = Some(roles.as_slice());
+        for entry in &self.entries {
+            if bool::from(entry.digest.ct_eq(&presented)) {
+                found = Some(entry);
             }
         }
         found
@@ -159,14 +201,15 @@ pub(crate) fn bearer(authorization: Option<&http::HeaderValue>) -> Option<&str> 
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
-/// Checks the request's bearer token against `tokens` for `path`.
+/// Checks the request's bearer token against `tokens` for `path`; the
+/// token's tenant, if it is bound to one.
 fn check(
     tokens: &Tokens,
     path: &str,
     authorization: Option<&http::HeaderValue>,
-) -> Result<(), Status> {
+) -> Result<Option<BoundTenant>, Status> {
     let Some(needed) = required(path) else {
-        return Ok(());
+        return Ok(None);
     };
     // Reflection needs any valid token.
     let needed = (!path.starts_with("/grpc.reflection.")).then_some(needed);
@@ -180,25 +223,26 @@ fn check(
 
 /// Admits a `token` that has role `needed` (or `admin`; any valid token
 /// when `None`) for `what`: the one rule of the gRPC and the HTTP side.
+/// Returns the tenant the token is bound to, if any.
 pub(crate) fn authorize(
     tokens: &Tokens,
     token: Option<&str>,
     needed: Option<Role>,
     what: &str,
-) -> Result<(), Status> {
+) -> Result<Option<BoundTenant>, Status> {
     let token = token.ok_or_else(|| {
         Status::unauthenticated(
             "missing bearer token: send the header `authorization: Bearer <token>`",
         )
     })?;
-    let roles = tokens
-        .roles(token.trim())
+    let entry = tokens
+        .entry(token.trim())
         .ok_or_else(|| Status::unauthenticated("invalid bearer token"))?;
     let Some(needed) = needed else {
-        return Ok(());
+        return Ok(entry.tenant.clone());
     };
-    if roles.contains(&Role::Admin) || roles.contains(&needed) {
-        return Ok(());
+    if entry.roles.contains(&Role::Admin) || entry.roles.contains(&needed) {
+        return Ok(entry.tenant.clone());
     }
     Err(Status::permission_denied(format!(
         "this token lacks the '{}' role that {what} needs",
@@ -253,11 +297,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         if let Some(tokens) = &self.tokens {
             let authorization = request.headers().get(http::header::AUTHORIZATION);
-            if let Err(status) = check(tokens, request.uri().path(), authorization) {
-                return Either::Left(ready(Ok(status.into_http())));
+            match check(tokens, request.uri().path(), authorization) {
+                Err(status) => return Either::Left(ready(Ok(status.into_http()))),
+                // tonic hands the request's extensions to the handler.
+                Ok(Some(tenant)) => {
+                    request.extensions_mut().insert(tenant);
+                }
+                Ok(None) => {}
             }
         }
         Either::Right(self.inner.call(request))
@@ -270,7 +319,7 @@ mod tests {
 
     fn tokens() -> Tokens {
         Tokens::parse(
-            "# comment\ningest ingest-token-0123456789\nread,ingest both-token-0123456789\nadmin admin-token-0123456789",
+            "# comment\ningest ingest-token-0123456789\nread,ingest both-token-0123456789\nadmin admin-token-0123456789\nread,ingest@big%20co bound-token-0123456789",
             "test",
         )
         .unwrap()
@@ -279,7 +328,8 @@ mod tests {
     fn outcome(path: &str, token: Option<&str>) -> String {
         let header = token.map(|t| http::HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
         match check(&tokens(), path, header.as_ref()) {
-            Ok(()) => "ok".to_owned(),
+            Ok(None) => "ok".to_owned(),
+            Ok(Some(BoundTenant(tenant))) => format!("ok for {tenant}"),
             Err(status) => format!("{:?}: {}", status.code(), status.message()),
         }
     }
@@ -317,6 +367,13 @@ mod tests {
                 "PermissionDenied: this token lacks the 'admin' role that count.v1.CountService/CountDailyTotals needs",
             ),
             (roll, Some("admin-token-0123456789"), "ok"),
+            (get, Some("bound-token-0123456789"), "ok for big co"),
+            (add, Some("bound-token-0123456789"), "ok for big co"),
+            (
+                roll,
+                Some("bound-token-0123456789"),
+                "PermissionDenied: this token lacks the 'admin' role that count.v1.CountService/CountDailyTotals needs",
+            ),
             (add, Some("admin-token-0123456789"), "ok"),
             (
                 add,
@@ -348,7 +405,19 @@ mod tests {
     #[test]
     fn bad_token_lines_are_refused() {
         let cases = [
-            ("ingest", "test, entry 1: expected `role[,role…] token`"),
+            (
+                "ingest",
+                "test, entry 1: expected `role[,role…][@tenant] token`",
+            ),
+            (
+                "read@ token-0123456789abcdef",
+                "test, entry 1: the tenant after @ is empty",
+            ),
+            (
+                "read,admin@acme token-0123456789abcdef",
+                "test, entry 1: an admin token cannot be bound to a tenant (it rolls up every \
+                 tenant's data)",
+            ),
             (
                 "ingest short",
                 "test, entry 1: a token must be at least 16 characters",

@@ -31,9 +31,18 @@ pub enum Error {
         /// By how much.
         reason: String,
     },
-    /// A limit that protects the service was reached (endpoint cap).
+    /// A limit that protects the service was reached (series caps).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A tenant-bound token named another tenant (`entries[3].tenant`,
+    /// `tenants[0]`).
+    #[error("{field}: {reason}")]
+    OtherTenant {
+        /// The field naming the other tenant.
+        field: String,
+        /// Which tenant the token is bound to.
+        reason: String,
+    },
     /// Entries of an `AddBatch` were refused, so the batch applied nothing.
     /// The status carries each refusal as a `google.rpc.BadRequest` field
     /// violation, so that a client can resend the other entries.
@@ -104,9 +113,21 @@ pub struct Refusal {
     pub field: String,
     /// Why it was refused.
     pub reason: String,
-    /// True when the entry was valid but the endpoint cap refused it: only
-    /// such refusals make the batch `RESOURCE_EXHAUSTED`.
-    pub over_cap: bool,
+    /// What kind of refusal: it decides the batch's code.
+    pub kind: RefusalKind,
+}
+
+/// Why an entry was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Invalid (`INVALID_ARGUMENT`).
+    Invalid,
+    /// Valid, but a series cap refused it: a batch refused only for these
+    /// is `RESOURCE_EXHAUSTED`.
+    OverCap,
+    /// It names a tenant its token may not write: any such refusal makes
+    /// the batch `PERMISSION_DENIED`.
+    OtherTenant,
 }
 
 /// The first refusal, and how many more there are.
@@ -176,7 +197,15 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::TooLarge { .. } => Code::OutOfRange,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
-            Error::EntriesRefused(refusals) if refusals.iter().all(|r| r.over_cap) => {
+            Error::OtherTenant { .. } => Code::PermissionDenied,
+            Error::EntriesRefused(refusals)
+                if refusals.iter().any(|r| r.kind == RefusalKind::OtherTenant) =>
+            {
+                Code::PermissionDenied
+            }
+            Error::EntriesRefused(refusals)
+                if refusals.iter().all(|r| r.kind == RefusalKind::OverCap) =>
+            {
                 Code::ResourceExhausted
             }
             Error::EntriesRefused(_) => Code::InvalidArgument,
@@ -304,9 +333,9 @@ impl From<Error> for Status {
         // The field at fault, as google.rpc.BadRequest: the service's own
         // checks, and the SQL API's.
         let field = match &error {
-            Error::InvalidArgument { field, reason } | Error::TooLarge { field, reason } => {
-                Some((field.clone(), reason.clone()))
-            }
+            Error::InvalidArgument { field, reason }
+            | Error::TooLarge { field, reason }
+            | Error::OtherTenant { field, reason } => Some((field.clone(), reason.clone())),
             error => sql_api_field(error),
         };
         if let Some((field, reason)) = field {

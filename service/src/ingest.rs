@@ -23,12 +23,13 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::aggregate::Aggregate;
+use crate::auth::BoundTenant;
 use crate::db::store::FlushBatch;
 use crate::db::store::Store;
 use crate::defaults;
 use crate::entry::Clock;
 use crate::entry::EntryRules;
-use crate::error::{Error, Refusal};
+use crate::error::{Error, Refusal, RefusalKind};
 use crate::metrics;
 use crate::series::KnownSeries;
 
@@ -84,6 +85,7 @@ pub async fn ingest_stream<S, E>(
     config: IngestConfig,
     mut stream: S,
     mut drain: watch::Receiver<bool>,
+    bound: Option<BoundTenant>,
 ) -> Result<AddResponse, Error>
 where
     S: Stream<Item = Result<AddRequest, E>> + Unpin,
@@ -123,9 +125,9 @@ where
                         None => break 'stream,
                         Some(Ok(request)) => {
                             counted.received += 1;
-                            let added = config
-                                .rules
-                                .check(request, &mut clock)
+                            let mut request = request;
+                            let added = bind_tenant(&mut request, bound.as_ref())
+                                .and_then(|()| config.rules.check(request, &mut clock))
                                 .and_then(|entry| aggregate.add(entry, |s| series.admit(s)));
                             match added {
                                 Ok(()) => {
@@ -283,6 +285,7 @@ pub async fn ingest_batch(
     series: &KnownSeries,
     config: &IngestConfig,
     request: AddBatchRequest,
+    bound: Option<&BoundTenant>,
 ) -> Result<AddBatchResponse, Error> {
     let AddBatchRequest {
         producer_id,
@@ -295,8 +298,37 @@ pub async fn ingest_batch(
         config,
         Some((&producer_id, sequence)),
         entries,
+        bound,
     )
     .await
+}
+
+/// Applies the tenant of a bound token to `entry`: an empty tenant becomes
+/// it, another is refused. (Unbound tokens write any tenant.)
+fn bind_tenant(entry: &mut AddRequest, bound: Option<&BoundTenant>) -> Result<(), Error> {
+    let Some(BoundTenant(tenant)) = bound else {
+        return Ok(());
+    };
+    if entry.tenant.is_empty() {
+        entry.tenant.clone_from(tenant);
+    } else if entry.tenant != *tenant {
+        return Err(Error::OtherTenant {
+            field: "tenant".to_owned(),
+            reason: format!("this token writes tenant {tenant:?} only"),
+        });
+    }
+    Ok(())
+}
+
+/// The producer id a batch is recorded under: a bound token's producers
+/// are its tenant's own, so that one tenant cannot move another's
+/// sequences on (and so have its batches taken for duplicates). The unit
+/// separator cannot occur in a tenant (no control characters).
+fn producer_of(id: &str, bound: Option<&BoundTenant>) -> String {
+    match bound {
+        Some(BoundTenant(tenant)) => format!("{tenant}\u{1f}{id}"),
+        None => id.to_owned(),
+    }
 }
 
 /// [`ingest_batch`] with its producer and sequence optional: without them
@@ -308,11 +340,18 @@ pub async fn ingest_entries(
     config: &IngestConfig,
     producer: Option<(&str, u64)>,
     entries: Vec<AddRequest>,
+    bound: Option<&BoundTenant>,
 ) -> Result<AddBatchResponse, Error> {
     let producer = match producer {
         None => None,
-        Some((id, sequence)) => Some(checked_producer(id, sequence)?),
+        Some((id, sequence)) => {
+            let (id, sequence) = checked_producer(id, sequence)?;
+            Some((producer_of(id, bound), sequence))
+        }
     };
+    let producer = producer
+        .as_ref()
+        .map(|(id, sequence)| (id.as_str(), *sequence));
     if entries.len() > config.max_batch_entries {
         return Err(Error::TooLarge {
             field: "entries".to_owned(),
@@ -328,10 +367,9 @@ pub async fn ingest_entries(
     let count = entries.len() as u64;
     metrics::received("add_batch", count);
     let mut refusals = Vec::new();
-    for (index, entry) in entries.into_iter().enumerate() {
-        let added = config
-            .rules
-            .check(entry, &mut clock)
+    for (index, mut entry) in entries.into_iter().enumerate() {
+        let added = bind_tenant(&mut entry, bound)
+            .and_then(|()| config.rules.check(entry, &mut clock))
             .and_then(|entry| aggregate.add(entry, |s| series.admit(s)));
         let Err(error) = added else { continue };
         count_rejection("add_batch", &error);
@@ -339,12 +377,17 @@ pub async fn ingest_entries(
             Error::InvalidArgument { field, reason } => Refusal {
                 field: format!("entries[{index}].{field}"),
                 reason,
-                over_cap: false,
+                kind: RefusalKind::Invalid,
+            },
+            Error::OtherTenant { field, reason } => Refusal {
+                field: format!("entries[{index}].{field}"),
+                reason,
+                kind: RefusalKind::OtherTenant,
             },
             Error::ResourceExhausted(reason) => Refusal {
                 field: format!("entries[{index}]"),
                 reason,
-                over_cap: true,
+                kind: RefusalKind::OverCap,
             },
             other => return Err(other),
         };

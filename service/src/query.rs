@@ -8,12 +8,15 @@ use chrono::{DateTime, Utc};
 use count_proto::v1::{Dimension, GetTotalsRequest, Granularity, Method, Total};
 use prost_types::Timestamp;
 
+use crate::auth::BoundTenant;
 use crate::db::store::{TotalRow, TotalsQuery};
 use crate::entry::{method_of_stored, stored_method};
 use crate::error::{Error, Result};
 
-/// The query `request` asks for.
-pub fn totals_query(request: GetTotalsRequest) -> Result<TotalsQuery> {
+/// The query `request` asks for, by a token bound to `bound` if any: such
+/// a query reads that tenant only, and naming another is refused, so that
+/// a filter can narrow what the token sees but never widen it.
+pub fn totals_query(request: GetTotalsRequest, bound: Option<&BoundTenant>) -> Result<TotalsQuery> {
     let start = time(request.start_time, "start_time")?;
     let end = time(request.end_time, "end_time")?;
     let granularity = match Granularity::try_from(request.granularity) {
@@ -82,7 +85,23 @@ pub fn totals_query(request: GetTotalsRequest) -> Result<TotalsQuery> {
         methods: (!methods.is_empty()).then_some(methods),
         path: some(request.path),
         path_prefix: some(request.path_prefix),
-        tenants: (!request.tenants.is_empty()).then_some(request.tenants),
+        tenants: match bound {
+            None => (!request.tenants.is_empty()).then_some(request.tenants),
+            Some(BoundTenant(tenant)) => {
+                if let Some((i, other)) = request
+                    .tenants
+                    .iter()
+                    .enumerate()
+                    .find(|(_, t)| *t != tenant)
+                {
+                    return Err(Error::OtherTenant {
+                        field: format!("tenants[{i}]"),
+                        reason: format!("this token reads tenant {tenant:?} only, not {other:?}"),
+                    });
+                }
+                Some(vec![tenant.clone()])
+            }
+        },
         statuses: (!request.statuses.is_empty()).then_some(request.statuses),
         group_by,
         top,
@@ -94,11 +113,13 @@ pub fn totals_query(request: GetTotalsRequest) -> Result<TotalsQuery> {
 pub const STATUS_CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "grpc_ok", "grpc_error"];
 
 /// Whether `status` is a status filter `count.series_totals` takes: a code
-/// (up to three digits), a class, or `unknown`.
+/// (up to three digits, no leading zero, as stored), a class, or
+/// `unknown`.
 pub fn is_status(status: &str) -> bool {
-    (1..=3).contains(&status.len()) && status.bytes().all(|b| b.is_ascii_digit())
-        || STATUS_CLASSES.contains(&status)
-        || status == "unknown"
+    let code = (1..=3).contains(&status.len())
+        && status.bytes().all(|b| b.is_ascii_digit())
+        && (status == "0" || !status.starts_with('0'));
+    code || STATUS_CLASSES.contains(&status) || status == "unknown"
 }
 
 /// A dimension's name in `count.series_totals`' `group_by` (and the HTTP
@@ -174,7 +195,7 @@ mod tests {
 
     #[test]
     fn defaults_are_one_utc_total_of_everything() {
-        let query = totals_query(request()).unwrap();
+        let query = totals_query(request(), None).unwrap();
         assert_eq!(query.granularity, "total");
         assert_eq!(query.time_zone, "UTC");
         assert_eq!(
@@ -188,19 +209,22 @@ mod tests {
 
     #[test]
     fn methods_are_stored_names_and_other() {
-        let query = totals_query(GetTotalsRequest {
-            methods: vec![Method::Get as i32, Method::Unspecified as i32],
-            granularity: Granularity::Week as i32,
-            group_by: vec![
-                Dimension::Endpoint as i32,
-                Dimension::Status as i32,
-                Dimension::Endpoint as i32,
-            ],
-            tenants: vec!["acme".into(), String::new()],
-            statuses: vec!["5xx".into(), "404".into(), "unknown".into()],
-            top: 3,
-            ..request()
-        })
+        let query = totals_query(
+            GetTotalsRequest {
+                methods: vec![Method::Get as i32, Method::Unspecified as i32],
+                granularity: Granularity::Week as i32,
+                group_by: vec![
+                    Dimension::Endpoint as i32,
+                    Dimension::Status as i32,
+                    Dimension::Endpoint as i32,
+                ],
+                tenants: vec!["acme".into(), String::new()],
+                statuses: vec!["5xx".into(), "404".into(), "unknown".into()],
+                top: 3,
+                ..request()
+            },
+            None,
+        )
         .unwrap();
         assert_eq!(query.group_by, vec!["endpoint", "status"]);
         assert_eq!(query.tenants, Some(vec!["acme".into(), String::new()]));
@@ -211,6 +235,60 @@ mod tests {
         );
         assert_eq!(query.granularity, "week");
         assert_eq!(query.top, Some(3));
+    }
+
+    /// The classes and the status check are also count.series_totals'
+    /// (sql/reads.sql): the two lists must agree.
+    #[test]
+    fn the_status_classes_are_the_sql_api_s() {
+        let sql = include_str!("../../sql/reads.sql");
+        let check = sql
+            .split("s.v IN (")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .expect("the statuses check in sql/reads.sql");
+        let listed: Vec<&str> = check
+            .split(',')
+            .map(|c| c.trim().trim_matches('\''))
+            .collect();
+        let mut expected = STATUS_CLASSES.to_vec();
+        expected.push("unknown");
+        assert_eq!(listed, expected);
+        for (status, valid) in [
+            ("0", true),
+            ("404", true),
+            ("00", false),
+            ("007", false),
+            ("1000", false),
+            ("5xx", true),
+            ("6xx", false),
+        ] {
+            assert_eq!(is_status(status), valid, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_bound_token_reads_its_tenant_only() {
+        let acme = BoundTenant("acme".into());
+        let query = totals_query(request(), Some(&acme)).unwrap();
+        assert_eq!(query.tenants, Some(vec!["acme".to_owned()]));
+        let narrowed = GetTotalsRequest {
+            tenants: vec!["acme".into(), "acme".into()],
+            ..request()
+        };
+        assert_eq!(
+            totals_query(narrowed, Some(&acme)).unwrap().tenants,
+            Some(vec!["acme".to_owned()])
+        );
+        for tenants in [vec!["beta"], vec!["acme", "beta"], vec![""]] {
+            let widened = GetTotalsRequest {
+                tenants: tenants.iter().map(|t| t.to_string()).collect(),
+                ..request()
+            };
+            let error = totals_query(widened, Some(&acme)).unwrap_err();
+            assert_eq!(error.code(), tonic::Code::PermissionDenied, "{tenants:?}");
+            assert!(error.to_string().starts_with("tenants["), "{error}");
+        }
     }
 
     #[test]
@@ -271,7 +349,10 @@ mod tests {
             ),
         ];
         for (request, expected) in cases {
-            assert_eq!(totals_query(request).unwrap_err().to_string(), expected);
+            assert_eq!(
+                totals_query(request, None).unwrap_err().to_string(),
+                expected
+            );
         }
     }
 }

@@ -358,10 +358,16 @@ impl Store {
         ))
     }
 
-    /// Live totals of each UTC day from `from` to `to`, both inclusive.
-    pub async fn daily_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
+    /// Live totals of each UTC day from `from` to `to`, both inclusive, of
+    /// `tenant` only if given.
+    pub async fn daily_totals(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        tenant: Option<&str>,
+    ) -> Result<Vec<Total>> {
         let rows = self
-            .totals(&TotalsQuery::utc_days(from, to, "day")?)
+            .totals(&TotalsQuery::utc_days(from, to, "day", tenant)?)
             .await?;
         Ok(rows
             .into_iter()
@@ -372,10 +378,16 @@ impl Store {
             .collect())
     }
 
-    /// Live totals summed over the UTC days `from` to `to`, both inclusive.
-    pub async fn period_totals(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<Total>> {
+    /// Live totals summed over the UTC days `from` to `to`, both inclusive,
+    /// of `tenant` only if given.
+    pub async fn period_totals(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        tenant: Option<&str>,
+    ) -> Result<Vec<Total>> {
         let rows = self
-            .totals(&TotalsQuery::utc_days(from, to, "total")?)
+            .totals(&TotalsQuery::utc_days(from, to, "total", tenant)?)
             .await?;
         Ok(rows.into_iter().map(Total::from).collect())
     }
@@ -412,8 +424,13 @@ pub struct TotalsQuery {
 
 impl TotalsQuery {
     /// All endpoints' totals over the UTC days `from` to `to` (inclusive),
-    /// by `granularity`.
-    fn utc_days(from: NaiveDate, to: NaiveDate, granularity: &str) -> Result<Self> {
+    /// by `granularity`, of `tenant` only if given.
+    fn utc_days(
+        from: NaiveDate,
+        to: NaiveDate,
+        granularity: &str,
+        tenant: Option<&str>,
+    ) -> Result<Self> {
         let midnight = |day: NaiveDate| day.and_time(NaiveTime::MIN).and_utc();
         let after = to
             .succ_opt()
@@ -426,7 +443,7 @@ impl TotalsQuery {
             methods: None,
             path: None,
             path_prefix: None,
-            tenants: None,
+            tenants: tenant.map(|tenant| vec![tenant.to_owned()]),
             statuses: None,
             group_by: vec!["endpoint"],
             top: None,
@@ -655,7 +672,7 @@ async fn prepare_set_up(client: &mut tokio_postgres::Client, schema: Schema) -> 
         if !api {
             // After DROP EXTENSION, until the owner reinstalls the fallback.
             return Err(Error::Unavailable(
-                "the database has no count.add_batch: run `count migrate` as the owner of \
+                "the database has no count.add_series: run `count migrate` as the owner of \
                  schema count (after DROP EXTENSION count, it reinstalls the portable SQL API)"
                     .to_owned(),
             ));

@@ -27,7 +27,7 @@ pub(super) async fn counts(
     request: Request,
 ) -> Result<Response, HttpError> {
     let (parts, body) = request.into_parts();
-    api.admit(&parts.headers, Role::Ingest, "POST /api/v1/counts")?;
+    let bound = api.admit(&parts.headers, Role::Ingest, "POST /api/v1/counts")?;
     same_origin_json(&parts.headers)?;
     // Admitted before the body is read: at most --max-ingest-calls bodies
     // are in memory at once.
@@ -47,6 +47,7 @@ pub(super) async fn counts(
             .as_ref()
             .map(|(id, sequence)| (id.as_str(), *sequence)),
         entries,
+        bound.as_ref(),
     )
     .await?;
     Ok(json(

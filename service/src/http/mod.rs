@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tonic::Code;
 
-use crate::auth::{Role, Tokens};
+use crate::auth::{BoundTenant, Role, Tokens};
 use crate::error::{Error, Result};
 use crate::ingest::IngestConfig;
 use crate::state::State;
@@ -81,16 +81,16 @@ impl HttpApi {
     /// or without a token that has `role` (when tokens are configured):
     /// the gRPC side's rule ([`crate::auth::authorize`]), from the
     /// `Authorization: Bearer` header, or for reads from the dashboard's
-    /// session cookie.
+    /// session cookie. Returns the tenant the token is bound to, if any.
     fn admit(
         &self,
         headers: &HeaderMap,
         role: Role,
         what: &str,
-    ) -> std::result::Result<(), HttpError> {
+    ) -> std::result::Result<Option<BoundTenant>, HttpError> {
         self.admit_host(headers)?;
         let Some(tokens) = &self.tokens else {
-            return Ok(());
+            return Ok(None);
         };
         let cookie = (role == Role::Read)
             .then(|| self.sessions.token(headers))
@@ -316,7 +316,9 @@ impl From<tonic::Status> for HttpError {
 impl From<Error> for HttpError {
     fn from(error: Error) -> Self {
         let fields: Vec<serde_json::Value> = match &error {
-            Error::InvalidArgument { field, reason } | Error::TooLarge { field, reason } => {
+            Error::InvalidArgument { field, reason }
+            | Error::TooLarge { field, reason }
+            | Error::OtherTenant { field, reason } => {
                 vec![serde_json::json!({ "field": field, "reason": reason })]
             }
             Error::EntriesRefused(refusals) => refusals

@@ -36,9 +36,9 @@ pub(super) async fn totals(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, HttpError> {
-    api.admit(&headers, Role::Read, "GET /api/v1/totals")?;
+    let bound = api.admit(&headers, Role::Read, "GET /api/v1/totals")?;
     let (request, format) = request(raw.as_deref().unwrap_or(""), &headers)?;
-    let query = query::totals_query(request)?;
+    let query = query::totals_query(request, bound.as_ref())?;
     let mut response = match format {
         Format::Json => {
             // Taken before the read's snapshot: everything committed

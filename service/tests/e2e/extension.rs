@@ -214,7 +214,10 @@ async fn a_database_on_the_fallback_switches_to_the_extension_without_losing_cou
         Some(11)
     );
     assert_eq!(after.rollup(day_of(t)).await.unwrap(), 23);
-    let totals = after.daily_totals(day_of(t), day_of(t)).await.unwrap();
+    let totals = after
+        .daily_totals(day_of(t), day_of(t), None)
+        .await
+        .unwrap();
     assert_eq!(totals.iter().map(|t| t.total).collect::<Vec<_>>(), vec![23]);
 
     // CREATE EXTENSION partitioned the live table; the raw data stays out of
@@ -375,7 +378,7 @@ async fn pg_cron_runs_rollup_due_inside_the_database() {
         .get(0);
     assert_eq!(raw, 0);
     let totals = store
-        .daily_totals(day_of(yesterday), day_of(yesterday))
+        .daily_totals(day_of(yesterday), day_of(yesterday), None)
         .await
         .unwrap();
     let totals: Vec<_> = totals

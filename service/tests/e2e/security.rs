@@ -21,7 +21,7 @@ const INGEST: &str = "ingest-token-0123456789";
 const READ: &str = "read-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 
-async fn client_with(
+pub(crate) async fn client_with(
     server: &TestServer,
     token: Option<&str>,
 ) -> CountServiceClient<InterceptedService<Channel, BearerToken>> {

@@ -449,3 +449,230 @@ async fn a_tenant_past_its_own_cap_is_refused_and_the_others_keep_counting() {
     );
     server.stop().await;
 }
+
+const BOUND: &str = "acme-token-0123456789";
+const UNBOUND: &str = "both-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+
+#[tokio::test]
+async fn a_tenant_bound_token_writes_and_reads_its_tenant_only_in_every_call() {
+    use count_proto::v1::{CountDailyTotalsRequest, ListDailyTotalsRequest};
+    let db = TestDatabase::start().await;
+    let tokens = count_service::auth::Tokens::parse(
+        &format!("ingest,read@acme {BOUND}\ningest,read {UNBOUND}\nadmin {ADMIN}"),
+        "test",
+    )
+    .unwrap();
+    let server = TestServer::start_with_http(
+        db.store().await,
+        ServerConfig {
+            tokens: Some(tokens),
+            ..config()
+        },
+    )
+    .await;
+    let mut unbound = crate::security::client_with(&server, Some(UNBOUND)).await;
+    let mut bound = crate::security::client_with(&server, Some(BOUND)).await;
+    let day = day_start(1);
+    let t = day + 60;
+    let batch = |producer: &str, sequence, entries| AddBatchRequest {
+        producer_id: producer.into(),
+        sequence,
+        entries,
+    };
+    // Every tenant's counts, by an unbound token; its producer "p" is at 10.
+    unbound
+        .add_batch(batch(
+            "p",
+            10,
+            vec![
+                counted(Method::Get, "/a", "acme", Some(200), t, 10),
+                counted(Method::Get, "/a", "beta", Some(200), t, 20),
+                counted(Method::Get, "/a", "beta", Some(500), t, 5),
+                entry(Method::Get, "/a", t, 1),
+            ],
+        ))
+        .await
+        .unwrap();
+    // The bound token: an empty tenant is its own; its producer "p" is not
+    // the unbound one's (sequence 1 is no duplicate).
+    let written = bound
+        .add_batch(batch(
+            "p",
+            1,
+            vec![
+                entry(Method::Get, "/a", t, 3),
+                counted(Method::Get, "/a", "acme", Some(503), t, 4),
+            ],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((written.accepted, written.duplicate), (7, false));
+    // Another tenant refuses the whole batch, naming the entry.
+    let status = bound
+        .add_batch(batch(
+            "p",
+            2,
+            vec![
+                entry(Method::Get, "/a", t, 100),
+                counted(Method::Get, "/a", "beta", None, t, 100),
+            ],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        status.message(),
+        "entries[1].tenant: this token writes tenant \"acme\" only"
+    );
+    // In a stream, the entry is rejected and the others count.
+    let streamed = bound
+        .add(tokio_stream::iter(vec![
+            entry(Method::Get, "/a", t, 1),
+            counted(Method::Get, "/a", "beta", None, t, 1),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((streamed.accepted, streamed.rejected), (1, 1));
+    assert_eq!(
+        streamed.rejections,
+        vec!["message 2: tenant: this token writes tenant \"acme\" only".to_owned()]
+    );
+    let of = |tenant: &str| {
+        format!(
+            "SELECT coalesce(sum(r.count), 0)::bigint FROM count.requests AS r
+               JOIN count.methods AS m ON m.id = r.method_id WHERE m.tenant = '{tenant}'"
+        )
+    };
+    assert_eq!(db.bigint(&of("acme")).await, 18);
+    assert_eq!(db.bigint(&of("beta")).await, 25);
+    assert_eq!(db.bigint(&of("")).await, 1);
+
+    // Reads: restricted to acme whatever the filters and groups, refused
+    // when they name another tenant.
+    let range = GetTotalsRequest {
+        start_time: Some(count_service::query::timestamp(at(day))),
+        end_time: Some(count_service::query::timestamp(at(day + 86_400))),
+        ..GetTotalsRequest::default()
+    };
+    for (group_by, statuses, expected) in [
+        (vec![], vec![], vec![("", 18)]),
+        (vec![Dimension::Tenant], vec![], vec![("acme", 18)]),
+        (vec![Dimension::Tenant], vec!["5xx"], vec![("acme", 4)]),
+        (vec![Dimension::Tenant], vec!["unknown"], vec![("acme", 4)]),
+        (vec![Dimension::Endpoint], vec!["2xx"], vec![("", 10)]),
+    ] {
+        let request = GetTotalsRequest {
+            group_by: group_by.iter().map(|d| *d as i32).collect(),
+            statuses: statuses.iter().map(|s| s.to_string()).collect(),
+            ..range.clone()
+        };
+        for tenants in [vec![], vec!["acme"]] {
+            let rows = bound
+                .get_totals(GetTotalsRequest {
+                    tenants: tenants.iter().map(|t| t.to_string()).collect(),
+                    ..request.clone()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .totals;
+            let rows: Vec<(&str, i64)> =
+                rows.iter().map(|r| (r.tenant.as_str(), r.total)).collect();
+            assert_eq!(rows, expected, "{group_by:?} {statuses:?} {tenants:?}");
+        }
+        for tenants in [vec!["beta"], vec!["acme", "beta"], vec![""]] {
+            let status = bound
+                .get_totals(GetTotalsRequest {
+                    tenants: tenants.iter().map(|t| t.to_string()).collect(),
+                    ..request.clone()
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), tonic::Code::PermissionDenied, "{tenants:?}");
+            assert!(
+                status.message().starts_with("tenants["),
+                "{}",
+                status.message()
+            );
+        }
+    }
+    // The unbound token sees everyone.
+    let everyone = unbound
+        .get_totals(range.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .totals;
+    assert_eq!(everyone[0].total, 44);
+    // The old reads sum over acme only.
+    let daily = bound
+        .list_daily_totals(ListDailyTotalsRequest {
+            start_date: date(day_of(day)),
+            end_date: date(day_of(day)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .method_counts;
+    assert_eq!(daily.iter().map(|c| c.count).collect::<Vec<_>>(), vec![18]);
+    let period = bound
+        .get_period_totals(GetPeriodTotalsRequest {
+            period: date(day_of(day)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .method_counts;
+    assert_eq!(period.iter().map(|c| c.count).collect::<Vec<_>>(), vec![18]);
+    // A rollup is an admin's: every tenant's data.
+    let status = bound
+        .count_daily_totals(CountDailyTotalsRequest {
+            date: date(day_of(day)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+
+    // HTTP: the same rules, by bearer token.
+    let address = server.http.unwrap();
+    let bearer = format!("Authorization: Bearer {BOUND}");
+    let target = format!(
+        "/api/v1/totals?start_time={}&end_time={}&group_by=tenant",
+        count_service::export::rfc3339(at(day)),
+        count_service::export::rfc3339(at(day + 86_400)),
+    );
+    let read = http(address, "GET", &target, &[&bearer], "").await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let rows = read.json()["totals"].clone();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["tenant"], "acme");
+    assert_eq!(rows[0]["total"], 18);
+    let widened = http(
+        address,
+        "GET",
+        &format!("{target}&tenants=beta"),
+        &[&bearer],
+        "",
+    )
+    .await;
+    assert_eq!(widened.status, 403, "{}", widened.body);
+    assert_eq!(widened.json()["error"]["fields"][0]["field"], "tenants[0]");
+    let post = http(
+        address,
+        "POST",
+        "/api/v1/counts",
+        &[&bearer, "Content-Type: application/json"],
+        r#"{"entries": [{"method": "GET", "path": "/a", "tenant": "beta"}]}"#,
+    )
+    .await;
+    assert_eq!(post.status, 403, "{}", post.body);
+    assert_eq!(
+        post.json()["error"]["fields"][0]["field"],
+        "entries[0].tenant"
+    );
+    assert_eq!(db.bigint(&of("beta")).await, 25);
+    server.stop().await;
+}

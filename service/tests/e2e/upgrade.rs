@@ -149,7 +149,7 @@ async fn a_database_written_by_release_0_1_0_upgrades_with_every_count_kept() {
         let store = store.clone();
         async move {
             store
-                .daily_totals(day_of(today - 41 * 86_400), day_of(today))
+                .daily_totals(day_of(today - 41 * 86_400), day_of(today), None)
                 .await
                 .unwrap()
                 .iter()
