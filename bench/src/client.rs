@@ -150,9 +150,10 @@ pub(crate) async fn caller_costs(records: usize, layer_time: Duration) -> Result
         .max_pending_keys(usize::MAX / 2)
         .build()
         .map_err(|e| Error::Check(format!("bench counter: {e}")))?;
-    let one = record_cost(&counter, 1, records).await?;
-    let eight = record_cost(&counter, 8, records).await?;
-    let expected = 2 * (records / CHUNK * CHUNK) as u64;
+    let one = record_cost(&counter, 1, records, false).await?;
+    let eight = record_cost(&counter, 8, records, false).await?;
+    let full = record_cost(&counter, 1, records, true).await?;
+    let expected = 3 * (records / CHUNK * CHUNK) as u64;
     if counter.stats().recorded != expected {
         return Err(Error::Check(format!(
             "bench self-check failed: recorded {expected}, the counter says {}",
@@ -160,11 +161,16 @@ pub(crate) async fn caller_costs(records: usize, layer_time: Duration) -> Result
         )));
     }
     let (without, with) = layer_rates(counter, layer_time).await?;
-    let mut out =
-        String::from("client                                     median ns/call     p99 ns/call\n");
+    let mut out = format!(
+        "client (full key: {TENANTS} tenants x {} statuses; target median <= 100 ns)\n\
+         {:<38}median ns/call     p99 ns/call\n",
+        STATUSES.len(),
+        ""
+    );
     for (name, (median, p99)) in [
         ("record, 1 thread", one),
         ("record, 8 threads contending", eight),
+        ("record_response, full key, 1 thread", full),
     ] {
         out.push_str(&format!("{name:<38}{median:>19.1}{p99:>16.1}\n"));
     }
@@ -176,21 +182,44 @@ pub(crate) async fn caller_costs(records: usize, layer_time: Duration) -> Result
     Ok(out)
 }
 
-/// Median and p99 of ns per `record` call, over `threads` threads sharing
+/// Tenants of the full-key measurement.
+const TENANTS: usize = 100;
+/// Status codes of the full-key measurement.
+const STATUSES: [u16; 4] = [200, 201, 404, 500];
+
+/// Median and p99 of ns per `record` call (`record_response` with a
+/// tenant and a status when `full`), over `threads` threads sharing
 /// `records` calls.
-async fn record_cost(counter: &Counter, threads: usize, records: usize) -> Result<(f64, f64)> {
+async fn record_cost(
+    counter: &Counter,
+    threads: usize,
+    records: usize,
+    full: bool,
+) -> Result<(f64, f64)> {
     let paths: Vec<String> = (0..PATHS).map(|p| format!("/bench/{p}")).collect();
+    let tenants: Vec<String> = (0..TENANTS).map(|t| format!("tenant-{t}")).collect();
     let chunks = records / CHUNK / threads;
     let handles: Vec<_> = (0..threads)
         .map(|thread| {
             let counter = counter.clone();
-            let paths = paths.clone();
+            let (paths, tenants) = (paths.clone(), tenants.clone());
             std::thread::spawn(move || {
                 let mut costs = Vec::with_capacity(chunks);
                 for chunk in 0..chunks {
                     let start = Instant::now();
                     for i in 0..CHUNK {
-                        counter.record(Method::Get, &paths[(chunk * CHUNK + i + thread) % PATHS]);
+                        let n = chunk * CHUNK + i + thread;
+                        let path = &paths[n % PATHS];
+                        if full {
+                            counter.record_response(
+                                Method::Get,
+                                path,
+                                &tenants[n / PATHS % TENANTS],
+                                Some(STATUSES[n % STATUSES.len()]),
+                            );
+                        } else {
+                            counter.record(Method::Get, path);
+                        }
                     }
                     costs.push(start.elapsed().as_nanos() as f64 / CHUNK as f64);
                 }

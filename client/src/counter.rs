@@ -11,17 +11,40 @@ use tonic::transport::{ClientTlsConfig, Endpoint};
 use crate::delivery::{Command, Delivery};
 use crate::error::Error;
 use crate::stats::{StatCounters, Stats};
-use crate::tally::{Recorded, Tally};
+use crate::tally::{Recorded, Series, Tally};
 
 /// The longest path the count server accepts by default, in bytes.
 const MAX_PATH_BYTES: usize = 1024;
 
-/// Whether the server takes `path` (with its default limits): not empty,
-/// not too long, no control characters (which PostgreSQL text or a route
-/// cannot hold). Checked at `record`, so that a bad path never reaches, and
-/// never costs, a batch.
-fn valid_path(path: &str) -> bool {
-    !path.is_empty() && path.len() <= MAX_PATH_BYTES && !path.contains(char::is_control)
+/// The longest tenant the count server accepts, in bytes.
+const MAX_TENANT_BYTES: usize = 256;
+
+/// Whether the server takes `series` (with its default limits): a path not
+/// empty, neither it nor the tenant too long or with control characters
+/// (which PostgreSQL text or a route cannot hold), a status code in its
+/// method's range (`AddRequest.status_code`). Checked at `record`, so that
+/// a bad key never reaches, and never costs, a batch.
+fn valid(series: &Series<'_>) -> bool {
+    let status_fits = match series.status {
+        None => true,
+        Some(code) if series.method == Method::Grpc => code <= 16,
+        Some(code) => (100..=599).contains(&code),
+    };
+    !series.path.is_empty()
+        && series.path.len() <= MAX_PATH_BYTES
+        && !series.path.contains(char::is_control)
+        && series.tenant.len() <= MAX_TENANT_BYTES
+        && !series.tenant.contains(char::is_control)
+        && status_fits
+}
+
+fn series<'a>(method: Method, path: &'a str, tenant: &'a str, status: Option<u16>) -> Series<'a> {
+    Series {
+        method,
+        path,
+        tenant,
+        status,
+    }
 }
 
 /// A tonic interceptor adding `authorization: Bearer <token>` to every
@@ -309,7 +332,18 @@ impl Counter {
 
     /// Counts `count` requests now, as [`Counter::record`] does one.
     pub fn record_count(&self, method: Method, path: &str, count: u64) {
-        let _ = self.try_record(method, path, count);
+        let _ = self.try_record(series(method, path, "", None), count);
+    }
+
+    /// Counts one request for `tenant` (`""` for none) that ended with
+    /// `status`: the HTTP status code, or for `Method::Grpc` the gRPC
+    /// status code (0 is OK); `None` when unknown. As [`Counter::record`],
+    /// it never blocks or fails, and a key held already costs no
+    /// allocation. A tenant over 256 bytes or with control characters, or
+    /// a status outside its method's range (100-599, or 0-16 for gRPC), is
+    /// dropped and counted in [`Stats::dropped`].
+    pub fn record_response(&self, method: Method, path: &str, tenant: &str, status: Option<u16>) {
+        let _ = self.try_record(series(method, path, tenant, status), 1);
     }
 
     /// Counts one request, waiting for room instead of dropping it when the
@@ -318,7 +352,7 @@ impl Counter {
         loop {
             // Registered before trying, so a wake-up in between is not lost.
             let room = self.shared.room.notified();
-            if self.try_record(method, path, 1) {
+            if self.try_record(series(method, path, "", None), 1) {
                 return;
             }
             room.await;
@@ -327,11 +361,11 @@ impl Counter {
 
     /// Records, or drops for good (invalid input); false only when the
     /// counter is full, so that `record_wait` can wait and retry.
-    fn try_record(&self, method: Method, path: &str, count: u64) -> bool {
+    fn try_record(&self, series: Series<'_>, count: u64) -> bool {
         if count == 0 {
             return true;
         }
-        if !valid_path(path) {
+        if !valid(&series) {
             self.shared.stats.refused(count);
             return true;
         }
@@ -343,7 +377,7 @@ impl Counter {
         let recorded = self
             .shared
             .tally
-            .record(method, path, second, count, |held| held + queued < max);
+            .record(series, second, count, |held| held + queued < max);
         match recorded {
             Recorded::Full => {
                 self.shared.stats.refused(count);

@@ -352,10 +352,8 @@ fn entries_of(key: &Key, max_entry_count: u64) -> Vec<AddRequest> {
                 nanos: 0,
             }),
             count: i64::try_from(count).unwrap_or(i64::MAX),
-            // Neither recorded yet: counted under tenant '' and an unknown
-            // status.
-            tenant: String::new(),
-            status_code: None,
+            tenant: key.tenant.to_string(),
+            status_code: key.status.map(u32::from),
         });
     }
     entries
@@ -394,11 +392,19 @@ mod tests {
         let key = Key {
             method: Method::Get,
             path: "/a".into(),
+            tenant: "acme".into(),
+            status: Some(503),
             second: 7,
             count: 25,
         };
-        let counts: Vec<i64> = entries_of(&key, 10).iter().map(|e| e.count).collect();
+        let entries = entries_of(&key, 10);
+        let counts: Vec<i64> = entries.iter().map(|e| e.count).collect();
         assert_eq!(counts, vec![10, 10, 5]);
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.tenant == "acme" && e.status_code == Some(503))
+        );
         assert_eq!(entries_of(&key, 100).len(), 1);
     }
 

@@ -1,8 +1,9 @@
 //! count-client: count the requests your service handles into a count
 //! server, without slowing them down.
 //!
-//! [`Counter::record`] adds to an in-memory tally by (method, path, second)
-//! and returns; a background task sends the tally with `AddBatch` every
+//! [`Counter::record`] adds to an in-memory tally by (method, path, second),
+//! and [`Counter::record_response`] by tenant and status code too, and
+//! returns; a background task sends the tally with `AddBatch` every
 //! flush interval, exactly once per batch, retrying through outages and
 //! reconnecting as needed. A server doing 100,000 requests a second sends a
 //! few small batches a second, and an outage costs memory in proportion to
@@ -27,5 +28,5 @@ mod tally;
 pub use count_proto::v1::Method;
 pub use counter::{BearerToken, Counter, CounterBuilder};
 pub use error::Error;
-pub use layer::{CountLayer, Counting, RequestInfo};
+pub use layer::{CountLayer, CountedBody, Counting, CountingFuture, RequestInfo};
 pub use stats::Stats;

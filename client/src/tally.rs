@@ -1,10 +1,11 @@
-//! The in-memory tally: request counts by (method, path, second), in shards
-//! so that threads recording at once rarely meet on a lock.
+//! The in-memory tally: request counts by key (method, path, tenant,
+//! status code) and second, in shards so that threads recording at once
+//! rarely meet on a lock.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
+use hashbrown::{Equivalent, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -12,24 +13,55 @@ use crossbeam_utils::CachePadded;
 
 use count_proto::v1::Method;
 
-/// Counts of one path: a few (method, second) slots, since a path sees few
-/// methods and seconds between two flushes.
-type Slots = Vec<(Method, i64, u64)>;
+/// Counts of one path and tenant: a few (method, status, second) slots,
+/// since a path sees few methods, statuses and seconds between two flushes.
+type Slots = Vec<(Method, Option<u16>, i64, u64)>;
 
-/// One shard: slots by path, and the requests it has counted. Paths are
-/// hashed with foldhash (randomly seeded per process), not SipHash: hashing
-/// twice per `record` (shard, then slot) was the larger part of its cost.
-/// Each shard has its own cache line: shards sharing one made threads
-/// recording different paths slow each other down.
+/// A path and a tenant, owned: a shard's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Owned {
+    path: Box<str>,
+    tenant: Box<str>,
+}
+
+/// A path and a tenant, borrowed: looks an [`Owned`] up without
+/// allocating. Its fields hash as the owned ones do (`Box<str>` hashes as
+/// its `str`; same order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Borrowed<'a> {
+    path: &'a str,
+    tenant: &'a str,
+}
+
+impl Equivalent<Owned> for Borrowed<'_> {
+    fn equivalent(&self, key: &Owned) -> bool {
+        *self.path == *key.path && *self.tenant == *key.tenant
+    }
+}
+
+/// One shard: slots by path and tenant, and the requests it has counted.
+/// Keys are hashed with foldhash (randomly seeded per process), not
+/// SipHash: hashing twice per `record` (shard, then slot) was the larger
+/// part of its cost. Each shard has its own cache line: shards sharing one
+/// made threads recording different paths slow each other down.
 type Shard = CachePadded<Mutex<ShardCounts>>;
 
 #[derive(Default)]
 struct ShardCounts {
-    paths: HashMap<Box<str>, Slots, RandomState>,
+    paths: HashMap<Owned, Slots, RandomState>,
     /// Requests ever counted here: counting them under the shard's lock
     /// rather than in one shared atomic keeps threads off a common cache
     /// line.
     recorded: u64,
+}
+
+/// What a request is counted under, borrowed from the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Series<'a> {
+    pub(crate) method: Method,
+    pub(crate) path: &'a str,
+    pub(crate) tenant: &'a str,
+    pub(crate) status: Option<u16>,
 }
 
 /// One counted key, taken out of the tally for delivery.
@@ -37,6 +69,8 @@ struct ShardCounts {
 pub(crate) struct Key {
     pub(crate) method: Method,
     pub(crate) path: Box<str>,
+    pub(crate) tenant: Box<str>,
+    pub(crate) status: Option<u16>,
     pub(crate) second: i64,
     pub(crate) count: u64,
 }
@@ -76,37 +110,50 @@ impl Tally {
         }
     }
 
-    /// Adds `count` requests to (method, path, second), unless that is a new
+    /// Adds `count` requests to `series` at `second`, unless that is a new
     /// key and `room` says no more keys fit. `room` is asked with the number
-    /// of keys held here.
+    /// of keys held here. A key held already costs no allocation.
     pub(crate) fn record(
         &self,
-        method: Method,
-        path: &str,
+        series: Series<'_>,
         second: i64,
         count: u64,
         room: impl FnOnce(usize) -> bool,
     ) -> Recorded {
-        let shard = &self.shards[self.hasher.hash_one(path) as usize % self.shards.len()];
+        let Series {
+            method,
+            path,
+            tenant,
+            status,
+        } = series;
+        let borrowed = Borrowed { path, tenant };
+        let shard = &self.shards[self.hasher.hash_one(borrowed) as usize % self.shards.len()];
         let mut shard = lock(shard);
         let shard = &mut *shard;
-        if let Some(slots) = shard.paths.get_mut(path) {
-            if let Some(slot) = slots.iter_mut().find(|s| s.0 == method && s.1 == second) {
-                slot.2 += count;
+        if let Some(slots) = shard.paths.get_mut(&borrowed) {
+            if let Some(slot) = slots
+                .iter_mut()
+                .find(|s| s.0 == method && s.1 == status && s.2 == second)
+            {
+                slot.3 += count;
                 shard.recorded += count;
                 return Recorded::Existing;
             }
             if !room(self.keys.load(Ordering::Relaxed)) {
                 return Recorded::Full;
             }
-            slots.push((method, second, count));
+            slots.push((method, status, second, count));
         } else {
             if !room(self.keys.load(Ordering::Relaxed)) {
                 return Recorded::Full;
             }
+            let owned = Owned {
+                path: path.into(),
+                tenant: tenant.into(),
+            };
             shard
                 .paths
-                .insert(path.into(), vec![(method, second, count)]);
+                .insert(owned, vec![(method, status, second, count)]);
         }
         shard.recorded += count;
         self.keys.fetch_add(1, Ordering::Relaxed);
@@ -122,11 +169,13 @@ impl Tally {
     pub(crate) fn drain(&self) -> Vec<Key> {
         let mut keys = Vec::new();
         for shard in self.shards.iter() {
-            for (path, slots) in lock(shard).paths.drain() {
-                for (method, second, count) in slots {
+            for (owned, slots) in lock(shard).paths.drain() {
+                for (method, status, second, count) in slots {
                     keys.push(Key {
                         method,
-                        path: path.clone(),
+                        path: owned.path.clone(),
+                        tenant: owned.tenant.clone(),
+                        status,
                         second,
                         count,
                     });
@@ -147,44 +196,55 @@ impl Tally {
 mod tests {
     use super::*;
 
+    fn series(
+        method: Method,
+        path: &'static str,
+        tenant: &'static str,
+        status: Option<u16>,
+    ) -> Series<'static> {
+        Series {
+            method,
+            path,
+            tenant,
+            status,
+        }
+    }
+
     #[test]
-    fn counts_by_method_path_and_second_and_refuses_new_keys_when_full() {
+    fn counts_by_series_and_second_and_refuses_new_keys_when_full() {
         let tally = Tally::new(4);
         let fits = |max: usize| move |held: usize| held < max;
+        let get = series(Method::Get, "/a", "", None);
+        let post = series(Method::Post, "/a", "", None);
+        assert_eq!(tally.record(get, 1, 1, fits(4)), Recorded::New);
+        assert_eq!(tally.record(get, 1, 2, fits(4)), Recorded::Existing);
+        assert_eq!(tally.record(post, 1, 1, fits(4)), Recorded::New);
+        let acme_ok = series(Method::Get, "/a", "acme", Some(200));
+        let acme_error = series(Method::Get, "/a", "acme", Some(500));
+        assert_eq!(tally.record(acme_ok, 1, 4, fits(4)), Recorded::New);
+        assert_eq!(tally.record(acme_error, 1, 8, fits(4)), Recorded::New);
         assert_eq!(
-            tally.record(Method::Get, "/a", 1, 1, fits(2)),
-            Recorded::New
-        );
-        assert_eq!(
-            tally.record(Method::Get, "/a", 1, 2, fits(2)),
-            Recorded::Existing
-        );
-        assert_eq!(
-            tally.record(Method::Post, "/a", 1, 1, fits(2)),
-            Recorded::New
-        );
-        assert_eq!(
-            tally.record(Method::Get, "/b", 1, 1, fits(2)),
+            tally.record(series(Method::Get, "/b", "", None), 1, 1, fits(4)),
             Recorded::Full
         );
-        assert_eq!(
-            tally.record(Method::Get, "/a", 2, 1, fits(2)),
-            Recorded::Full
-        );
-        assert_eq!(
-            tally.record(Method::Post, "/a", 1, 5, fits(2)),
-            Recorded::Existing
-        );
-        assert_eq!(tally.keys(), 2);
+        assert_eq!(tally.record(get, 2, 1, fits(4)), Recorded::Full);
+        assert_eq!(tally.record(post, 1, 5, fits(4)), Recorded::Existing);
+        assert_eq!(tally.record(acme_ok, 1, 16, fits(4)), Recorded::Existing);
+        assert_eq!(tally.keys(), 4);
         let mut keys = tally.drain();
-        keys.sort_by_key(|k| k.method as i32);
+        keys.sort_by_key(|k| (k.method as i32, k.tenant.clone(), k.status));
         let summary: Vec<_> = keys
             .iter()
-            .map(|k| (k.method, &*k.path, k.second, k.count))
+            .map(|k| (k.method, &*k.path, &*k.tenant, k.status, k.second, k.count))
             .collect();
         assert_eq!(
             summary,
-            vec![(Method::Get, "/a", 1, 3), (Method::Post, "/a", 1, 6)]
+            vec![
+                (Method::Get, "/a", "", None, 1, 3),
+                (Method::Get, "/a", "acme", Some(200), 1, 20),
+                (Method::Get, "/a", "acme", Some(500), 1, 8),
+                (Method::Post, "/a", "", None, 1, 6)
+            ]
         );
         assert_eq!(tally.keys(), 0);
     }

@@ -28,6 +28,24 @@ async fn stored(db: &TestDatabase) -> BTreeMap<(String, String), i64> {
         .collect()
 }
 
+/// Raw requests by (tenant, method, path, status code; -1 unknown).
+async fn stored_series(db: &TestDatabase) -> BTreeMap<(String, String, String, i32), i64> {
+    let rows = db
+        .sql()
+        .await
+        .query(
+            "SELECT m.tenant, m.method, m.path, m.status_code, sum(r.count)::bigint
+               FROM count.requests AS r JOIN count.methods AS m ON m.id = r.method_id
+              GROUP BY 1, 2, 3, 4",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| ((r.get(0), r.get(1), r.get(2), r.get(3)), r.get(4)))
+        .collect()
+}
+
 fn counter(address: SocketAddr) -> count_client::CounterBuilder {
     Counter::builder(format!("http://{address}"))
         .flush_interval(Duration::from_millis(100))
@@ -275,6 +293,147 @@ async fn the_layer_counts_axum_routes_by_template_and_tonic_calls_by_method_path
             (key("GET", "/users/{id}"), 10),
             (key("OTHER", "/missing"), 1),
             (key("GRPC", "/grpc.health.v1.Health/Check"), 3),
+        ])
+    );
+    server.stop().await;
+}
+
+/// A service whose answer never comes.
+#[derive(Clone)]
+struct Unanswered;
+
+impl tower_service::Service<http::Request<()>> for Unanswered {
+    type Response = http::Response<String>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Pending<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<()>) -> Self::Future {
+        std::future::pending()
+    }
+}
+
+/// One HTTP/1.1 GET with `x-tenant: tenant`; returns the status line (empty
+/// when the server closed the connection without one).
+async fn http_get_for(address: SocketAddr, path: &str, tenant: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nx-tenant: {tenant}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_layer_counts_each_response_with_its_status_and_tenant() {
+    use tower_layer::Layer;
+    use tower_service::Service;
+    let db = TestDatabase::start().await;
+    let server = TestServer::start(&db).await;
+    let counter = counter(server.address).build().unwrap();
+    let layer = CountLayer::new(counter.clone()).with_tenant(|request| {
+        let tenant = request.headers.get("x-tenant")?.to_str().ok()?;
+        Some(tenant.to_owned())
+    });
+    let app = axum::Router::new()
+        .route("/ok", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/teapot",
+            axum::routing::get(|| async {
+                (axum::http::StatusCode::IM_A_TEAPOT, "short and stout")
+            }),
+        )
+        .route(
+            "/panic",
+            axum::routing::get(|| async {
+                if true {
+                    panic!("a handler that panics");
+                }
+                "never"
+            }),
+        )
+        .layer(layer.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    for _ in 0..2 {
+        assert_eq!(http_get_for(http, "/ok", "acme").await, "HTTP/1.1 200 OK");
+    }
+    assert_eq!(
+        http_get_for(http, "/teapot", "beta").await,
+        "HTTP/1.1 418 I'm a teapot"
+    );
+    assert_eq!(http_get(http, "/missing").await, "HTTP/1.1 404 Not Found");
+    // The connection's task unwinds: no answer, counted as a panic.
+    assert_eq!(http_get_for(http, "/panic", "acme").await, "");
+    // A request whose answer never comes, dropped (the client went away).
+    let mut never = layer.layer(Unanswered);
+    let request = http::Request::get("/never")
+        .header("x-tenant", "acme")
+        .body(())
+        .unwrap();
+    let call = never.call(request);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), call)
+            .await
+            .is_err()
+    );
+
+    // gRPC: OK in the trailers, NOT_FOUND in headers only.
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(layer)
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let check = |service: &str| tonic_health::pb::HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    client.check(check("")).await.unwrap();
+    let missing = client.check(check("no.such.Service")).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    counter.flush().await;
+    let key = |tenant: &str, method: &str, path: &str, status: i32| {
+        (
+            tenant.to_owned(),
+            method.to_owned(),
+            path.to_owned(),
+            status,
+        )
+    };
+    let check_path = "/grpc.health.v1.Health/Check";
+    assert_eq!(
+        stored_series(&db).await,
+        BTreeMap::from([
+            (key("", "GET", "/missing", 404), 1),
+            (key("", "GRPC", check_path, 0), 1),
+            (key("", "GRPC", check_path, 5), 1),
+            (key("acme", "GET", "/never", 499), 1),
+            (key("acme", "GET", "/ok", 200), 2),
+            (key("acme", "GET", "/panic", 500), 1),
+            (key("beta", "GET", "/teapot", 418), 1),
         ])
     );
     server.stop().await;
