@@ -16,6 +16,7 @@
 //!   (`GetTotals`) over a year of tiers, and the tiers' storage.
 //! - [`dashboard`]: the dashboard's data requests over the same store, and
 //!   its first load in headless Chromium.
+//! - [`tenants`]: one tenant's month by day among many tenants.
 //! - [`import`]: `count import` of a large CSV file, end to end.
 //! - [`client`]: the client library end to end, `Counter::record` on the
 //!   caller's thread, and the `CountLayer` on an axum handler against the
@@ -34,6 +35,7 @@ pub mod live;
 pub mod process;
 pub mod sql_api;
 pub mod storage;
+pub mod tenants;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -132,6 +134,8 @@ pub struct Programs {
 pub struct Report {
     /// Streaming ingest at 1, 4 and 16 streams against the ceiling.
     pub streams: Vec<StreamFigure>,
+    /// 16 streams with tenants and statuses set.
+    pub dimensions: ServeFigure,
     /// 16 streams of requests that are each their own raw row.
     pub overload: ServeFigure,
     /// Statements/s of the original design.
@@ -158,6 +162,8 @@ pub struct Report {
     pub live: live::LiveReads,
     /// The dashboard's reads and first load over the same store.
     pub dashboard: dashboard::Dashboard,
+    /// One tenant's month by day, among many tenants.
+    pub tenant_reads: tenants::TenantReads,
     /// `count import` of a CSV file.
     pub import: import::ImportFigure,
 }
@@ -239,9 +245,10 @@ impl std::fmt::Display for Report {
              year query (GetPeriodTotals, {keys} endpoints x 365 days, {queries} calls)   p50 {p50:.1} ms   p99 {p99:.1} ms   \
              server peak RSS {rss} MB\n\n{}\n\
              rollups keep up: the overload produced {produced:.0} raw rows/s (a raw row per request); \
-             count.rollup_due() rolled them up at {rolled:.0}/s: {:.1}x (target >= 5x)\n\n{}\n{}\n{}\n{}\n{}\n{}\n",
+             count.rollup_due() rolled them up at {rolled:.0}/s: {:.1}x (target >= 5x)\n\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
             ingest::render(
                 &self.streams,
+                &self.dimensions,
                 &self.overload,
                 self.original_design,
                 self.copy_rows_per_second
@@ -252,6 +259,7 @@ impl std::fmt::Display for Report {
             rolled / produced,
             self.live.render(),
             self.dashboard.render(),
+            self.tenant_reads.render(),
             self.import.render(),
             self.end_to_end.render(),
             self.caller_costs,
@@ -404,10 +412,17 @@ async fn scenarios(
     // The server runs on the backend sql_api measured last: the extension
     // where it is installed. Without rollups, so that the raw rows each
     // load wrote can be counted (rollups on: rollups_on_off below).
-    let server = ServerProcess::start(programs, cluster, &["--rollup-every", "0"]).await?;
+    // A series cap above what the tenants' load creates.
+    let server = ServerProcess::start(
+        programs,
+        cluster,
+        &["--rollup-every", "0", "--max-series", "1000000"],
+    )
+    .await?;
     let discard = ServerProcess::discard(programs).await?;
     let streams = ingest::streaming(cluster, &server, &discard, options.stream_requests).await?;
     drop(discard);
+    let dimensions = ingest::with_dimensions(cluster, &server, options.stream_requests).await?;
     let end_to_end = client::end_to_end(cluster, &server, options.client_requests).await?;
     // Last on this server: a server keeps the memory it once needed.
     let overload = ingest::overload(cluster, &server, options.overload_requests).await?;
@@ -439,10 +454,12 @@ async fn scenarios(
     .await?;
     let dashboard =
         dashboard::measure(cluster, programs, options.live_keys, options.queries).await?;
+    let tenant_reads = tenants::reads(cluster, programs, options.queries).await?;
     let import = import::import(cluster, programs, options.import_rows).await?;
     let caller_costs = client::caller_costs(options.records, options.layer_time).await?;
     Ok(Report {
         streams,
+        dimensions,
         overload,
         original_design,
         copy_rows_per_second: rollups.copy,
@@ -456,6 +473,7 @@ async fn scenarios(
         rollup_backlog,
         live,
         dashboard,
+        tenant_reads,
         import,
     })
 }
