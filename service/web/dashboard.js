@@ -21,7 +21,11 @@ const numbers = new Intl.NumberFormat();
 const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 
 /** The view: what the filters and the URL say. */
-const view = { range: DEFAULT_RANGE, from: '', to: '', tz: browserZone, method: '', prefix: '' };
+const view = { range: DEFAULT_RANGE, from: '', to: '', tz: browserZone, method: '', prefix: '', tenant: '' };
+/** The order statuses are listed in, by class (count.status_class). */
+const STATUS_CLASSES = ['2xx', '3xx', '4xx', '5xx', '1xx', 'grpc_ok', 'grpc_error', 'unknown'];
+/** The classes counted as server errors. */
+const SERVER_ERRORS = ['5xx', 'grpc_error'];
 let live = true;
 let timer = null;
 /** Bumped by every read: an answer to an older read is dropped. */
@@ -186,6 +190,7 @@ function totals(p, extra) {
   });
   if (view.method && !('methods' in extra)) query.set('methods', view.method);
   if (view.prefix && !('path' in extra)) query.set('path_prefix', view.prefix);
+  if (view.tenant) query.set('tenants', view.tenant);
   // URLSearchParams writes a space as '+', which the API keeps as a plus.
   return getJson('/api/v1/totals?' + query.toString().replaceAll('+', '%20'));
 }
@@ -197,14 +202,15 @@ async function refresh() {
   try {
     p = period();
     if (!(p.end > p.start)) throw new Error('the range must end after it starts');
-    const [series, top] = await Promise.all([
+    const [series, top, statuses] = await Promise.all([
       totals(p, { granularity: p.granularity }),
       totals(p, { granularity: 'total', group_by: 'endpoint', top: String(TOP) }),
+      totals(p, { granularity: 'total', group_by: 'status_class' }),
     ]);
     const trends = await Promise.all(top.totals.map((row) =>
       totals(p, { granularity: p.granularity, methods: row.method, path: row.path })));
     if (mine !== generation) return;
-    render(p, series, top.totals, trends.map((t) => t.totals));
+    render(p, series, top.totals, trends.map((t) => t.totals), statuses.totals);
     $('error').textContent = '';
   } catch (error) {
     if (mine !== generation) return;
@@ -243,7 +249,7 @@ function buckets(p, rows) {
   return [...all.entries()].sort((a, b) => a[0] - b[0]);
 }
 
-function render(p, series, top, trends) {
+function render(p, series, top, trends, statuses) {
   const points = buckets(p, series.totals);
   const sum = points.reduce((s, [, total]) => s + total, 0);
   const total = $('total');
@@ -261,6 +267,7 @@ function render(p, series, top, trends) {
   drawChart(points, p.granularity);
   drawTable(points, p.granularity);
   drawTop(top, sum, trends, p);
+  drawStatuses(statuses, sum);
   const asOf = new Date(series.as_of);
   $('status').textContent = `${live && view.range !== 'custom' ? 'Live · ' : ''}complete as of ${asOf.toLocaleTimeString(undefined, { timeZone: view.tz })}`;
   document.body.dataset.state = 'ready';
@@ -330,21 +337,46 @@ function drawTop(rows, sum, trends, p) {
     tr.dataset.method = row.method;
     tr.dataset.path = row.path;
     tr.dataset.total = String(row.total);
-    const share = sum > 0 ? row.total / sum : 0;
-    const shareCell = cell('');
-    const shareBox = document.createElement('div');
-    shareBox.className = 'share';
-    const bar = svg('svg', { viewBox: '0 0 100 10', preserveAspectRatio: 'none', 'aria-hidden': 'true' }, shareBox);
-    svg('rect', { class: 'track', width: 100, height: 10, rx: 3 }, bar);
-    svg('rect', { class: 'fill', width: (share * 100).toFixed(2), height: 10, rx: 3 }, bar);
-    shareBox.append(`${(share * 100).toFixed(1)}%`);
-    shareCell.append(shareBox);
     const trendCell = cell('', 'trend');
     trendCell.append(sparkline(buckets(p, trends[i]), row));
-    tr.append(cell(row.method), cell(row.path, 'path'), cell(numbers.format(row.total), 'num'), shareCell, trendCell);
+    tr.append(cell(row.method), cell(row.path, 'path'), cell(numbers.format(row.total), 'num'),
+      shareCell(sum > 0 ? row.total / sum : 0), trendCell);
     return tr;
   }));
   $('top-empty').hidden = rows.length > 0;
+}
+
+/** The requests by status class, with their share; server errors in the
+ *  summary. Clients that send no status count as unknown. */
+function drawStatuses(rows, sum) {
+  const order = (row) => STATUS_CLASSES.indexOf(row.status_class);
+  const sorted = [...rows].sort((a, b) => order(a) - order(b));
+  const body = $('statuses').tBodies[0];
+  body.replaceChildren(...sorted.map((row) => {
+    const tr = document.createElement('tr');
+    tr.dataset.statusClass = row.status_class;
+    tr.dataset.total = String(row.total);
+    tr.className = `status-${row.status_class}`;
+    tr.append(cell(row.status_class), cell(numbers.format(row.total), 'num'), shareCell(sum > 0 ? row.total / sum : 0));
+    return tr;
+  }));
+  const errors = rows.filter((row) => SERVER_ERRORS.includes(row.status_class)).reduce((s, row) => s + row.total, 0);
+  const known = rows.some((row) => row.status_class !== 'unknown');
+  $('errors').textContent = known ? `${(sum > 0 ? (errors / sum) * 100 : 0).toFixed(1)}% (${numbers.format(errors)})` : '–';
+  $('statuses-empty').hidden = rows.length > 0;
+}
+
+/** A cell with a bar and the percentage of `share` (0 to 1). */
+function shareCell(share) {
+  const td = cell('');
+  const box = document.createElement('div');
+  box.className = 'share';
+  const bar = svg('svg', { viewBox: '0 0 100 10', preserveAspectRatio: 'none', 'aria-hidden': 'true' }, box);
+  svg('rect', { class: 'track', width: 100, height: 10, rx: 3 }, bar);
+  svg('rect', { class: 'fill', width: (share * 100).toFixed(2), height: 10, rx: 3 }, bar);
+  box.append(`${(share * 100).toFixed(1)}%`);
+  td.append(box);
+  return td;
 }
 
 function sparkline(points, row) {
@@ -373,6 +405,7 @@ function readUrl() {
   view.tz = query.get('tz') || browserZone;
   view.method = query.get('method') || '';
   view.prefix = query.get('prefix') || '';
+  view.tenant = query.get('tenant') || '';
 }
 
 function writeUrl() {
@@ -383,6 +416,7 @@ function writeUrl() {
   if (view.tz !== browserZone || view.range === 'custom') query.set('tz', view.tz);
   if (view.method) query.set('method', view.method);
   if (view.prefix) query.set('prefix', view.prefix);
+  if (view.tenant) query.set('tenant', view.tenant);
   const search = query.toString();
   history.replaceState(null, '', search ? `?${search}` : location.pathname);
 }
@@ -394,6 +428,7 @@ function showView() {
   $('tz').value = view.tz;
   $('method').value = view.method;
   $('prefix').value = view.prefix;
+  $('tenant').value = view.tenant;
   $('filters').classList.toggle('custom-range', view.range === 'custom');
   $('live').disabled = view.range === 'custom';
 }
@@ -413,6 +448,7 @@ function takeFilters() {
   view.tz = $('tz').value.trim() || browserZone;
   view.method = $('method').value;
   view.prefix = $('prefix').value.trim();
+  view.tenant = $('tenant').value.trim();
   showView();
   writeUrl();
   refresh();

@@ -251,6 +251,108 @@ async fn the_dashboard_shows_the_database_totals_follows_its_filters_and_stays_l
     server.stop().await;
 }
 
+/// The status mix the page shows: (class, total, share as shown).
+async fn shown_statuses(browser: &Browser) -> Vec<(String, i64, String)> {
+    let value = browser
+        .eval(
+            "return [...document.querySelectorAll('#statuses tbody tr')].map((r) =>
+               [r.dataset.statusClass, Number(r.dataset.total), r.cells[2].textContent]);",
+        )
+        .await;
+    serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"))
+}
+
+/// `count.series_totals` by status class over the period the page read,
+/// for `tenant` if given, in the page's order.
+async fn database_statuses(
+    db: &TestDatabase,
+    shown: &Shown,
+    tenant: Option<&str>,
+) -> Vec<(String, i64)> {
+    let tenants: Option<Vec<String>> = tenant.map(|t| vec![t.to_owned()]);
+    db.sql()
+        .await
+        .query(
+            "SELECT status_class, total
+               FROM count.series_totals($1::text::timestamptz, $2::text::timestamptz, 'total', $3, NULL, NULL,
+                                        NULL, $4, NULL, '{status_class}')
+              ORDER BY array_position(ARRAY['2xx', '3xx', '4xx', '5xx', '1xx', 'grpc_ok', 'grpc_error', 'unknown'],
+                                      status_class)",
+            &[&shown.start, &shown.end, &shown.time_zone, &tenants],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_dashboard_filters_by_tenant_and_shows_the_status_mix() {
+    let db = TestDatabase::start().await;
+    let server = TestServer::start_with_http(db.store().await, config()).await;
+    let now = chrono::Utc::now().timestamp();
+    let counted =
+        |tenant: &str, status: Option<u32>, ago: i64, count: i64| count_proto::v1::AddRequest {
+            tenant: tenant.to_owned(),
+            status_code: status,
+            ..entry(Method::Get, "/users/{id}", now - ago, count)
+        };
+    server
+        .client()
+        .await
+        .add(tokio_stream::iter(vec![
+            counted("acme", Some(200), 600, 30),
+            counted("acme", Some(503), 300, 3),
+            counted("beta", Some(200), 1200, 10),
+            counted("beta", Some(404), 60, 2),
+            counted("", None, 60, 5),
+        ]))
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.http.unwrap());
+    let browser = Browser::start(1280, 1100).await;
+    open(&browser, &format!("{base}/?range=1h"), 50).await;
+    let all = page_matches_database(&browser, &db, None).await;
+    let statuses = shown_statuses(&browser).await;
+    assert_eq!(
+        statuses
+            .iter()
+            .map(|(class, total, _)| (class.clone(), *total))
+            .collect::<Vec<_>>(),
+        database_statuses(&db, &all, None).await
+    );
+    assert_eq!(statuses[0], ("2xx".into(), 40, "80.0%".into()));
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('errors').textContent")
+            .await,
+        "6.0% (3)"
+    );
+    browser.screenshot("dashboard-statuses").await;
+
+    // One tenant: its total, its statuses; the URL keeps it.
+    let tenant = browser.client.find(Locator::Id("tenant")).await.unwrap();
+    tenant.send_keys("acme\n").await.unwrap();
+    browser
+        .wait_for_attribute("#total", "data-total", "33", WAIT)
+        .await;
+    let acme = shown(&browser).await;
+    let statuses = shown_statuses(&browser).await;
+    assert_eq!(
+        statuses
+            .iter()
+            .map(|(class, total, _)| (class.clone(), *total))
+            .collect::<Vec<_>>(),
+        database_statuses(&db, &acme, Some("acme")).await
+    );
+    assert_eq!(statuses.len(), 2);
+    let url = browser.client.current_url().await.unwrap();
+    assert!(url.as_str().contains("tenant=acme"), "{url}");
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_dashboards_bars_are_the_databases_buckets_across_dst_changes() {
     let db = TestDatabase::start().await;
