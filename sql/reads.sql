@@ -374,14 +374,33 @@ BEGIN
           FROM count.requests AS r
          WHERE r.request_timestamp >= start_time AND r.request_timestamp < end_time
            AND (ids IS NULL OR r.method_id = ANY (ids))
-    ), grouped AS (
-        -- By series first, or straight to one sum per bucket without
-        -- grouping; a group whose pieces cancel out had no request.
+    ), by_series AS (
+        -- By series first (an integer key), or straight to one sum per
+        -- bucket without grouping.
         SELECT c.bucket, CASE WHEN by_endpoint OR by_tenant OR by_class THEN c.method_id END AS method_id,
                sum(c.n) AS total
           FROM counted AS c
          GROUP BY 1, 2
-        HAVING sum(c.n) <> 0
+    ), groups AS (
+        -- Each series' group, named by the least id among the series
+        -- grouped together: the series' sums are added up by an integer,
+        -- not by the group's text (which cost a quarter of a read).
+        SELECT e.id,
+               min(e.id) OVER (PARTITION BY CASE WHEN by_endpoint THEN e.method END,
+                                            CASE WHEN by_endpoint THEN e.path END,
+                                            CASE WHEN by_tenant THEN e.tenant END,
+                                            CASE WHEN by_status THEN e.status_code END,
+                                            CASE WHEN by_class THEN count.status_class(e.method, e.status_code) END)
+                   AS group_id
+          FROM count.methods AS e
+         WHERE (by_endpoint OR by_tenant OR by_class) AND (ids IS NULL OR e.id = ANY (ids))
+    ), grouped AS (
+        -- A group whose pieces cancel out had no request in the bucket.
+        SELECT s.bucket, g.group_id, least(sum(s.total), 9223372036854775807)::bigint AS total
+          FROM by_series AS s
+          LEFT JOIN groups AS g ON g.id = s.method_id
+         GROUP BY 1, 2
+        HAVING sum(s.total) <> 0
     ), named AS (
         SELECT g.bucket,
                CASE WHEN by_endpoint THEN e.method END AS method,
@@ -389,10 +408,9 @@ BEGIN
                CASE WHEN by_tenant THEN e.tenant END AS tenant,
                CASE WHEN by_status AND e.status_code >= 0 THEN e.status_code END AS status_code,
                CASE WHEN by_class THEN count.status_class(e.method, e.status_code) END AS status_class,
-               least(sum(g.total), 9223372036854775807)::bigint AS total
+               g.total
           FROM grouped AS g
-          LEFT JOIN count.methods AS e ON e.id = g.method_id
-         GROUP BY 1, 2, 3, 4, 5, 6
+          LEFT JOIN count.methods AS e ON e.id = g.group_id
     ), ranked AS (
         -- Each group's rank by its total over the whole range, in one
         -- pass (a correlated top-N subquery ran once per row); only with

@@ -96,14 +96,14 @@ pub async fn serve_discard(address: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-/// How the load's requests spread over keys (method, path, second).
+/// How the load's requests spread over keys (series, minute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Keys {
     /// Over `ENDPOINTS` paths, timestamps advancing over `SECONDS` seconds as a
     /// live service's would: the server's aggregation folds them into few
     /// rows.
     Live,
-    /// Every request its own key (`ENDPOINTS` paths, one second further back
+    /// Every request its own key (`ENDPOINTS` paths, one minute further back
     /// every `ENDPOINTS` requests): one raw row each, so the database, not the
     /// load generator, sets the pace.
     Distinct,
@@ -143,8 +143,9 @@ fn messages(keys: Keys, stream: usize, streams: usize, count: usize) -> Vec<AddR
                     now - SECONDS as i64 + (i * SECONDS / count.max(1)) as i64,
                 ),
                 Keys::Distinct => {
+                    // A minute apart: the server keeps counts to the minute.
                     let n = i * streams + stream;
-                    (n % ENDPOINTS, now - (n / ENDPOINTS) as i64)
+                    (n % ENDPOINTS, now - 60 * (n / ENDPOINTS) as i64)
                 }
             };
             let mut request = AddRequest {

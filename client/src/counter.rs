@@ -125,7 +125,7 @@ pub(crate) struct Shared {
 /// Records requests and delivers their counts to a count server.
 ///
 /// Cheap to clone; every clone feeds the same tally. `record` never blocks
-/// and never fails: it adds to an in-memory count by (method, path, second),
+/// and never fails: it adds to an in-memory count by (method, path, minute),
 /// and a background task sends those counts with `AddBatch`, exactly once,
 /// retrying through outages. Memory is bounded by `max_pending_keys`
 /// distinct keys; past it, records of new keys are dropped and counted in
@@ -233,7 +233,7 @@ impl CounterBuilder {
         self
     }
 
-    /// Most distinct (method, path, second) keys held in memory, queued and
+    /// Most distinct (series, minute) keys held in memory, queued and
     /// in flight included [default: 100,000]. Enforced per recording thread,
     /// so it may be exceeded by at most the number of threads recording.
     pub fn max_pending_keys(mut self, keys: usize) -> Self {
@@ -369,15 +369,18 @@ impl Counter {
             self.shared.stats.refused(count);
             return true;
         }
+        // To the minute, as the server keeps counts: the finest any read
+        // asks for.
         let second = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        let minute = second - second % 60;
         let max = self.config.max_pending_keys;
         let queued = self.shared.queued_keys.load(Ordering::Relaxed);
         let recorded = self
             .shared
             .tally
-            .record(series, second, count, |held| held + queued < max);
+            .record(series, minute, count, |held| held + queued < max);
         match recorded {
             Recorded::Full => {
                 self.shared.stats.refused(count);

@@ -348,7 +348,7 @@ fn entries_of(key: &Key, max_entry_count: u64) -> Vec<AddRequest> {
             method: key.method as i32,
             path: key.path.to_string(),
             request_timestamp: Some(prost_types::Timestamp {
-                seconds: key.second,
+                seconds: key.minute,
                 nanos: 0,
             }),
             count: i64::try_from(count).unwrap_or(i64::MAX),
@@ -394,7 +394,7 @@ mod tests {
             path: "/a".into(),
             tenant: "acme".into(),
             status: Some(503),
-            second: 7,
+            minute: 420,
             count: 25,
         };
         let entries = entries_of(&key, 10);

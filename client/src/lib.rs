@@ -1,7 +1,7 @@
 //! count-client: count the requests your service handles into a count
 //! server, without slowing them down.
 //!
-//! [`Counter::record`] adds to an in-memory tally by (method, path, second),
+//! [`Counter::record`] adds to an in-memory tally by (method, path, minute),
 //! and [`Counter::record_response`] by tenant and status code too, and
 //! returns; a background task sends the tally with `AddBatch` every
 //! flush interval, exactly once per batch, retrying through outages and

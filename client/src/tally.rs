@@ -1,5 +1,5 @@
 //! The in-memory tally: request counts by key (method, path, tenant,
-//! status code) and second, in shards so that threads recording at once
+//! status code) and minute, in shards so that threads recording at once
 //! rarely meet on a lock.
 
 use std::hash::BuildHasher;
@@ -13,8 +13,8 @@ use crossbeam_utils::CachePadded;
 
 use count_proto::v1::Method;
 
-/// Counts of one path and tenant: a few (method, status, second) slots,
-/// since a path sees few methods, statuses and seconds between two flushes.
+/// Counts of one path and tenant: a few (method, status, minute) slots,
+/// since a path sees few methods, statuses and minutes between two flushes.
 type Slots = Vec<(Method, Option<u16>, i64, u64)>;
 
 /// A path and a tenant, owned: a shard's key.
@@ -71,7 +71,8 @@ pub(crate) struct Key {
     pub(crate) path: Box<str>,
     pub(crate) tenant: Box<str>,
     pub(crate) status: Option<u16>,
-    pub(crate) second: i64,
+    /// The minute's start, in seconds since the Unix epoch.
+    pub(crate) minute: i64,
     pub(crate) count: u64,
 }
 
@@ -110,13 +111,13 @@ impl Tally {
         }
     }
 
-    /// Adds `count` requests to `series` at `second`, unless that is a new
+    /// Adds `count` requests to `series` in `minute`, unless that is a new
     /// key and `room` says no more keys fit. `room` is asked with the number
     /// of keys held here. A key held already costs no allocation.
     pub(crate) fn record(
         &self,
         series: Series<'_>,
-        second: i64,
+        minute: i64,
         count: u64,
         room: impl FnOnce(usize) -> bool,
     ) -> Recorded {
@@ -133,7 +134,7 @@ impl Tally {
         if let Some(slots) = shard.paths.get_mut(&borrowed) {
             if let Some(slot) = slots
                 .iter_mut()
-                .find(|s| s.0 == method && s.1 == status && s.2 == second)
+                .find(|s| s.0 == method && s.1 == status && s.2 == minute)
             {
                 slot.3 += count;
                 shard.recorded += count;
@@ -142,7 +143,7 @@ impl Tally {
             if !room(self.keys.load(Ordering::Relaxed)) {
                 return Recorded::Full;
             }
-            slots.push((method, status, second, count));
+            slots.push((method, status, minute, count));
         } else {
             if !room(self.keys.load(Ordering::Relaxed)) {
                 return Recorded::Full;
@@ -153,7 +154,7 @@ impl Tally {
             };
             shard
                 .paths
-                .insert(owned, vec![(method, status, second, count)]);
+                .insert(owned, vec![(method, status, minute, count)]);
         }
         shard.recorded += count;
         self.keys.fetch_add(1, Ordering::Relaxed);
@@ -170,13 +171,13 @@ impl Tally {
         let mut keys = Vec::new();
         for shard in self.shards.iter() {
             for (owned, slots) in lock(shard).paths.drain() {
-                for (method, status, second, count) in slots {
+                for (method, status, minute, count) in slots {
                     keys.push(Key {
                         method,
                         path: owned.path.clone(),
                         tenant: owned.tenant.clone(),
                         status,
-                        second,
+                        minute,
                         count,
                     });
                 }
@@ -211,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_by_series_and_second_and_refuses_new_keys_when_full() {
+    fn counts_by_series_and_minute_and_refuses_new_keys_when_full() {
         let tally = Tally::new(4);
         let fits = |max: usize| move |held: usize| held < max;
         let get = series(Method::Get, "/a", "", None);
@@ -235,7 +236,7 @@ mod tests {
         keys.sort_by_key(|k| (k.method as i32, k.tenant.clone(), k.status));
         let summary: Vec<_> = keys
             .iter()
-            .map(|k| (k.method, &*k.path, &*k.tenant, k.status, k.second, k.count))
+            .map(|k| (k.method, &*k.path, &*k.tenant, k.status, k.minute, k.count))
             .collect();
         assert_eq!(
             summary,

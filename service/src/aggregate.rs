@@ -1,5 +1,5 @@
 //! In-memory aggregation: many entries become one row per series (method,
-//! path, tenant, status code) and second, so the database sees one row per
+//! path, tenant, status code) and minute, so the database sees one row per
 //! key per flush.
 
 use std::collections::HashMap;
@@ -13,10 +13,10 @@ use crate::entry::{Entry, stored_method};
 use crate::error::Error;
 use crate::series::Series;
 
-/// A series and a second.
+/// A series and a minute.
 type Key = (Method, String, String, Option<u16>, i64);
 
-/// Counts summed by series and second, waiting to be flushed.
+/// Counts summed by series and minute, waiting to be flushed.
 ///
 /// Hashed with foldhash (randomly seeded per process) rather than SipHash:
 /// hashing was a tenth of an `Add` stream's cost per message, and the keys an
@@ -48,7 +48,7 @@ impl Aggregate {
             entry.path,
             entry.tenant,
             entry.status,
-            entry.second,
+            entry.minute,
         );
         match self.counts.entry(key) {
             Slot::Occupied(mut slot) => *slot.get_mut() += entry.count,
@@ -83,14 +83,14 @@ impl Aggregate {
             requests: std::mem::take(&mut self.requests),
             ..FlushBatch::default()
         };
-        for ((method, path, tenant, status, second), count) in self.counts.drain() {
+        for ((method, path, tenant, status, minute), count) in self.counts.drain() {
             batch.methods.push(stored_method(method));
             batch.paths.push(path);
             batch.tenants.push(tenant);
             batch.status_codes.push(status.map(i32::from));
             batch
                 .timestamps
-                .push(DateTime::from_timestamp(second, 0).unwrap_or_default());
+                .push(DateTime::from_timestamp(minute, 0).unwrap_or_default());
             batch.counts.push(count);
         }
         batch
@@ -101,19 +101,19 @@ impl Aggregate {
 mod tests {
     use super::*;
 
-    fn entry(method: Method, path: &str, second: i64, count: i64) -> Entry {
+    fn entry(method: Method, path: &str, minute: i64, count: i64) -> Entry {
         Entry {
             method,
             path: path.to_owned(),
             tenant: String::new(),
             status: None,
-            second,
+            minute,
             count,
         }
     }
 
     #[test]
-    fn sums_by_series_and_second() {
+    fn sums_by_series_and_minute() {
         let mut aggregate = Aggregate::default();
         for e in [
             entry(Method::Get, "/a", 10, 1),

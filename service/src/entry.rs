@@ -42,7 +42,9 @@ pub fn method_of_stored(name: &str) -> Option<Method> {
     }
 }
 
-/// One valid request data point, its timestamp truncated to the second.
+/// One valid request data point, its timestamp truncated to the minute:
+/// the finest any read asks for (count.totals takes whole minutes), so
+/// requests of one series in one minute are one raw row, not up to 60.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// `Unspecified` stands for any method outside the enum (stored as
@@ -55,8 +57,8 @@ pub struct Entry {
     /// `None` when unknown; else an HTTP status code (100-599), or for
     /// GRPC a gRPC status code (0-16).
     pub status: Option<u16>,
-    /// Seconds since the Unix epoch, UTC.
-    pub second: i64,
+    /// The minute's start, in seconds since the Unix epoch (UTC).
+    pub minute: i64,
     /// How many requests the entry stands for, at least 1.
     pub count: i64,
 }
@@ -190,7 +192,7 @@ impl EntryRules {
             path: request.path,
             tenant: request.tenant,
             status,
-            second: timestamp.seconds,
+            minute: timestamp.seconds - timestamp.seconds.rem_euclid(60),
             count,
         })
     }
@@ -291,7 +293,8 @@ mod tests {
     }
 
     #[test]
-    fn valid_entries_truncate_to_the_second_and_default_count_to_one() {
+    fn valid_entries_truncate_to_the_minute_and_default_count_to_one() {
+        assert_eq!(NOW % 60, 40, "the cases below count on it");
         let now = NOW as i64;
         assert_eq!(
             check(request(Method::Get as i32, "/a", Some(now), 0)),
@@ -300,7 +303,7 @@ mod tests {
                 path: "/a".into(),
                 tenant: String::new(),
                 status: None,
-                second: now,
+                minute: now - 40,
                 count: 1
             })
         );
@@ -315,7 +318,7 @@ mod tests {
                 path: "/p.S/M".into(),
                 tenant: "acme".into(),
                 status: Some(0),
-                second: now + 300,
+                minute: now + 300 - 40,
                 count: 7
             })
         );
@@ -447,7 +450,8 @@ mod tests {
                     assert!(entry.tenant.len() <= defaults::MAX_TENANT_BYTES);
                     assert!(!entry.tenant.contains(char::is_control));
                     assert!((1..=rules.max_entry_count).contains(&entry.count));
-                    assert!((0..=NOW as i64 + 300).contains(&entry.second));
+                    assert!((0..=NOW as i64 + 300).contains(&entry.minute));
+                    assert_eq!(entry.minute % 60, 0);
                 }
                 Err(Error::InvalidArgument { field, .. }) => {
                     assert!(FIELDS.contains(&field.as_str()), "{field}")

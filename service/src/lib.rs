@@ -3,7 +3,7 @@
 //! from the `count` command line, and from SQL (schema `count`).
 //!
 //! Services stream request data points in; the server validates them,
-//! aggregates them in memory by (method, path, second), and writes them
+//! aggregates them in memory by (series, minute), and writes them
 //! insert-only through the SQL API (`count.add_batch`). Rollups
 //! (`count.rollup_due`, every few seconds) move raw rows into totals per
 //! minute, hour, day and month; reads (`count.totals`) add the tiers and

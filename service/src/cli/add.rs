@@ -65,7 +65,7 @@ pub(super) async fn add(args: &AddArgs) -> Result<()> {
         response.into_inner().accepted,
         stored_method(method),
         args.path,
-        // Counted to the second, as the server keeps it.
+        // The time sent, to the second (the server counts it in its minute).
         at.to_rfc3339_opts(SecondsFormat::Secs, false)
     );
     Ok(())

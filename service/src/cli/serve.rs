@@ -34,7 +34,7 @@ pub struct ServeArgs {
     #[arg(long, env = "COUNT_FLUSH_INTERVAL", default_value_t = defaults::FLUSH_INTERVAL.into())]
     pub flush_interval: humantime::Duration,
     /// A stream's aggregate is written once it holds this many distinct
-    /// (method, path, second) keys.
+    /// (series, minute) keys.
     #[arg(long, env = "COUNT_MAX_BATCH_KEYS", default_value_t = defaults::MAX_BATCH_KEYS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_batch_keys: u32,

@@ -81,7 +81,7 @@ pub struct FlushBatch {
     pub tenants: Vec<String>,
     /// Status codes, `None` when unknown.
     pub status_codes: Vec<Option<i32>>,
-    /// Timestamps truncated to the second.
+    /// Timestamps truncated to the minute.
     pub timestamps: Vec<DateTime<Utc>>,
     /// Requests per row, each at least 1.
     pub counts: Vec<i64>,
