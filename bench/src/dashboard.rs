@@ -5,7 +5,7 @@
 //! presets; and, where Debian's chromedriver is installed, the page's
 //! first load in headless Chromium.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -94,16 +94,6 @@ pub(crate) async fn measure(
             Ok::<_, Error>((start.elapsed().as_secs_f64() * 1000.0, body))
         }
     };
-    // The server listens before its database is connected: wait until
-    // /healthz says it answers (a CI run's first read met a 503).
-    let mut waited = 0;
-    while let Err(e) = get("/healthz".to_owned()).await {
-        waited += 1;
-        if waited == 300 {
-            return Err(e);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let mut asset_bytes = 0;
     for (path, _, _) in count_service::http::dashboard::ASSETS {
         asset_bytes += get(path.to_owned()).await?.1.len();

@@ -340,7 +340,37 @@ impl ServerProcess {
             &url,
         ];
         args.extend_from_slice(extra);
-        Self::spawn(&programs.count, &args).await
+        let server = Self::spawn(&programs.count, &args).await?;
+        server.wait_until_serving().await?;
+        Ok(server)
+    }
+
+    /// Waits until the server's health check says SERVING: it listens
+    /// before its database is connected, and answers UNAVAILABLE until
+    /// then (CI runs met it in the dashboard's and the import's first
+    /// calls).
+    async fn wait_until_serving(&self) -> Result<()> {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        for _ in 0..300 {
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))
+                    .map_err(|e| Error::Check(format!("the bench server's address: {e}")))?;
+            if let Ok(channel) = channel.connect().await
+                && let Ok(answer) = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: "count.v1.CountService".to_owned(),
+                    })
+                    .await
+                && answer.into_inner().status == ServingStatus::Serving as i32
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::Check(
+            "a bench server's database did not become ready".to_owned(),
+        ))
     }
 
     /// The discard server of the protocol ceiling.
