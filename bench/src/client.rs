@@ -211,11 +211,12 @@ async fn record_cost(
                         let n = chunk * CHUNK + i + thread;
                         let path = &paths[n % PATHS];
                         if full {
+                            // Every (path, tenant, status) in turn.
                             counter.record_response(
                                 Method::Get,
                                 path,
                                 &tenants[n / PATHS % TENANTS],
-                                Some(STATUSES[n % STATUSES.len()]),
+                                Some(STATUSES[n / (PATHS * TENANTS) % STATUSES.len()]),
                             );
                         } else {
                             counter.record(Method::Get, path);

@@ -19,23 +19,30 @@ const MAX_PATH_BYTES: usize = 1024;
 /// The longest tenant the count server accepts, in bytes.
 const MAX_TENANT_BYTES: usize = 256;
 
-/// Whether the server takes `series` (with its default limits): a path not
-/// empty, neither it nor the tenant too long or with control characters
-/// (which PostgreSQL text or a route cannot hold), a status code in its
-/// method's range (`AddRequest.status_code`). Checked at `record`, so that
-/// a bad key never reaches, and never costs, a batch.
-fn valid(series: &Series<'_>) -> bool {
-    let status_fits = match series.status {
-        None => true,
-        Some(code) if series.method == Method::Grpc => code <= 16,
-        Some(code) => (100..=599).contains(&code),
-    };
-    !series.path.is_empty()
-        && series.path.len() <= MAX_PATH_BYTES
-        && !series.path.contains(char::is_control)
-        && series.tenant.len() <= MAX_TENANT_BYTES
-        && !series.tenant.contains(char::is_control)
-        && status_fits
+/// Whether the server takes `path` (with its default limits): not empty,
+/// not too long, no control characters (which PostgreSQL text or a route
+/// cannot hold). Checked at `record`, so that a bad path never reaches, and
+/// never costs, a batch.
+fn valid_path(path: &str) -> bool {
+    !path.is_empty() && path.len() <= MAX_PATH_BYTES && !path.contains(char::is_control)
+}
+
+/// `series` as the server takes it: a tenant it would refuse (over 256
+/// bytes, control characters) becomes none, and a status outside its
+/// method's range (100-599, or 0-16 for gRPC) unknown, so that the request
+/// still counts (a tenant header must not be a way not to be counted).
+fn servable(mut series: Series<'_>) -> Series<'_> {
+    if series.tenant.len() > MAX_TENANT_BYTES || series.tenant.contains(char::is_control) {
+        series.tenant = "";
+    }
+    series.status = series.status.filter(|&code| {
+        if series.method == Method::Grpc {
+            code <= 16
+        } else {
+            (100..=599).contains(&code)
+        }
+    });
+    series
 }
 
 fn series<'a>(method: Method, path: &'a str, tenant: &'a str, status: Option<u16>) -> Series<'a> {
@@ -339,9 +346,9 @@ impl Counter {
     /// `status`: the HTTP status code, or for `Method::Grpc` the gRPC
     /// status code (0 is OK); `None` when unknown. As [`Counter::record`],
     /// it never blocks or fails, and a key held already costs no
-    /// allocation. A tenant over 256 bytes or with control characters, or
-    /// a status outside its method's range (100-599, or 0-16 for gRPC), is
-    /// dropped and counted in [`Stats::dropped`].
+    /// allocation. A tenant the server would refuse (over 256 bytes, or with
+    /// control characters) counts as none, and a status outside its
+    /// method's range (100-599, or 0-16 for gRPC) as unknown.
     pub fn record_response(&self, method: Method, path: &str, tenant: &str, status: Option<u16>) {
         let _ = self.try_record(series(method, path, tenant, status), 1);
     }
@@ -365,10 +372,11 @@ impl Counter {
         if count == 0 {
             return true;
         }
-        if !valid(&series) {
+        if !valid_path(series.path) {
             self.shared.stats.refused(count);
             return true;
         }
+        let series = servable(series);
         // To the minute, as the server keeps counts: the finest any read
         // asks for.
         let second = SystemTime::now()
@@ -420,5 +428,32 @@ impl Counter {
             });
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_or_status_the_server_would_refuse_still_counts_without_it() {
+        let kept = servable(series(Method::Get, "/a", "acme", Some(503)));
+        assert_eq!((kept.tenant, kept.status), ("acme", Some(503)));
+        let long = "t".repeat(257);
+        for (method, tenant, status, expected) in [
+            (Method::Get, "a\tb", Some(200), ("", Some(200))),
+            (Method::Get, long.as_str(), Some(200), ("", Some(200))),
+            (Method::Get, "acme", Some(600), ("acme", None)),
+            (Method::Get, "acme", Some(0), ("acme", None)),
+            (Method::Grpc, "acme", Some(0), ("acme", Some(0))),
+            (Method::Grpc, "acme", Some(17), ("acme", None)),
+        ] {
+            let series = servable(series(method, "/a", tenant, status));
+            assert_eq!(
+                (series.tenant, series.status),
+                expected,
+                "{tenant} {status:?}"
+            );
+        }
     }
 }

@@ -309,6 +309,7 @@ pin_project_lite::pin_project! {
 impl<F, R, E> Future for CountingFuture<F>
 where
     F: Future<Output = Result<http::Response<R>, E>>,
+    R: Body,
 {
     type Output = Result<http::Response<CountedBody<R>>, E>;
 
@@ -319,7 +320,14 @@ where
         Poll::Ready(match result {
             Ok(response) => {
                 let (head, body) = response.into_parts();
-                let pending = pending.and_then(|p| p.at_head(&head));
+                let mut pending = pending.and_then(|p| p.at_head(&head));
+                // A gRPC answer whose body is over already: hyper will not
+                // poll it for the trailers it lacks.
+                if body.is_end_stream()
+                    && let Some(p) = pending.take()
+                {
+                    p.record(GRPC_NO_STATUS);
+                }
                 Ok(http::Response::from_parts(
                     head,
                     CountedBody {

@@ -115,6 +115,15 @@ impl Tokens {
                     if tenant.is_empty() {
                         return Err(Error::invalid(field(), "the tenant after @ is empty"));
                     }
+                    // As an entry's tenant must be (`AddRequest.tenant`).
+                    if tenant.len() > crate::defaults::MAX_TENANT_BYTES
+                        || tenant.contains(char::is_control)
+                    {
+                        return Err(Error::invalid(
+                            field(),
+                            "the tenant must be at most 256 bytes, without control characters",
+                        ));
+                    }
                     (roles, Some(BoundTenant(tenant.into_owned())))
                 }
             };
@@ -138,6 +147,10 @@ impl Tokens {
                     field(),
                     "an admin token cannot be bound to a tenant (it rolls up every tenant's data)",
                 ));
+            }
+            // The same token twice could take a binding away unseen.
+            if entries.iter().any(|e: &Entry| e.digest == digest(token)) {
+                return Err(Error::invalid(field(), "this token is given twice"));
             }
             entries.push(Entry {
                 digest: digest(token),
@@ -412,6 +425,14 @@ mod tests {
             (
                 "read@ token-0123456789abcdef",
                 "test, entry 1: the tenant after @ is empty",
+            ),
+            (
+                "read@a%1Fb token-0123456789abcdef",
+                "test, entry 1: the tenant must be at most 256 bytes, without control characters",
+            ),
+            (
+                "read token-0123456789abcdef\nread,ingest token-0123456789abcdef",
+                "test, entry 2: this token is given twice",
             ),
             (
                 "read,admin@acme token-0123456789abcdef",

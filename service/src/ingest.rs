@@ -191,7 +191,9 @@ impl Drop for StreamMetrics {
 /// (`endpoint` for the endpoint cap).
 fn count_rejection(rpc: &'static str, error: &Error) {
     match error {
-        Error::InvalidArgument { field, .. } => metrics::rejected(rpc, field),
+        Error::InvalidArgument { field, .. } | Error::OtherTenant { field, .. } => {
+            metrics::rejected(rpc, field)
+        }
         _ => metrics::rejected(rpc, "endpoint"),
     }
 }
@@ -431,6 +433,14 @@ pub async fn ingest_entries(
 fn checked_producer(id: &str, sequence: u64) -> Result<(&str, i64), Error> {
     if id.is_empty() {
         return Err(Error::invalid("producer_id", "must not be empty"));
+    }
+    // A control character could forge a bound token's producer id
+    // (`producer_of`: the tenant, U+001F, the id).
+    if let Some(at) = id.find(char::is_control) {
+        return Err(Error::invalid(
+            "producer_id",
+            format!("has a control character at byte {at}"),
+        ));
     }
     if id.len() > MAX_PRODUCER_ID_BYTES {
         return Err(Error::invalid(
