@@ -188,7 +188,8 @@ impl Drop for StreamMetrics {
 }
 
 /// Counts a rejected entry of `rpc` in the metrics, by the field at fault
-/// (`endpoint` for the endpoint cap).
+/// (`tenant` for another tenant than its token's, `endpoint` for the series
+/// caps: the label's value since 0.1.0).
 fn count_rejection(rpc: &'static str, error: &Error) {
     match error {
         Error::InvalidArgument { field, .. } | Error::OtherTenant { field, .. } => {
