@@ -336,14 +336,7 @@ fn read_rows<'a, R: BufRead + 'a>(
 
 /// The columns (CSV) and members (JSON lines) a row may have; `method`,
 /// `path` and `timestamp` are required.
-const COLUMNS: [&str; 6] = [
-    "method",
-    "path",
-    "tenant",
-    "status_code",
-    "timestamp",
-    "count",
-];
+const COLUMNS: [&str; 6] = crate::entry::TEXT_FIELDS;
 
 /// The columns of a CSV file, by position.
 struct Columns {
