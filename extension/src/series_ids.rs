@@ -44,7 +44,13 @@ pub struct Series<'a> {
 
 impl Equivalent<SeriesKey> for Series<'_> {
     fn equivalent(&self, key: &SeriesKey) -> bool {
-        self.path == key.path && self.tenant == key.tenant && self.status == key.status
+        self.status == key.status
+            && self.path == key.path
+            // Not `==`: on two empty strings it cost about 90 ns (libc's
+            // `memcmp` of 0 bytes, through their dangling pointers), and
+            // the empty tenant is every `count.add_batch` row's.
+            && self.tenant.len() == key.tenant.len()
+            && (self.tenant.is_empty() || self.tenant == key.tenant)
     }
 }
 

@@ -11,10 +11,31 @@ use count_proto::v1::Method;
 use crate::db::store::FlushBatch;
 use crate::entry::{Entry, stored_method};
 use crate::error::Error;
-use crate::series::Series;
+use crate::series::{Series, same_text};
 
-/// A series and a minute.
-type Key = (Method, String, String, Option<u16>, i64);
+/// A series and a minute. Its `eq` compares the fields the derived `Hash`
+/// hashes, the tenant through [`same_text`].
+#[allow(clippy::derived_hash_with_manual_eq)]
+#[derive(Debug, Hash)]
+struct Key {
+    method: Method,
+    path: String,
+    tenant: String,
+    status: Option<u16>,
+    minute: i64,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.minute == other.minute
+            && self.method == other.method
+            && self.status == other.status
+            && self.path == other.path
+            && same_text(&self.tenant, &other.tenant)
+    }
+}
+
+impl Eq for Key {}
 
 /// Counts summed by series and minute, waiting to be flushed.
 ///
@@ -43,22 +64,22 @@ impl Aggregate {
             .checked_add(entry.count)
             .ok_or_else(overflow)?;
         // Every key's sum is at most the total, which just fit.
-        let key = (
-            entry.method,
-            entry.path,
-            entry.tenant,
-            entry.status,
-            entry.minute,
-        );
+        let key = Key {
+            method: entry.method,
+            path: entry.path,
+            tenant: entry.tenant,
+            status: entry.status,
+            minute: entry.minute,
+        };
         match self.counts.entry(key) {
             Slot::Occupied(mut slot) => *slot.get_mut() += entry.count,
             Slot::Vacant(slot) => {
-                let (method, path, tenant, status, _) = slot.key();
+                let key = slot.key();
                 admit(Series {
-                    method: *method,
-                    path,
-                    tenant,
-                    status: *status,
+                    method: key.method,
+                    path: &key.path,
+                    tenant: &key.tenant,
+                    status: key.status,
                 })?;
                 slot.insert(entry.count);
             }
@@ -83,7 +104,17 @@ impl Aggregate {
             requests: std::mem::take(&mut self.requests),
             ..FlushBatch::default()
         };
-        for ((method, path, tenant, status, minute), count) in self.counts.drain() {
+        for (
+            Key {
+                method,
+                path,
+                tenant,
+                status,
+                minute,
+            },
+            count,
+        ) in self.counts.drain()
+        {
             batch.methods.push(stored_method(method));
             batch.paths.push(path);
             batch.tenants.push(tenant);
