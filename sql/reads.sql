@@ -12,6 +12,10 @@
 -- request once. Each bucket is the signed sum of a few pieces, each a run
 -- of whole UTC months, days, hours, quarter-hours or minutes read from that
 -- tier (count.pieces); raw rows are added to the bucket they fall in.
+-- Reads neither grouped nor filtered by endpoint take their pieces of an
+-- hour or longer from the tenant tiers (migration V6) where those are
+-- complete: the same rollups add the same requests to them, in the same
+-- transaction, so either answers exactly.
 
 -- `t` rounded down to a whole UTC unit: quarter (a quarter-hour), hour,
 -- day or month. Computed on UTC wall-clock time: the session's TimeZone
@@ -229,6 +233,14 @@ DECLARE
     zone_checked timestamptz;
     -- The endpoints the filters let through; NULL without filters.
     ids bigint[];
+    -- Whether they are many. Few are compared as an array (an index takes
+    -- them), many through a subquery: PostgreSQL's planner estimates
+    -- `= ANY (array)` element by element, 15 ms of planning for one
+    -- tenant's 4,000 series.
+    many_ids boolean;
+    -- Whether the tenant tiers can answer: neither grouped nor filtered by
+    -- endpoint.
+    by_tenant_tiers boolean;
 BEGIN
     IF start_time IS NULL OR end_time IS NULL OR granularity IS NULL OR time_zone IS NULL OR group_by IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004',
@@ -294,6 +306,7 @@ BEGIN
     by_tenant := 'tenant' = ANY (group_by);
     by_status := 'status' = ANY (group_by);
     by_class := by_status OR 'status_class' = ANY (group_by);
+    by_tenant_tiers := NOT by_endpoint AND only_methods IS NULL AND only_path IS NULL AND path_prefix IS NULL;
     -- Series are not deleted (but for `count check`'s own, once it is
     -- done), and one is committed with its first raw row: every series
     -- with requests committed before this call is here.
@@ -308,6 +321,7 @@ BEGIN
            AND (only_statuses IS NULL OR e.status_code::text = ANY (only_statuses)
                 OR count.status_class(e.method, e.status_code) = ANY (only_statuses));
     END IF;
+    many_ids := coalesce(array_length(ids, 1), 0) > 100;
 
     -- One statement: one snapshot for the tiers' complete_from, the tiers
     -- and the raw rows (see the top of this file).
@@ -318,7 +332,8 @@ BEGIN
         SELECT coalesce((SELECT t.complete_from FROM count.tiers AS t WHERE t.tier = 'minute'),
                         'infinity') AS minute_from,
                coalesce((SELECT t.complete_from FROM count.tiers AS t WHERE t.tier = 'hour'),
-                        'infinity') AS hour_from
+                        'infinity') AS hour_from,
+               coalesce((SELECT t.complete_from FROM count.tenant_tiers AS t), 'infinity') AS tenant_from
     ), spans AS (
         SELECT b.bucket, b.lo, b.hi FROM count.buckets(start_time, end_time, unit, time_zone) AS b
          WHERE unit <> 'minute'
@@ -331,7 +346,10 @@ BEGIN
         SELECT s.bucket, p.tier, p.lo, p.hi, p.sign
           FROM spans AS s CROSS JOIN LATERAL count.pieces(s.lo, s.hi) AS p
     ), pieces AS (
-        SELECT c.bucket, c.tier, c.lo, c.hi, c.sign
+        -- A piece of hours or longer comes from the tenant tiers where they
+        -- can answer and are complete; every other from the series tiers.
+        SELECT c.bucket, c.tier, c.lo, c.hi, c.sign,
+               by_tenant_tiers AND c.tier <> 'minute' AND c.lo >= f.tenant_from AS of_tenants
           FROM cut AS c, tiers AS f
          WHERE count.piece_is_kept(c.tier, c.lo, f.minute_from, f.hour_from)
     ), counted AS (
@@ -341,39 +359,81 @@ BEGIN
                 SELECT t.minute AS at, t.method_id, t.total AS n
                   FROM count.minute_method_totals AS t
                  WHERE p.tier = 'minute' AND t.minute >= p.lo AND t.minute < p.hi
-                   AND (ids IS NULL OR t.method_id = ANY (ids))
+                   AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
+                        OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
                 UNION ALL
                 SELECT t.hour, t.method_id, t.q1 + t.q2 + t.q3 + t.q4
                   FROM count.hourly_method_totals AS t
-                 WHERE p.tier = 'hour' AND t.hour >= p.lo AND t.hour < p.hi
-                   AND (ids IS NULL OR t.method_id = ANY (ids))
+                 WHERE p.tier = 'hour' AND NOT p.of_tenants AND t.hour >= p.lo AND t.hour < p.hi
+                   AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
+                        OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
                 UNION ALL
                 SELECT t.hour + (k.i * interval '15 minutes'), t.method_id,
                        CASE k.i WHEN 0 THEN t.q1 WHEN 1 THEN t.q2 WHEN 2 THEN t.q3 ELSE t.q4 END
                   FROM count.hourly_method_totals AS t
                  CROSS JOIN (VALUES (0), (1), (2), (3)) AS k (i)
-                 WHERE p.tier = 'quarter' AND t.hour >= count.utc_floor('hour', p.lo) AND t.hour < p.hi
+                 WHERE p.tier = 'quarter' AND NOT p.of_tenants AND t.hour >= count.utc_floor('hour', p.lo) AND t.hour < p.hi
                    AND t.hour + (k.i * interval '15 minutes') >= p.lo
                    AND t.hour + (k.i * interval '15 minutes') < p.hi
-                   AND (ids IS NULL OR t.method_id = ANY (ids))
+                   AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
+                        OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
                 UNION ALL
                 SELECT t.day::timestamp AT TIME ZONE 'UTC', t.method_id, t.total
                   FROM count.daily_method_totals AS t
-                 WHERE p.tier = 'day' AND t.day >= (p.lo AT TIME ZONE 'UTC')::date
+                 WHERE p.tier = 'day' AND NOT p.of_tenants AND t.day >= (p.lo AT TIME ZONE 'UTC')::date
                    AND t.day < (p.hi AT TIME ZONE 'UTC')::date
-                   AND (ids IS NULL OR t.method_id = ANY (ids))
+                   AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
+                        OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
                 UNION ALL
                 SELECT t.month::timestamp AT TIME ZONE 'UTC', t.method_id, t.total
                   FROM count.monthly_method_totals AS t
-                 WHERE p.tier = 'month' AND t.month >= (p.lo AT TIME ZONE 'UTC')::date
+                 WHERE p.tier = 'month' AND NOT p.of_tenants AND t.month >= (p.lo AT TIME ZONE 'UTC')::date
                    AND t.month < (p.hi AT TIME ZONE 'UTC')::date
-                   AND (ids IS NULL OR t.method_id = ANY (ids))
+                   AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
+                        OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
               ) AS x
         UNION ALL
         SELECT count.bucket_of(r.request_timestamp, unit, time_zone, start_time), r.method_id, r.count
           FROM count.requests AS r
          WHERE r.request_timestamp >= start_time AND r.request_timestamp < end_time
-           AND (ids IS NULL OR r.method_id = ANY (ids))
+           AND (ids IS NULL OR (NOT many_ids AND r.method_id = ANY (ids))
+                OR (many_ids AND r.method_id IN (SELECT unnest(ids))))
+    ), tenant_counted AS (
+        -- The pieces the tenant tiers answer, filtered as count.methods is
+        -- for `ids` (the tenants in each branch, where an index can take
+        -- them).
+        SELECT p.bucket, x.tenant, x.grpc, x.status_code, p.sign * x.n AS n
+          FROM pieces AS p
+         CROSS JOIN LATERAL (
+                SELECT t.tenant, t.grpc, t.status_code, t.q1 + t.q2 + t.q3 + t.q4 AS n
+                  FROM count.hourly_tenant_totals AS t
+                 WHERE p.tier = 'hour' AND t.hour >= p.lo AND t.hour < p.hi
+                   AND (only_tenants IS NULL OR t.tenant = ANY (only_tenants))
+                UNION ALL
+                SELECT t.tenant, t.grpc, t.status_code,
+                       CASE k.i WHEN 0 THEN t.q1 WHEN 1 THEN t.q2 WHEN 2 THEN t.q3 ELSE t.q4 END
+                  FROM count.hourly_tenant_totals AS t
+                 CROSS JOIN (VALUES (0), (1), (2), (3)) AS k (i)
+                 WHERE p.tier = 'quarter' AND t.hour >= count.utc_floor('hour', p.lo) AND t.hour < p.hi
+                   AND t.hour + (k.i * interval '15 minutes') >= p.lo
+                   AND t.hour + (k.i * interval '15 minutes') < p.hi
+                   AND (only_tenants IS NULL OR t.tenant = ANY (only_tenants))
+                UNION ALL
+                SELECT t.tenant, t.grpc, t.status_code, t.total
+                  FROM count.daily_tenant_totals AS t
+                 WHERE p.tier = 'day' AND t.day >= (p.lo AT TIME ZONE 'UTC')::date
+                   AND t.day < (p.hi AT TIME ZONE 'UTC')::date
+                   AND (only_tenants IS NULL OR t.tenant = ANY (only_tenants))
+                UNION ALL
+                SELECT t.tenant, t.grpc, t.status_code, t.total
+                  FROM count.monthly_tenant_totals AS t
+                 WHERE p.tier = 'month' AND t.month >= (p.lo AT TIME ZONE 'UTC')::date
+                   AND t.month < (p.hi AT TIME ZONE 'UTC')::date
+                   AND (only_tenants IS NULL OR t.tenant = ANY (only_tenants))
+              ) AS x
+         WHERE p.of_tenants
+           AND (only_statuses IS NULL OR x.status_code::text = ANY (only_statuses)
+                OR count.status_class(CASE WHEN x.grpc THEN 'GRPC' ELSE '' END, x.status_code) = ANY (only_statuses))
     ), by_series AS (
         -- By series first (an integer key), or straight to one sum per
         -- bucket without grouping.
@@ -393,15 +453,16 @@ BEGIN
                                             CASE WHEN by_class THEN count.status_class(e.method, e.status_code) END)
                    AS group_id
           FROM count.methods AS e
-         WHERE (by_endpoint OR by_tenant OR by_class) AND (ids IS NULL OR e.id = ANY (ids))
+         WHERE (by_endpoint OR by_tenant OR by_class) AND e.id IN (SELECT s.method_id FROM by_series AS s)
     ), grouped AS (
-        -- A group whose pieces cancel out had no request in the bucket.
+        -- A group whose pieces cancel out had no request in the bucket
+        -- (with the tenant tiers: once their pieces are added, below).
         SELECT s.bucket, g.group_id, least(sum(s.total), 9223372036854775807)::bigint AS total
           FROM by_series AS s
           LEFT JOIN groups AS g ON g.id = s.method_id
          GROUP BY 1, 2
-        HAVING sum(s.total) <> 0
-    ), named AS (
+        HAVING by_tenant_tiers OR sum(s.total) <> 0
+    ), named_series AS (
         SELECT g.bucket,
                CASE WHEN by_endpoint THEN e.method END AS method,
                CASE WHEN by_endpoint THEN e.path END AS path,
@@ -411,6 +472,27 @@ BEGIN
                g.total
           FROM grouped AS g
           LEFT JOIN count.methods AS e ON e.id = g.group_id
+    ), named AS (
+        SELECT n.bucket, n.method, n.path, n.tenant, n.status_code, n.status_class, n.total
+          FROM named_series AS n
+         WHERE NOT by_tenant_tiers
+        UNION ALL
+        -- The series' sums and the tenant tiers' rows, by the group's
+        -- name: few rows per bucket.
+        SELECT x.bucket, NULL::text, NULL::text, x.tenant, x.status_code, x.status_class,
+               least(sum(x.total), 9223372036854775807)::bigint
+          FROM (SELECT n.bucket, n.tenant, n.status_code, n.status_class, n.total
+                  FROM named_series AS n
+                 WHERE by_tenant_tiers
+                UNION ALL
+                SELECT t.bucket, CASE WHEN by_tenant THEN t.tenant END,
+                       CASE WHEN by_status AND t.status_code >= 0 THEN t.status_code END,
+                       CASE WHEN by_class THEN count.status_class(CASE WHEN t.grpc THEN 'GRPC' ELSE '' END,
+                                                                  t.status_code) END,
+                       t.n
+                  FROM tenant_counted AS t) AS x
+         GROUP BY x.bucket, x.tenant, x.status_code, x.status_class
+        HAVING sum(x.total) <> 0
     ), ranked AS (
         -- Each group's rank by its total over the whole range, in one
         -- pass (a correlated top-N subquery ran once per row); only with

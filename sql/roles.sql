@@ -21,7 +21,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON count.producers TO count_app;
 GRANT SELECT, INSERT, DELETE ON count.requests TO count_app;
 GRANT SELECT, INSERT, UPDATE ON count.daily_method_totals, count.monthly_method_totals TO count_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON count.minute_method_totals, count.hourly_method_totals TO count_app;
+GRANT SELECT, INSERT, UPDATE ON count.hourly_tenant_totals, count.daily_tenant_totals, count.monthly_tenant_totals
+    TO count_app;
 GRANT SELECT, UPDATE ON count.tiers TO count_app;
+GRANT SELECT ON count.tenant_tiers TO count_app;
 -- Reads.
 GRANT SELECT ON count.daily_totals, count.monthly_totals, count.yearly_totals TO count_app;
 GRANT EXECUTE ON FUNCTION count.add_batch(text, bigint, text[], text[], timestamptz[], bigint[]),

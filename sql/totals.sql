@@ -10,8 +10,11 @@ DROP FUNCTION IF EXISTS count.add_totals(date[], bigint[], bigint[]);
 -- Adds rolled-up requests to every tier: element i of the arrays is one
 -- (UTC minute, endpoint, requests), at most one element per (minute,
 -- endpoint). Every rollup ends here, so every tier gets the same requests in
--- the same transaction. The minute and hour tiers take only what falls on or
--- after their `complete_from` (count.tiers): before it they are not read.
+-- the same transaction: the series tiers (minute, hour, day, month per
+-- series) and the tenant tiers (hour, day, month per tenant and status). The
+-- minute and hour tiers take only what falls on or after their
+-- `complete_from` (count.tiers), the tenant tiers on or after theirs
+-- (count.tenant_tiers): before it they are not read.
 -- Returns the requests added.
 --
 -- Each statement writes in key order: concurrent rollups update the same
@@ -27,13 +30,24 @@ AS $$
 DECLARE
     minute_from timestamptz;
     hour_from timestamptz;
+    tenant_from timestamptz;
+    -- The requests by (UTC quarter-hour, tenant, grpc, status code): the
+    -- tenant tiers' input, their finest resolution.
+    group_quarters timestamptz[];
+    group_tenants text[];
+    group_grpc boolean[];
+    group_statuses integer[];
+    group_totals bigint[];
     added bigint;
 BEGIN
-    -- A tier without its row (migration V4 not applied yet) is never
-    -- written, as it is never read: 'infinity'.
+    -- A tier without its row (migration V4 or V7 not applied yet) is never
+    -- written, as it is never read: 'infinity'. (Without the tables, before
+    -- V3 or V6, the rollup fails, and the next one after the migrations
+    -- takes the raw rows.)
     SELECT coalesce((SELECT complete_from FROM count.tiers WHERE tier = 'minute'), 'infinity'),
-           coalesce((SELECT complete_from FROM count.tiers WHERE tier = 'hour'), 'infinity')
-      INTO minute_from, hour_from;
+           coalesce((SELECT complete_from FROM count.tiers WHERE tier = 'hour'), 'infinity'),
+           coalesce((SELECT complete_from FROM count.tenant_tiers), 'infinity')
+      INTO minute_from, hour_from, tenant_from;
 
     INSERT INTO count.minute_method_totals AS t (minute, method_id, total)
     SELECT s.minute, s.method_id, s.total
@@ -78,14 +92,73 @@ BEGIN
     ON CONFLICT (month, method_id) DO UPDATE
         SET total = least(m.total::numeric + excluded.total, 9223372036854775807)::bigint;
 
+    -- The tenant tiers (migration V6), from their complete_from on: each
+    -- series' requests under its tenant and status.
+    SELECT array_agg(g.quarter), array_agg(g.tenant), array_agg(g.grpc), array_agg(g.status_code), array_agg(g.total)
+      INTO group_quarters, group_tenants, group_grpc, group_statuses, group_totals
+      FROM (SELECT date_trunc('hour', s.minute, 'UTC')
+                       + floor(extract(minute FROM s.minute AT TIME ZONE 'UTC') / 15) * interval '15 minutes' AS quarter,
+                   e.tenant, e.method = 'GRPC' AS grpc, e.status_code,
+                   least(sum(s.total), 9223372036854775807)::bigint AS total
+              FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)
+              JOIN count.methods AS e ON e.id = s.method_id
+             WHERE s.minute >= tenant_from
+             GROUP BY 1, 2, 3, 4) AS g;
+
+    INSERT INTO count.hourly_tenant_totals AS h (hour, tenant, grpc, status_code, q1, q2, q3, q4)
+    SELECT q.hour, q.tenant, q.grpc, q.status_code,
+           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 0), 0), 9223372036854775807)::bigint,
+           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 1), 0), 9223372036854775807)::bigint,
+           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 2), 0), 9223372036854775807)::bigint,
+           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 3), 0), 9223372036854775807)::bigint
+      FROM (SELECT date_trunc('hour', s.quarter, 'UTC') AS hour, s.tenant, s.grpc, s.status_code, s.total,
+                   floor(extract(minute FROM s.quarter AT TIME ZONE 'UTC') / 15) AS quarter
+              FROM unnest(group_quarters, group_tenants, group_grpc, group_statuses, group_totals)
+                   AS s (quarter, tenant, grpc, status_code, total)) AS q
+     GROUP BY 1, 2, 3, 4
+     ORDER BY 1, 2, 3, 4
+    ON CONFLICT (hour, tenant, grpc, status_code) DO UPDATE
+        SET q1 = least(h.q1::numeric + excluded.q1, 9223372036854775807)::bigint,
+            q2 = least(h.q2::numeric + excluded.q2, 9223372036854775807)::bigint,
+            q3 = least(h.q3::numeric + excluded.q3, 9223372036854775807)::bigint,
+            q4 = least(h.q4::numeric + excluded.q4, 9223372036854775807)::bigint;
+
+    INSERT INTO count.daily_tenant_totals AS d (day, tenant, grpc, status_code, total)
+    SELECT (s.quarter AT TIME ZONE 'UTC')::date, s.tenant, s.grpc, s.status_code,
+           least(sum(s.total), 9223372036854775807)::bigint
+      FROM unnest(group_quarters, group_tenants, group_grpc, group_statuses, group_totals)
+           AS s (quarter, tenant, grpc, status_code, total)
+     GROUP BY 1, 2, 3, 4
+     ORDER BY 1, 2, 3, 4
+    ON CONFLICT (day, tenant, grpc, status_code) DO UPDATE
+        SET total = least(d.total::numeric + excluded.total, 9223372036854775807)::bigint;
+
+    INSERT INTO count.monthly_tenant_totals AS m (month, tenant, grpc, status_code, total)
+    SELECT date_trunc('month', s.quarter AT TIME ZONE 'UTC')::date, s.tenant, s.grpc, s.status_code,
+           least(sum(s.total), 9223372036854775807)::bigint
+      FROM unnest(group_quarters, group_tenants, group_grpc, group_statuses, group_totals)
+           AS s (quarter, tenant, grpc, status_code, total)
+     GROUP BY 1, 2, 3, 4
+     ORDER BY 1, 2, 3, 4
+    ON CONFLICT (month, tenant, grpc, status_code) DO UPDATE
+        SET total = least(m.total::numeric + excluded.total, 9223372036854775807)::bigint;
+
     SELECT least(coalesce(sum(t), 0), 9223372036854775807)::bigint INTO added FROM unnest(totals) AS t;
-    -- The monthly totals are the largest: one at the maximum is where any
-    -- tier saturated first.
+    -- The monthly totals are the largest of each tier set: one at the
+    -- maximum is where a tier saturated first.
     IF EXISTS (
         SELECT 1
           FROM count.monthly_method_totals AS m
           JOIN unnest(minutes, method_ids) AS s (minute, method_id)
             ON m.month = date_trunc('month', s.minute AT TIME ZONE 'UTC')::date AND m.method_id = s.method_id
+         WHERE m.total = 9223372036854775807
+    ) OR EXISTS (
+        SELECT 1
+          FROM count.monthly_tenant_totals AS m
+          JOIN unnest(group_quarters, group_tenants, group_grpc, group_statuses)
+               AS s (quarter, tenant, grpc, status_code)
+            ON m.month = date_trunc('month', s.quarter AT TIME ZONE 'UTC')::date AND m.tenant = s.tenant
+           AND m.grpc = s.grpc AND m.status_code = s.status_code
          WHERE m.total = 9223372036854775807
     ) THEN
         RAISE WARNING 'count.add_totals: a total reached bigint''s maximum and stays there';

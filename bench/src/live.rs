@@ -186,6 +186,8 @@ pub(crate) async fn reads(
     sql.batch_execute(include_str!("../queries/live_days.sql"))
         .await?;
     let load = (start.elapsed().as_secs_f64(), (minutes + hours) as i64);
+    sql.batch_execute(include_str!("../queries/tenant_tiers.sql"))
+        .await?;
     sql.execute(
         include_str!("../queries/live_raw.sql"),
         &[&(keys as i64), &now],

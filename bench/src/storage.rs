@@ -163,6 +163,8 @@ pub(crate) async fn year_query(
     .await?;
     sql.execute(include_str!("../queries/month_totals.sql"), &[])
         .await?;
+    sql.batch_execute(include_str!("../queries/tenant_tiers.sql"))
+        .await?;
     sql.batch_execute(include_str!("../queries/year_ready.sql"))
         .await?;
     let mut client = CountServiceClient::connect(format!("http://{}", server.address)).await?;

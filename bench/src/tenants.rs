@@ -86,6 +86,8 @@ pub(crate) async fn reads(
         .await?;
     sql.batch_execute(include_str!("../queries/tenant_months.sql"))
         .await?;
+    sql.batch_execute(include_str!("../queries/tenant_tiers.sql"))
+        .await?;
     let days = (this_month - last_month).num_days() as usize;
 
     let server = ServerProcess::start(programs, cluster, &["--rollup-every", "0"]).await?;

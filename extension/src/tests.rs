@@ -17,6 +17,8 @@ mod tests {
             Spi::run(include_str!("../../migrations/V3__time_tiers.sql")).expect("schema");
             Spi::run(include_str!("../../migrations/V4__tier_bounds.sql")).expect("schema");
             Spi::run(include_str!("../../migrations/V5__series.sql")).expect("schema");
+            Spi::run(include_str!("../../migrations/V6__tenant_tiers.sql")).expect("schema");
+            Spi::run(include_str!("../../migrations/V7__tenant_tiers_from.sql")).expect("schema");
             Spi::run(include_str!(
                 "../../service/queries/postgres_series_key.sql"
             ))

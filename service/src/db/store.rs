@@ -269,6 +269,9 @@ impl Store {
         retrying("forget", || async {
             client.batch_execute("BEGIN").await?;
             let deleted = async {
+                client
+                    .batch_execute(include_str!("../../queries/rollup_turn.sql"))
+                    .await?;
                 let statements = include_str!("../../queries/forget_endpoint.sql")
                     .split(';')
                     .filter(|s| !s.trim().is_empty());

@@ -11,19 +11,6 @@ use count_service::db::store::{Backend, Store};
 
 use crate::harness::*;
 
-/// A small deterministic generator (xorshift64*), so a failing workload can
-/// be replayed from its seed.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
 /// Every method name count.add_batch takes, from the proto's enum.
 fn methods() -> Vec<&'static str> {
     (0..=255)

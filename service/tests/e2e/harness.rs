@@ -399,6 +399,19 @@ pub(crate) async fn health_status(address: SocketAddr) -> i32 {
         .unwrap_or(-1)
 }
 
+/// A small deterministic generator (xorshift64*), so a failing workload can
+/// be replayed from its seed.
+pub(crate) struct Random(pub(crate) u64);
+
+impl Random {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
 /// The time `seconds` after the epoch.
 pub(crate) fn at(seconds: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(seconds, 0).expect("timestamp")

@@ -7,6 +7,7 @@ use count_proto::v1::{
     AddBatchRequest, AddRequest, Dimension, GetPeriodTotalsRequest, GetTotalsRequest, Granularity,
     ListDailyTotalsRequest, Method, Total,
 };
+use count_service::db::store::FlushBatch;
 use count_service::server::ServerConfig;
 
 use crate::harness::*;
@@ -675,4 +676,170 @@ async fn a_tenant_bound_token_writes_and_reads_its_tenant_only_in_every_call() {
     );
     assert_eq!(db.bigint(&of("beta")).await, 25);
     server.stop().await;
+}
+
+/// Reads neither grouped nor filtered by endpoint take their hours, days
+/// and months from the tenant tiers (migration V6): every such read must
+/// answer exactly as the series tiers do, whichever time zone, granularity,
+/// filter, grouping or top N, with raw rows not rolled up yet, and with the
+/// tenant tiers complete only from a day in the middle of the data (as after
+/// an upgrade). Checked against the same reads with the tenant tiers turned
+/// off (their complete_from at infinity, in a transaction rolled back), and
+/// filtered by the path prefix '' (every path, so by endpoint: the series
+/// tiers' way alone).
+#[tokio::test]
+async fn the_tenant_tiers_answer_every_read_as_the_series_tiers_do() {
+    let db = TestDatabase::start().await;
+    let store = db.store().await;
+    let sql = db.sql().await;
+    let first = day_start(6);
+    // Complete from four days ago: the two days before come from the
+    // series tiers, whatever the read.
+    sql.execute(
+        "UPDATE count.tenant_tiers SET complete_from = $1",
+        &[&at(day_start(4))],
+    )
+    .await
+    .unwrap();
+    let mut random = Random(0x7e4a47);
+    let tenants = ["", "acme", "beta", "gamma"];
+    let statuses = [None, Some(200), Some(404), Some(503), Some(201)];
+    let mut sent = 0;
+    for round in 0..4 {
+        let rows = 400;
+        let mut batch = FlushBatch::default();
+        for _ in 0..rows {
+            let grpc = random.below(5) == 0;
+            batch.methods.push(if grpc { "GRPC" } else { "GET" });
+            let path = random.below(6);
+            batch.paths.push(if grpc {
+                format!("/s.S/M{path}")
+            } else {
+                format!("/p{path}")
+            });
+            batch
+                .tenants
+                .push(tenants[random.below(tenants.len() as u64) as usize].to_owned());
+            batch.status_codes.push(if grpc {
+                Some(random.below(3) as i32)
+            } else {
+                statuses[random.below(statuses.len() as u64) as usize]
+            });
+            // Any minute of the last six days, past ones and today's.
+            let minute = random.below(6 * 1_440) as i64;
+            batch.timestamps.push(at(first + 60 * minute));
+            let count = 1 + random.below(20) as i64;
+            batch.counts.push(count);
+            batch.requests += count;
+        }
+        sent += batch.requests;
+        store.add_batch(None, &batch).await.unwrap();
+        // The last round stays raw.
+        if round < 3 {
+            store.rollup_due().await.unwrap();
+        }
+    }
+    assert!(
+        db.bigint("SELECT count(*) FROM count.daily_tenant_totals")
+            .await
+            > 0
+            && db.bigint("SELECT count(*) FROM count.requests").await > 0,
+        "both tiers and raw rows are read"
+    );
+    let end = day_start(-1);
+    let reads = [
+        ("day", "UTC", "{tenant}", "NULL", "NULL", "NULL"),
+        ("day", "Asia/Kathmandu", "{status}", "NULL", "NULL", "NULL"),
+        (
+            "hour",
+            "Australia/Lord_Howe",
+            "{status_class}",
+            "{acme}",
+            "NULL",
+            "NULL",
+        ),
+        (
+            "month",
+            "America/New_York",
+            "{tenant,status}",
+            "NULL",
+            "{5xx,grpc_error,404}",
+            "NULL",
+        ),
+        (
+            "week",
+            "Asia/Kolkata",
+            "{}",
+            "{\"\",beta}",
+            "{unknown,2xx}",
+            "NULL",
+        ),
+        ("total", "UTC", "{tenant,status_class}", "NULL", "NULL", "2"),
+        ("minute", "UTC", "{tenant}", "{gamma}", "NULL", "NULL"),
+        ("year", "Asia/Kathmandu", "{}", "NULL", "NULL", "NULL"),
+    ];
+    // How a read is answered: the tenant tiers where complete, the series
+    // tiers with the tenant path's merge, the series tiers alone.
+    let read = |how: usize, read: (&str, &str, &str, &str, &str, &str)| {
+        let (granularity, zone, group_by, tenants, statuses, top) = read;
+        let start = if granularity == "minute" {
+            day_start(1)
+        } else {
+            first - 86_400
+        };
+        format!(
+            "BEGIN;
+             UPDATE count.tenant_tiers SET complete_from = {};
+             SELECT count(*), coalesce(sum(total), 0),
+                    string_agg(concat_ws('|', bucket, tenant, status_code, status_class, total, live), ', ')
+               FROM count.series_totals(to_timestamp({start}), to_timestamp({end}), '{granularity}', '{zone}',
+                                        NULL, NULL, {}, {}, {}, '{group_by}', {top});
+             ROLLBACK;",
+            if how == 1 { "'infinity'" } else { "complete_from" },
+            if how == 2 { "''" } else { "NULL" },
+            if tenants == "NULL" { "NULL".to_owned() } else { format!("'{tenants}'") },
+            if statuses == "NULL" { "NULL".to_owned() } else { format!("'{statuses}'") },
+        )
+    };
+    for case in reads {
+        let mut answers = Vec::new();
+        for how in 0..3 {
+            let messages = sql.simple_query(&read(how, case)).await.unwrap();
+            let row = messages
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+                    _ => None,
+                })
+                .expect("a row");
+            answers.push((
+                row.get(0).unwrap().parse::<i64>().unwrap(),
+                row.get(1).unwrap().parse::<i64>().unwrap(),
+                row.get(2).unwrap_or("").to_owned(),
+            ));
+        }
+        assert_eq!(answers[0], answers[1], "{case:?}");
+        assert_eq!(answers[0], answers[2], "{case:?}");
+        assert!(answers[0].0 > 0, "{case:?} read nothing");
+        if case.3 == "NULL" && case.4 == "NULL" && case.5 == "NULL" && case.0 != "minute" {
+            assert_eq!(answers[0].1, sent, "{case:?}");
+        }
+    }
+    // A status filter the reads do not know is refused, naming it.
+    let error = sql
+        .simple_query(&format!(
+            "SELECT * FROM count.series_totals(to_timestamp({first}), to_timestamp({end}), 'day', 'UTC',
+                                               NULL, NULL, NULL, NULL, '{{2xx,teapot}}')"
+        ))
+        .await
+        .unwrap_err();
+    let error = error.as_db_error().unwrap();
+    assert_eq!(
+        (error.code().code(), error.message()),
+        (
+            "22023",
+            "count.totals: only_statuses: 'teapot' is neither a status code, a class (1xx to 5xx, \
+             grpc_ok, grpc_error) nor unknown"
+        )
+    );
 }

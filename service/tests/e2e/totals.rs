@@ -29,15 +29,19 @@ fn batch(rows: &[(i64, &str, i64)]) -> FlushBatch {
 }
 
 /// The sum of every tier plus the raw rows, per tier, in one statement (one
-/// snapshot): a rollup moves rows into all tiers at once, so the four must
-/// always agree (the minute tier only from its complete_from on, which the
-/// data here never precedes).
+/// snapshot): a rollup moves rows into all tiers at once, so the seven must
+/// always agree (the minute and tenant tiers only from their complete_from
+/// on, which the data here never precedes).
 const TIERS_AGREE: &str = "
-    SELECT (m + r)::bigint, (h + r)::bigint, (d + r)::bigint, (mo + r)::bigint
+    SELECT (m + r)::bigint, (h + r)::bigint, (d + r)::bigint, (mo + r)::bigint,
+           (th + r)::bigint, (td + r)::bigint, (tm + r)::bigint
       FROM (SELECT (SELECT coalesce(sum(total), 0) FROM count.minute_method_totals) AS m,
                    (SELECT coalesce(sum(q1 + q2 + q3 + q4), 0) FROM count.hourly_method_totals) AS h,
                    (SELECT coalesce(sum(total), 0) FROM count.daily_method_totals) AS d,
                    (SELECT coalesce(sum(total), 0) FROM count.monthly_method_totals) AS mo,
+                   (SELECT coalesce(sum(q1 + q2 + q3 + q4), 0) FROM count.hourly_tenant_totals) AS th,
+                   (SELECT coalesce(sum(total), 0) FROM count.daily_tenant_totals) AS td,
+                   (SELECT coalesce(sum(total), 0) FROM count.monthly_tenant_totals) AS tm,
                    (SELECT coalesce(sum(count), 0) FROM count.requests) AS r) AS s";
 
 #[tokio::test]
@@ -146,7 +150,7 @@ async fn reads_are_exact_while_ingest_rollups_and_reads_race() {
                 Err(error) => panic!("{error}"),
             }
         };
-        let sums: Vec<i64> = (0..4).map(|i| tiers.get(i)).collect();
+        let sums: Vec<i64> = (0..7).map(|i| tiers.get(i)).collect();
         assert!(
             sums.windows(2).all(|w| w[0] == w[1]),
             "tiers disagree: {sums:?}"
@@ -181,18 +185,6 @@ async fn reads_are_exact_while_ingest_rollups_and_reads_race() {
         store.rollup_due().await.unwrap();
     }
     assert_eq!(db.bigint("SELECT count(*) FROM count.requests").await, 0);
-}
-
-/// A small deterministic generator (xorshift), so that a failure repeats.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 #[tokio::test]
