@@ -34,6 +34,13 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// kept-alive connection, to start the next: a client sending nothing, or a
 /// byte at a time, holds a connection and its task only this long.
 pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an HTTP connection may stay with nothing read or written: an
+/// idle HTTP/2 connection (a browser's between refreshes, every few
+/// seconds) or a peer gone without closing. Longer than any read takes.
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// HTTP connections open at once: each costs a task and buffers, so a client
+/// opening connections without end meets a queue, not an exhausted server.
+pub const HTTP_MAX_CONNECTIONS: usize = 1024;
 /// `--health-interval`.
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// `--rollup-every`: raw rows, which every read scans, stay a few seconds'

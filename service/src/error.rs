@@ -34,6 +34,15 @@ pub enum Error {
     /// A limit that protects the service was reached (series caps).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A client took longer than allowed to send part of its request (an
+    /// HTTP body): `DEADLINE_EXCEEDED`, and over HTTP 408.
+    #[error("{field}: {reason}")]
+    TimedOut {
+        /// The part that did not arrive.
+        field: String,
+        /// How long it had.
+        reason: String,
+    },
     /// A tenant-bound token named another tenant (`entries[3].tenant`,
     /// `tenants[0]`).
     #[error("{field}: {reason}")]
@@ -197,6 +206,7 @@ impl Error {
             Error::NotFound(_) => Code::NotFound,
             Error::TooLarge { .. } => Code::OutOfRange,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::TimedOut { .. } => Code::DeadlineExceeded,
             Error::OtherTenant { .. } => Code::PermissionDenied,
             Error::EntriesRefused(refusals)
                 if refusals.iter().any(|r| r.kind == RefusalKind::OtherTenant) =>
@@ -335,6 +345,7 @@ impl From<Error> for Status {
         let field = match &error {
             Error::InvalidArgument { field, reason }
             | Error::TooLarge { field, reason }
+            | Error::TimedOut { field, reason }
             | Error::OtherTenant { field, reason } => Some((field.clone(), reason.clone())),
             error => sql_api_field(error),
         };

@@ -19,7 +19,7 @@ use crate::auth::AuthLayer;
 use crate::auth::Tokens;
 use crate::defaults;
 use crate::error::{Error, Result};
-use crate::http::{self, HttpApi};
+use crate::http::{self, HttpApi, HttpLimits};
 use crate::ingest::IngestConfig;
 use crate::state::{State, StoreSource};
 use crate::tls::TlsFiles;
@@ -41,9 +41,9 @@ pub struct ServerConfig {
     pub rollup_every: Option<Duration>,
     /// The largest gRPC message accepted, in bytes.
     pub max_message_bytes: usize,
-    /// How long an HTTP client may take over a request's head
-    /// ([`defaults::HTTP_HEADER_TIMEOUT`]; tests shorten it).
-    pub http_header_timeout: Duration,
+    /// What one HTTP client may hold, and for how long (the defaults'
+    /// `HTTP_*`; tests shorten them).
+    pub http_limits: HttpLimits,
     /// Bearer tokens every call must present; none when `None`.
     pub tokens: Option<Tokens>,
     /// TLS for both listeners (with a client CA: mutual TLS); plaintext
@@ -59,7 +59,7 @@ impl Default for ServerConfig {
             health_interval: defaults::HEALTH_INTERVAL,
             rollup_every: Some(defaults::ROLLUP_EVERY),
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
-            http_header_timeout: defaults::HTTP_HEADER_TIMEOUT,
+            http_limits: HttpLimits::default(),
             tokens: None,
             tls: None,
         }
@@ -129,6 +129,7 @@ pub async fn run(
             config.ingest,
             config.tokens.clone(),
             config.max_message_bytes,
+            config.http_limits.header_timeout,
             address,
             http_tls.is_some(),
         );
@@ -138,7 +139,7 @@ pub async fn run(
         tokio::spawn(http::serve(
             listener,
             http_tls,
-            config.http_header_timeout,
+            config.http_limits,
             http::router(api),
             stopped,
         ))

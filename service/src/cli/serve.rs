@@ -134,7 +134,7 @@ impl ServeArgs {
             health_interval: *self.health_interval,
             rollup_every: Some(*self.rollup_every).filter(|every| !every.is_zero()),
             max_message_bytes: self.max_message_bytes,
-            http_header_timeout: defaults::HTTP_HEADER_TIMEOUT,
+            http_limits: crate::http::HttpLimits::default(),
             tokens: Tokens::load(self.tokens_file.as_deref())?,
             tls: self.tls()?,
         })

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use count_proto::v1::{AddRequest, Method};
 use serde_json::Value;
 
-use super::{HttpApi, HttpError, json, same_origin_json};
+use super::{HttpApi, HttpError, json, read_body, same_origin_json};
 use crate::auth::Role;
 use crate::error::Error;
 use crate::ingest::ingest_entries;
@@ -32,12 +32,13 @@ pub(super) async fn counts(
     // Admitted before the body is read: at most --max-ingest-calls bodies
     // are in memory at once.
     let _permit = api.state.admit_call()?;
-    let body = axum::body::to_bytes(body, api.max_body_bytes)
-        .await
-        .map_err(|_| Error::TooLarge {
-            field: "body".to_owned(),
-            reason: format!("is over {} bytes (--max-message-bytes)", api.max_body_bytes),
-        })?;
+    let body = read_body(
+        body,
+        api.max_body_bytes,
+        " (--max-message-bytes)",
+        api.body_timeout,
+    )
+    .await?;
     let (producer, entries) = batch(&body)?;
     let response = ingest_entries(
         api.state.store()?,

@@ -14,6 +14,7 @@
 //!   `/api/v1/openapi.json` (a test checks it against real responses).
 
 mod connections;
+pub use connections::HttpLimits;
 mod counts;
 pub mod dashboard;
 mod session;
@@ -45,6 +46,8 @@ pub struct HttpApi {
     /// The largest request body, as `--max-message-bytes` bounds a gRPC
     /// message.
     max_body_bytes: usize,
+    /// How long a request's body may take to arrive.
+    body_timeout: std::time::Duration,
     /// Served over TLS: the session cookie is marked `Secure`.
     secure: bool,
     /// The dashboard's logins.
@@ -63,6 +66,7 @@ impl HttpApi {
         ingest: IngestConfig,
         tokens: Option<Tokens>,
         max_body_bytes: usize,
+        body_timeout: std::time::Duration,
         address: SocketAddr,
         secure: bool,
     ) -> Self {
@@ -74,6 +78,7 @@ impl HttpApi {
             loopback_hosts_only: tokens.is_none() && address.ip().is_loopback(),
             tokens: tokens.map(Arc::new),
             max_body_bytes,
+            body_timeout,
         }
     }
 
@@ -172,24 +177,47 @@ async fn host_from_authority(mut request: axum::extract::Request) -> axum::extra
 }
 
 /// Serves `router` on `listener` (over TLS with `tls`) until `shutdown`
-/// resolves, then lets requests under way finish; a client gets
-/// `header_timeout` for each request head ([`connections`]).
+/// resolves, then lets requests under way finish; each client keeps to
+/// `limits` ([`connections`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    header_timeout: std::time::Duration,
+    limits: HttpLimits,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     match tls {
-        None => connections::serve(listener, header_timeout, router, shutdown).await,
+        None => connections::serve(listener, limits, router, shutdown).await,
         Some(config) => {
             let listener = tls::TlsListener::new(listener, config)
                 .map_err(Error::io("reading the HTTP address"))?;
-            connections::serve(listener, header_timeout, router, shutdown).await;
+            connections::serve(listener, limits, router, shutdown).await;
         }
     }
     Ok(())
+}
+
+/// Reads a request's whole body: at most `limit` bytes (`limit_name` says
+/// which limit, in the error), within `timeout` (the header timeout again:
+/// a body sent a byte at a time would hold its connection, and for
+/// `POST /api/v1/counts` an ingest slot, for ever).
+async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    limit_name: &str,
+    timeout: std::time::Duration,
+) -> std::result::Result<axum::body::Bytes, Error> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(Error::TooLarge {
+            field: "body".to_owned(),
+            reason: format!("is over {limit} bytes{limit_name}"),
+        }),
+        Err(_) => Err(Error::TimedOut {
+            field: "body".to_owned(),
+            reason: format!("was not received within {timeout:?}"),
+        }),
+    }
 }
 
 /// The OpenAPI description of this API.
@@ -318,6 +346,7 @@ impl From<Error> for HttpError {
         let fields: Vec<serde_json::Value> = match &error {
             Error::InvalidArgument { field, reason }
             | Error::TooLarge { field, reason }
+            | Error::TimedOut { field, reason }
             | Error::OtherTenant { field, reason } => {
                 vec![serde_json::json!({ "field": field, "reason": reason })]
             }
@@ -333,9 +362,16 @@ impl From<Error> for HttpError {
                 .collect(),
         };
         // The gRPC side's code and message: one mapping from SQLSTATEs.
+        // A client too slow to send its body is the client's delay (408),
+        // where DEADLINE_EXCEEDED is otherwise the server's (504).
+        let slow_client = matches!(error, Error::TimedOut { .. });
         let status = tonic::Status::from(error);
         HttpError {
-            status: http_status(status.code()),
+            status: if slow_client {
+                StatusCode::REQUEST_TIMEOUT
+            } else {
+                http_status(status.code())
+            },
             body: serde_json::json!({ "error": {
                 "code": code_name(status.code()),
                 "message": status.message(),

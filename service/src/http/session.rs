@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use sha2::{Digest, Sha256};
 
-use super::{HttpApi, HttpError, json, same_origin_json};
+use super::{HttpApi, HttpError, json, read_body, same_origin_json};
 use crate::auth::Role;
 use crate::error::Error;
 
@@ -148,12 +148,7 @@ pub(super) async fn log_in(
             Error::invalid("token", "this server takes no tokens: nothing to log in to").into(),
         );
     };
-    let body = axum::body::to_bytes(body, MAX_LOGIN_BYTES)
-        .await
-        .map_err(|_| Error::TooLarge {
-            field: "body".to_owned(),
-            reason: format!("is over {MAX_LOGIN_BYTES} bytes"),
-        })?;
+    let body = read_body(body, MAX_LOGIN_BYTES, "", api.body_timeout).await?;
     let token = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|body| body.get("token")?.as_str().map(|t| t.trim().to_owned()))

@@ -6,6 +6,8 @@
 
 use count_proto::v1::{Dimension, GetTotalsRequest, Granularity, Method};
 use count_service::auth::Tokens;
+use count_service::http::HttpLimits;
+use count_service::ingest::IngestConfig;
 use count_service::server::ServerConfig;
 
 use crate::harness::*;
@@ -739,14 +741,24 @@ async fn http2_requests_are_answered_like_http1_ones() {
 }
 
 #[tokio::test]
-async fn a_client_that_sends_no_whole_request_head_is_let_go() {
-    // Slowloris: a request head that never ends, or a connection that
-    // sends nothing at all, holds its connection only for the header
-    // timeout (30 s by default; 1 s here).
+async fn a_client_that_sends_no_whole_request_is_let_go() {
+    // Slowloris: a request head that never ends, a connection that sends
+    // nothing at all, or an HTTP/2 connection that goes quiet, holds its
+    // connection only for the header timeout (30 s by default; 1 s here)
+    // or the idle timeout (5 min; 2 s here); a body that never ends, its
+    // ingest slot only for the header timeout again.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let db = TestDatabase::start().await;
     let config = ServerConfig {
-        http_header_timeout: std::time::Duration::from_secs(1),
+        http_limits: HttpLimits {
+            header_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(2),
+            ..HttpLimits::default()
+        },
+        ingest: IngestConfig {
+            max_calls: 1,
+            ..IngestConfig::default()
+        },
         ..config()
     };
     let server = TestServer::start_with_http(db.store().await, config).await;
@@ -774,8 +786,98 @@ async fn a_client_that_sends_no_whole_request_head_is_let_go() {
             started.elapsed()
         );
     }
+    // A body that stops halfway: 408, naming the body, after the timeout.
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(
+        b"POST /api/v1/counts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+          Sec-Fetch-Site: same-origin\r\nContent-Length: 100\r\n\r\n{\"entries\": [",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(20), slow.read(&mut answer))
+        .await
+        .expect("an answer within 20 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""field":"body""#), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    // Its ingest slot (the only one here) is free again.
+    let post = http(
+        address,
+        "POST",
+        "/api/v1/counts",
+        &[],
+        r#"{"entries": [{"method": "GET", "path": "/a", "count": 1}]}"#,
+    )
+    .await;
+    assert_eq!(post.status, 200, "{}", post.body);
+    // An HTTP/2 connection that goes quiet after a request is closed at
+    // the idle timeout.
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let closed = tokio::spawn(connection);
+    let answer = sender
+        .send_request(
+            http::Request::get(format!("http://{address}/healthz"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(20), closed)
+        .await
+        .expect("closed within 20 s")
+        .unwrap()
+        .ok();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1_800),
+        "closed after {:?}",
+        started.elapsed()
+    );
     // Other clients are served meanwhile and after.
     let answer = http(address, "GET", "/api/v1/openapi.json", &[], "").await;
     assert_eq!(answer.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_one_to_close() {
+    // Two connections open (the cap here) that send nothing: a third
+    // client's request is answered once the header timeout lets one go,
+    // not before, and not refused.
+    let db = TestDatabase::start().await;
+    let config = ServerConfig {
+        http_limits: HttpLimits {
+            header_timeout: std::time::Duration::from_secs(2),
+            max_connections: 2,
+            ..HttpLimits::default()
+        },
+        ..config()
+    };
+    let server = TestServer::start_with_http(db.store().await, config).await;
+    let address = server.http.unwrap();
+    let idle: Vec<_> =
+        futures::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(address))).await;
+    // The server has taken both before the third connects.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let answer = http(address, "GET", "/healthz", &[], "").await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1_200),
+        "answered after {:?}, past the cap",
+        started.elapsed()
+    );
+    drop(idle);
     server.stop().await;
 }
