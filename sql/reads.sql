@@ -379,16 +379,19 @@ BEGIN
         SELECT c.bucket, c.bucket_end, c.tier, c.lo, c.hi, c.sign
           FROM count.bucket_pieces(start_time, end_time, unit, time_zone) AS c
     ), spans AS (
+        -- Each bucket's end, for the raw rows' buckets.
         SELECT DISTINCT c.bucket, c.bucket_end FROM cut AS c WHERE c.bucket IS NOT NULL
     ), pieces AS (
         -- A piece of hours or longer comes from the tenant tiers where they
         -- can answer and are complete; every other from the series tiers.
-        SELECT c.bucket, c.tier, c.lo, c.hi, c.sign,
+        SELECT c.bucket, c.bucket_end, c.tier, c.lo, c.hi, c.sign,
                by_tenant_tiers AND c.tier <> 'minute' AND c.lo >= f.tenant_from AS of_tenants
           FROM cut AS c, tiers AS f
          WHERE count.piece_is_kept(c.tier, c.lo, f.minute_from, f.hour_from)
     ), counted AS (
-        SELECT coalesce(p.bucket, x.at) AS bucket, x.method_id, p.sign * x.n AS n
+        -- Each row with its bucket's end (NULL by minute), so that no join
+        -- at the end has to find it.
+        SELECT coalesce(p.bucket, x.at) AS bucket, p.bucket_end, x.method_id, p.sign * x.n AS n
           FROM pieces AS p
          CROSS JOIN LATERAL (
                 SELECT t.minute AS at, t.method_id, t.total AS n
@@ -428,8 +431,10 @@ BEGIN
                         OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
               ) AS x
         UNION ALL
-        SELECT count.bucket_of(r.request_timestamp, unit, time_zone, start_time), r.method_id, r.count
+        SELECT b.bucket, s.bucket_end, r.method_id, r.count
           FROM count.requests AS r
+         CROSS JOIN LATERAL (SELECT count.bucket_of(r.request_timestamp, unit, time_zone, start_time) AS bucket) AS b
+          LEFT JOIN spans AS s ON s.bucket = b.bucket
          WHERE r.request_timestamp >= start_time AND r.request_timestamp < end_time
            AND (ids IS NULL OR (NOT many_ids AND r.method_id = ANY (ids))
                 OR (many_ids AND r.method_id IN (SELECT unnest(ids))))
@@ -437,7 +442,7 @@ BEGIN
         -- The pieces the tenant tiers answer, filtered as count.methods is
         -- for `ids` (the tenants in each branch, where an index can take
         -- them).
-        SELECT p.bucket, x.tenant, x.grpc, x.status_code, p.sign * x.n AS n
+        SELECT p.bucket, p.bucket_end, x.tenant, x.grpc, x.status_code, p.sign * x.n AS n
           FROM pieces AS p
          CROSS JOIN LATERAL (
                 SELECT t.tenant, t.grpc, t.status_code, t.q1 + t.q2 + t.q3 + t.q4 AS n
@@ -469,36 +474,35 @@ BEGIN
          WHERE p.of_tenants
            AND (only_statuses IS NULL OR x.status_code::text = ANY (only_statuses)
                 OR count.status_class(CASE WHEN x.grpc THEN 'GRPC' ELSE '' END, x.status_code) = ANY (only_statuses))
-    ), by_series AS (
-        -- By series first (an integer key), or straight to one sum per
-        -- bucket without grouping.
-        SELECT c.bucket, CASE WHEN by_endpoint OR by_tenant OR by_class THEN c.method_id END AS method_id,
-               sum(c.n) AS total
-          FROM counted AS c
-         GROUP BY 1, 2
     ), groups AS (
-        -- Each series' group, named by the least id among the series
-        -- grouped together: the series' sums are added up by an integer,
-        -- not by the group's text (which cost a quarter of a read).
+        -- Each series' group, as its place in the output's order: rows are
+        -- added up by an integer, not by the group's text (which cost a
+        -- quarter of a read), and sorted by it (sorting every row by its
+        -- text cost another quarter). The order is the final ORDER BY's.
         SELECT e.id,
-               min(e.id) OVER (PARTITION BY CASE WHEN by_endpoint THEN e.method END,
-                                            CASE WHEN by_endpoint THEN e.path END,
-                                            CASE WHEN by_tenant THEN e.tenant END,
-                                            CASE WHEN by_status THEN e.status_code END,
-                                            CASE WHEN by_class THEN count.status_class(e.method, e.status_code) END)
-                   AS group_id
+               dense_rank() OVER (ORDER BY CASE WHEN by_endpoint THEN e.method END COLLATE "C",
+                                           CASE WHEN by_endpoint THEN e.path END COLLATE "C",
+                                           CASE WHEN by_tenant THEN e.tenant END COLLATE "C",
+                                           CASE WHEN by_status THEN e.status_code ELSE -1 END,
+                                           CASE WHEN by_class THEN count.status_class(e.method, e.status_code) END
+                                               COLLATE "C") AS place
           FROM count.methods AS e
-         WHERE (by_endpoint OR by_tenant OR by_class) AND e.id IN (SELECT s.method_id FROM by_series AS s)
+         WHERE (by_endpoint OR by_tenant OR by_class)
+           AND (ids IS NULL OR (NOT many_ids AND e.id = ANY (ids))
+                OR (many_ids AND e.id IN (SELECT unnest(ids))))
     ), grouped AS (
-        -- A group whose pieces cancel out had no request in the bucket
-        -- (with the tenant tiers: once their pieces are added, below).
-        SELECT s.bucket, g.group_id, least(sum(s.total), 9223372036854775807)::bigint AS total
-          FROM by_series AS s
-          LEFT JOIN groups AS g ON g.id = s.method_id
-         GROUP BY 1, 2
-        HAVING by_tenant_tiers OR sum(s.total) <> 0
-    ), named_series AS (
-        SELECT g.bucket,
+        -- Without grouping, no group: one sum per bucket. A group whose
+        -- pieces cancel out had no request in the bucket (with the tenant
+        -- tiers: once their pieces are added, below).
+        -- A group is named after any one of its series.
+        SELECT c.bucket, max(c.bucket_end) AS bucket_end, g.place, min(c.method_id) AS method_id,
+               least(sum(c.n), 9223372036854775807)::bigint AS total
+          FROM counted AS c
+          LEFT JOIN groups AS g ON g.id = c.method_id
+         GROUP BY c.bucket, g.place
+        HAVING by_tenant_tiers OR sum(c.n) <> 0
+    ), named_series AS NOT MATERIALIZED (
+        SELECT g.bucket, g.bucket_end, g.place,
                CASE WHEN by_endpoint THEN e.method END AS method,
                CASE WHEN by_endpoint THEN e.path END AS path,
                CASE WHEN by_tenant THEN e.tenant END AS tenant,
@@ -506,21 +510,22 @@ BEGIN
                CASE WHEN by_class THEN count.status_class(e.method, e.status_code) END AS status_class,
                g.total
           FROM grouped AS g
-          LEFT JOIN count.methods AS e ON e.id = g.group_id
-    ), named AS (
-        SELECT n.bucket, n.method, n.path, n.tenant, n.status_code, n.status_class, n.total
+          LEFT JOIN count.methods AS e ON e.id = g.method_id
+    ), named AS NOT MATERIALIZED (
+        SELECT n.bucket, n.bucket_end, n.place, n.method, n.path, n.tenant, n.status_code, n.status_class,
+               n.total
           FROM named_series AS n
          WHERE NOT by_tenant_tiers
         UNION ALL
         -- The series' sums and the tenant tiers' rows, by the group's
-        -- name: few rows per bucket.
-        SELECT x.bucket, NULL::text, NULL::text, x.tenant, x.status_code, x.status_class,
+        -- name: few rows per bucket, sorted by it.
+        SELECT x.bucket, max(x.bucket_end), NULL::bigint, NULL::text, NULL::text, x.tenant, x.status_code, x.status_class,
                least(sum(x.total), 9223372036854775807)::bigint
-          FROM (SELECT n.bucket, n.tenant, n.status_code, n.status_class, n.total
+          FROM (SELECT n.bucket, n.bucket_end, n.tenant, n.status_code, n.status_class, n.total
                   FROM named_series AS n
                  WHERE by_tenant_tiers
                 UNION ALL
-                SELECT t.bucket, CASE WHEN by_tenant THEN t.tenant END,
+                SELECT t.bucket, t.bucket_end, CASE WHEN by_tenant THEN t.tenant END,
                        CASE WHEN by_status AND t.status_code >= 0 THEN t.status_code END,
                        CASE WHEN by_class THEN count.status_class(CASE WHEN t.grpc THEN 'GRPC' ELSE '' END,
                                                                   t.status_code) END,
@@ -532,30 +537,34 @@ BEGIN
         -- Each group's rank by its total over the whole range, in one
         -- pass (a correlated top-N subquery ran once per row); only with
         -- `top`: without, the one-time filter skips the window's sorts.
-        SELECT g.bucket, g.method, g.path, g.tenant, g.status_code, g.status_class, g.total,
-               dense_rank() OVER (ORDER BY g.group_total DESC, g.method COLLATE "C", g.path COLLATE "C",
+        SELECT g.bucket, g.bucket_end, g.place, g.method, g.path, g.tenant, g.status_code, g.status_class,
+               g.total,
+               dense_rank() OVER (ORDER BY g.group_total DESC, g.place, g.method COLLATE "C", g.path COLLATE "C",
                                   g.tenant COLLATE "C", coalesce(g.status_code, -1),
-                                  g.status_class COLLATE "C") AS place
-          FROM (SELECT n.bucket, n.method, n.path, n.tenant, n.status_code, n.status_class, n.total,
+                                  g.status_class COLLATE "C") AS top_place
+          FROM (SELECT n.bucket, n.bucket_end, n.place, n.method, n.path, n.tenant, n.status_code,
+                       n.status_class, n.total,
                        sum(n.total) OVER (PARTITION BY n.method, n.path, n.tenant, n.status_code,
                                                        n.status_class) AS group_total
                   FROM named AS n
                  WHERE top IS NOT NULL) AS g
     ), chosen AS (
-        SELECT n.bucket, n.method, n.path, n.tenant, n.status_code, n.status_class, n.total
+        SELECT n.bucket, n.bucket_end, n.place, n.method, n.path, n.tenant, n.status_code, n.status_class,
+               n.total
           FROM named AS n WHERE top IS NULL
         UNION ALL
-        SELECT r.bucket, r.method, r.path, r.tenant, r.status_code, r.status_class, r.total
-          FROM ranked AS r WHERE r.place <= top
+        SELECT r.bucket, r.bucket_end, r.place, r.method, r.path, r.tenant, r.status_code, r.status_class,
+               r.total
+          FROM ranked AS r WHERE r.top_place <= top
     )
     -- Text in byte order ("C"): a collation-aware sort of every row's text
-    -- cost more than the read itself.
+    -- cost more than the read itself. A series group's place (unique in its
+    -- bucket) decides before any text is compared.
     SELECT n.bucket, n.method, n.path, n.tenant, n.status_code, n.status_class, n.total,
-           coalesce(s.bucket_end, least(n.bucket + interval '1 minute', end_time)) > now()
+           coalesce(n.bucket_end, least(n.bucket + interval '1 minute', end_time)) > now()
       FROM chosen AS n
-      LEFT JOIN spans AS s ON s.bucket = n.bucket
-     ORDER BY n.bucket, CASE WHEN top IS NULL THEN 0 ELSE -n.total END, n.method COLLATE "C", n.path COLLATE "C",
-              n.tenant COLLATE "C", coalesce(n.status_code, -1), n.status_class COLLATE "C";
+     ORDER BY n.bucket, CASE WHEN top IS NULL THEN 0 ELSE -n.total END, n.place, n.method COLLATE "C",
+              n.path COLLATE "C", n.tenant COLLATE "C", coalesce(n.status_code, -1), n.status_class COLLATE "C";
 END;
 $$;
 
