@@ -501,7 +501,7 @@ BEGIN
           LEFT JOIN groups AS g ON g.id = c.method_id
          GROUP BY c.bucket, g.place
         HAVING by_tenant_tiers OR sum(c.n) <> 0
-    ), named_series AS NOT MATERIALIZED (
+    ), named_series AS (
         SELECT g.bucket, g.bucket_end, g.place,
                CASE WHEN by_endpoint THEN e.method END AS method,
                CASE WHEN by_endpoint THEN e.path END AS path,
@@ -511,7 +511,7 @@ BEGIN
                g.total
           FROM grouped AS g
           LEFT JOIN count.methods AS e ON e.id = g.method_id
-    ), named AS NOT MATERIALIZED (
+    ), named AS (
         SELECT n.bucket, n.bucket_end, n.place, n.method, n.path, n.tenant, n.status_code, n.status_class,
                n.total
           FROM named_series AS n
