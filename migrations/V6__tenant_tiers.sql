@@ -9,7 +9,9 @@
 --
 -- A group is (tenant, grpc, status_code): a status code's class depends on
 -- whether the request was a GRPC one (count.status_class), so that much of
--- the method is kept. Kept for ever, as the hourly series tier is.
+-- the method is kept. The hours keep the hourly series tier's retention
+-- (count.tiers' hour row, for ever by default); days and months are kept
+-- for ever.
 --
 -- Schema only, every statement idempotent (see V3).
 

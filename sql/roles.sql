@@ -21,8 +21,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON count.producers TO count_app;
 GRANT SELECT, INSERT, DELETE ON count.requests TO count_app;
 GRANT SELECT, INSERT, UPDATE ON count.daily_method_totals, count.monthly_method_totals TO count_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON count.minute_method_totals, count.hourly_method_totals TO count_app;
-GRANT SELECT, INSERT, UPDATE ON count.hourly_tenant_totals, count.daily_tenant_totals, count.monthly_tenant_totals
-    TO count_app;
+GRANT SELECT, INSERT, UPDATE ON count.daily_tenant_totals, count.monthly_tenant_totals TO count_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON count.hourly_tenant_totals TO count_app;
 GRANT SELECT, UPDATE ON count.tiers TO count_app;
 GRANT SELECT ON count.tenant_tiers TO count_app;
 -- Reads.

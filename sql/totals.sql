@@ -196,9 +196,12 @@ BEGIN
     -- `complete_from` arrives in between.
     SELECT (SELECT count(*) FROM count.minute_method_totals WHERE minute < minute_from)
          + (SELECT count(*) FROM count.hourly_method_totals WHERE hour < hour_from)
+         + (SELECT count(*) FROM count.hourly_tenant_totals WHERE hour < hour_from)
       INTO dropped;
     DELETE FROM count.minute_method_totals WHERE minute < minute_from;
     DELETE FROM count.hourly_method_totals WHERE hour < hour_from;
+    -- The tenant tiers' hours keep the hourly tier's retention.
+    DELETE FROM count.hourly_tenant_totals WHERE hour < hour_from;
     RETURN dropped;
 END;
 $$;

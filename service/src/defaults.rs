@@ -34,9 +34,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// kept-alive connection, to start the next: a client sending nothing, or a
 /// byte at a time, holds a connection and its task only this long.
 pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long an HTTP connection may stay with nothing read or written: an
-/// idle HTTP/2 connection (a browser's between refreshes, every few
-/// seconds) or a peer gone without closing. Longer than any read takes.
+/// How long an HTTP connection with no request in flight may stay with
+/// nothing read or written: an idle HTTP/2 connection (a browser's between
+/// refreshes, every few seconds) or a peer gone without closing.
 pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// HTTP connections open at once: each costs a task and buffers, so a client
 /// opening connections without end meets a queue, not an exhausted server.

@@ -86,6 +86,9 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    if http.is_some() {
+        http::raise_open_files_limit(config.http_limits.max_connections);
+    }
     let state = State::new(&config.ingest);
     let connecting = match store.into() {
         StoreSource::Open(store) => {

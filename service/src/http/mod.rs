@@ -14,7 +14,7 @@
 //!   `/api/v1/openapi.json` (a test checks it against real responses).
 
 mod connections;
-pub use connections::HttpLimits;
+pub use connections::{HttpLimits, raise_open_files_limit};
 mod counts;
 pub mod dashboard;
 mod session;
@@ -209,10 +209,23 @@ async fn read_body(
 ) -> std::result::Result<axum::body::Bytes, Error> {
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(Error::TooLarge {
-            field: "body".to_owned(),
-            reason: format!("is over {limit} bytes{limit_name}"),
-        }),
+        Ok(Err(error)) => {
+            let error = error.into_inner();
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(Error::TooLarge {
+                    field: "body".to_owned(),
+                    reason: format!("is over {limit} bytes{limit_name}"),
+                })
+            } else {
+                Err(Error::invalid(
+                    "body",
+                    format!("could not be read: {error}"),
+                ))
+            }
+        }
         Err(_) => Err(Error::TimedOut {
             field: "body".to_owned(),
             reason: format!("was not received within {timeout:?}"),
