@@ -200,12 +200,19 @@ fn resolve(
         // straight away (an existing one only costs an identity value), then
         // find those that were there or a concurrent transaction inserted
         // first (each statement sees what committed before it started). A
-        // cold cache (a new backend) looks its series up first.
-        let steps: &[Step] = if cached && series_ids::is_warm() {
+        // cold cache (a new backend) looks its series up first, and so does
+        // a warm one whose last misses existed already: with many series
+        // and many backends, each backend meets series that others created,
+        // and trying to insert those first (a plain INSERT failing on a
+        // duplicate, then INSERT … ON CONFLICT) cost more than finding them.
+        let missing = keys.len();
+        let insert_first = cached && series_ids::is_warm() && series_ids::misses_are_new();
+        let steps: &[Step] = if insert_first {
             &[Step::Insert, Step::Find]
         } else {
             &[Step::Find, Step::Insert, Step::Find]
         };
+        let mut inserted = 0;
         // The ids this call resolves, kept here too: a subtransaction rolled
         // back on the way (another backend inserted one of the new series
         // first) drops the cache's pending ids, found ones included.
@@ -222,7 +229,11 @@ fn resolve(
                 [names.into(), paths.into(), tenants.into(), statuses.into()];
             let found = match step {
                 Step::Find => series_rows(client.update(&plans.find_series, None, &args)?)?,
-                Step::Insert => insert_series(client, plans, &args)?,
+                Step::Insert => {
+                    let new = insert_series(client, plans, &args)?;
+                    inserted += new.len();
+                    new
+                }
             };
             for (m, series, id) in &found {
                 resolved[*m].insert(series.clone(), *id);
@@ -235,6 +246,7 @@ fn resolve(
         if !keys.is_empty() {
             return Err(Error::NotVisible(keys.len()));
         }
+        series_ids::note_misses(missing, inserted);
         for (i, id) in ids.iter_mut().enumerate() {
             if id.is_none() {
                 let (method, series) = row(i);

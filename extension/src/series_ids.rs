@@ -9,7 +9,7 @@
 //! or of any subtransaction drops every pending id (the conservative choice:
 //! they are resolved again next time). `count.methods` rows are never deleted.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use hashbrown::{Equivalent, HashMap};
 use pgrx::callbacks::{
@@ -68,6 +68,8 @@ struct Cache {
 thread_local! {
     // A backend is one thread: this is per-backend state.
     static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+    /// Whether most of this backend's last cache misses were new series.
+    static MISSES_NEW: Cell<bool> = const { Cell::new(true) };
 }
 
 /// The cached id of `series` of `method`, committed or pending in this
@@ -84,6 +86,19 @@ pub fn lookup(method: usize, series: &Series<'_>) -> Option<i64> {
 /// Whether this backend has cached committed ids already.
 pub fn is_warm() -> bool {
     CACHE.with_borrow(|cache| cache.committed.iter().any(|ids| !ids.is_empty()))
+}
+
+/// Whether most of the series this backend last missed in its cache were
+/// new (inserted), rather than created by another backend: what the next
+/// misses most likely are.
+pub fn misses_are_new() -> bool {
+    MISSES_NEW.get()
+}
+
+/// Records how many of `missing` series missed in the cache had to be
+/// inserted.
+pub fn note_misses(missing: usize, inserted: usize) {
+    MISSES_NEW.set(inserted * 2 >= missing);
 }
 
 /// Remembers ids found in this transaction; they become cached for good

@@ -386,6 +386,79 @@ async fn add_series_refuses_the_same_way_on_both_backends_and_stores_unknown_as_
     );
 }
 
+/// Series one connection created, met by another: the extension's cache
+/// (per backend) misses them. After misses that were new series it inserts
+/// before it looks up; after misses that existed, it looks up first
+/// (extension/src/batch_write.rs). Either order must give every row its one
+/// series, with new and existing series in the same call.
+#[tokio::test]
+async fn series_another_connection_created_count_once_whichever_is_tried_first() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let (a, b) = (db.sql().await, db.sql().await);
+    let add = |tenants: &[&str]| {
+        let n = tenants.len();
+        let tenants: Vec<String> = tenants.iter().map(|t| format!("'{t}'")).collect();
+        format!(
+            "SELECT count.add_series(NULL, NULL, array_fill('GET'::text, ARRAY[{n}]),
+                    array_fill('/made-elsewhere'::text, ARRAY[{n}]), ARRAY[{}],
+                    array_fill(200, ARRAY[{n}]), array_fill(now(), ARRAY[{n}]),
+                    array_fill(3::bigint, ARRAY[{n}]))",
+            tenants.join(", ")
+        )
+    };
+    // a's cache is warm and its last misses were new.
+    a.batch_execute(&add(&["a0"])).await.unwrap();
+    b.batch_execute(&add(&["b1", "b2", "b3", "b4", "b5"]))
+        .await
+        .unwrap();
+    // Every miss exists: inserted first, they conflict.
+    a.batch_execute(&add(&["b1", "b2", "b3", "b4", "b5"]))
+        .await
+        .unwrap();
+    b.batch_execute(&add(&["b6"])).await.unwrap();
+    // Looked up first now: one exists, two are new.
+    a.batch_execute(&add(&["b6", "a1", "a2"])).await.unwrap();
+    // New again, after a call whose misses were mostly new.
+    a.batch_execute(&add(&["a3", "b1"])).await.unwrap();
+    let stored = db
+        .sql()
+        .await
+        .query(
+            "SELECT m.tenant, count(DISTINCT m.id), sum(r.count)::bigint
+               FROM count.methods AS m JOIN count.requests AS r ON r.method_id = m.id
+              WHERE m.path = '/made-elsewhere' GROUP BY m.tenant ORDER BY m.tenant",
+            &[],
+        )
+        .await
+        .unwrap();
+    let stored: Vec<(String, i64, i64)> = stored
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let expected: Vec<(String, i64, i64)> = [
+        ("a0", 3),
+        ("a1", 3),
+        ("a2", 3),
+        ("a3", 3),
+        ("b1", 9),
+        ("b2", 6),
+        ("b3", 6),
+        ("b4", 6),
+        ("b5", 6),
+        ("b6", 6),
+    ]
+    .into_iter()
+    .map(|(tenant, requests)| (tenant.to_owned(), 1, requests))
+    .collect();
+    assert_eq!(stored, expected);
+    assert_eq!(
+        db.bigint("SELECT count(*) FROM count.methods WHERE path = '/made-elsewhere'")
+            .await,
+        10
+    );
+}
+
 #[tokio::test]
 async fn a_tenant_past_its_own_cap_is_refused_and_the_others_keep_counting() {
     let db = TestDatabase::start().await;
