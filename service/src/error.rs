@@ -92,14 +92,16 @@ pub enum Error {
     /// was sending broke.
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(#[from] Status),
-    /// A stream's flush failed; `committed` requests of the stream were
-    /// committed before it.
-    #[error("{source}; {committed} requests of this stream were committed before the failure")]
+    /// A write of a stream's counts failed; `committed` requests of the
+    /// stream were committed by the others.
+    #[error("{source}; {committed} requests of this stream were committed, the others were not")]
     Flush {
-        /// Requests of the stream committed before the failure.
+        /// Requests of the stream committed (in the writes that did not
+        /// fail).
         committed: i64,
-        /// Why the flush failed.
-        source: Box<Error>,
+        /// Why the flush failed (shared by every stream whose counts it
+        /// held).
+        source: std::sync::Arc<Error>,
     },
     /// A background task of the server died.
     #[error("{0}")]
@@ -263,7 +265,7 @@ fn client_message(error: &Error) -> String {
             None => error.to_string(),
         },
         Error::Flush { committed, source } => format!(
-            "{}; {committed} requests of this stream were committed before the failure",
+            "{}; {committed} requests of this stream were committed, the others were not",
             client_message(source)
         ),
         _ => error.to_string(),
