@@ -134,8 +134,8 @@ pub struct Programs {
 pub struct Report {
     /// Streaming ingest at 1, 4 and 16 streams against the ceiling.
     pub streams: Vec<StreamFigure>,
-    /// 16 streams with tenants and statuses set.
-    pub dimensions: ServeFigure,
+    /// 16 streams with tenants and statuses set, against their own ceiling.
+    pub dimensions: StreamFigure,
     /// 16 streams of requests that are each their own raw row.
     pub overload: ServeFigure,
     /// Statements/s of the original design.
@@ -451,8 +451,9 @@ async fn scenarios(
     .await?;
     let discard = ServerProcess::discard(programs).await?;
     let streams = ingest::streaming(cluster, &server, &discard, options.stream_requests).await?;
+    let dimensions =
+        ingest::with_dimensions(cluster, &server, &discard, options.stream_requests).await?;
     drop(discard);
-    let dimensions = ingest::with_dimensions(cluster, &server, options.stream_requests).await?;
     let end_to_end = client::end_to_end(cluster, &server, options.client_requests).await?;
     // Last on this server: a server keeps the memory it once needed.
     let overload = ingest::overload(cluster, &server, options.overload_requests).await?;
