@@ -466,15 +466,18 @@ async fn a_failed_shared_write_fails_every_stream_it_held_and_stores_none_of_it(
     b.merge(&flusher, &mut Aggregate::default(), true)
         .await
         .unwrap();
-    for (stream, committed_before) in [(&mut a, 2), (&mut b, 0)] {
-        match stream.finish().await.unwrap_err() {
-            Error::Flush { committed, source } => {
-                assert_eq!(committed, committed_before);
-                assert!(source.to_string().contains("a poisoned row"), "{source}");
-            }
-            other => panic!("not a failed write: {other}"),
+    let failed = |error: Error, committed_before: i64| match error {
+        Error::Flush { committed, source } => {
+            assert_eq!(committed, committed_before);
+            assert!(source.to_string().contains("a poisoned row"), "{source}");
         }
-    }
+        other => panic!("not a failed write: {other}"),
+    };
+    failed(b.finish().await.unwrap_err(), 0);
+    // a has more once its write is over: it merges nothing after a failure.
+    let mut more = local("/held/a", 4);
+    failed(a.merge(&flusher, &mut more, false).await.unwrap_err(), 2);
+    assert_eq!(more.requests(), 4, "not merged");
     assert_eq!(
         stored("/held/a").await,
         2,
