@@ -88,31 +88,6 @@ impl Aggregate {
         Ok(())
     }
 
-    /// Moves every count of `other` into this aggregate, leaving `other`
-    /// empty. Refused (false), leaving both unchanged, when the total
-    /// would overflow an `i64`.
-    pub fn absorb(&mut self, other: &mut Aggregate) -> bool {
-        let Some(requests) = self.requests.checked_add(other.requests) else {
-            return false;
-        };
-        if self.counts.is_empty() {
-            std::mem::swap(&mut self.counts, &mut other.counts);
-        } else {
-            // Every key's sum is at most the total, which fits.
-            for (key, count) in other.counts.drain() {
-                *self.counts.entry(key).or_insert(0) += count;
-            }
-        }
-        self.requests = requests;
-        other.requests = 0;
-        true
-    }
-
-    /// The requests held: the sum of the counts.
-    pub fn requests(&self) -> i64 {
-        self.requests
-    }
-
     /// Distinct keys held.
     pub fn keys(&self) -> usize {
         self.counts.len()
@@ -214,36 +189,6 @@ mod tests {
                 ("POST", "/a", "", None, 10, 1)
             ]
         );
-    }
-
-    #[test]
-    fn absorbing_sums_key_by_key_and_refuses_an_overflow_unchanged() {
-        let mut shared = Aggregate::default();
-        let mut local = Aggregate::default();
-        local
-            .add(entry(Method::Get, "/a", 10, 2), |_| Ok(()))
-            .unwrap();
-        assert!(shared.absorb(&mut local));
-        assert!(local.is_empty());
-        for e in [
-            entry(Method::Get, "/a", 10, 3),
-            entry(Method::Get, "/b", 10, 1),
-        ] {
-            local.add(e, |_| Ok(())).unwrap();
-        }
-        assert!(shared.absorb(&mut local));
-        assert!(local.is_empty() && local.requests() == 0);
-        assert_eq!((shared.keys(), shared.requests()), (2, 6));
-        local
-            .add(entry(Method::Get, "/a", 10, i64::MAX - 5), |_| Ok(()))
-            .unwrap();
-        assert!(!shared.absorb(&mut local));
-        assert_eq!((shared.keys(), shared.requests()), (2, 6));
-        assert_eq!((local.keys(), local.requests()), (1, i64::MAX - 5));
-        let batch = shared.take_batch();
-        let mut rows: Vec<_> = batch.paths.iter().zip(&batch.counts).collect();
-        rows.sort();
-        assert_eq!(rows, vec![(&"/a".to_owned(), &5), (&"/b".to_owned(), &1)]);
     }
 
     #[test]

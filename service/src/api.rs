@@ -50,14 +50,14 @@ impl CountService for CountApi {
         // read (its in-memory aggregate and a batch waiting for the flush
         // before it), as the original service did.
         let permit = self.state.admit_call()?;
-        let flusher = self.state.flusher()?.clone();
+        let store = self.state.store()?.clone();
         let (series, config, drain) = (self.state.series.clone(), self.config, self.drain.clone());
         let bound = request.extensions().get::<BoundTenant>().cloned();
         let messages = request.into_inner();
         let stream = tokio::spawn(async move {
             // Held until the stream's task ends, not the handler.
             let _permit = permit;
-            ingest_stream(flusher, series, config, messages, drain, bound).await
+            ingest_stream(store, series, config, messages, drain, bound).await
         });
         let response = stream
             .await

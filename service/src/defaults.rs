@@ -11,9 +11,6 @@ pub const HTTP_LISTEN: &str = "127.0.0.1:7780";
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// `--max-batch-keys`.
 pub const MAX_BATCH_KEYS: u32 = 10_000;
-/// `--max-flush-keys`: two aggregates this big (the one filling, the one
-/// being written) take about 60 MB.
-pub const MAX_FLUSH_KEYS: u32 = 200_000;
 /// `--max-future`.
 pub const MAX_FUTURE: Duration = Duration::from_secs(5 * 60);
 /// `--max-path-bytes`.

@@ -92,16 +92,14 @@ pub enum Error {
     /// was sending broke.
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(#[from] Status),
-    /// A write of a stream's counts failed; `committed` requests of the
-    /// stream were committed by the others.
-    #[error("{source}; {committed} requests of this stream were committed, the others were not")]
+    /// A stream's flush failed; `committed` requests of the stream were
+    /// committed before it.
+    #[error("{source}; {committed} requests of this stream were committed before the failure")]
     Flush {
-        /// Requests of the stream committed (in the writes that did not
-        /// fail).
+        /// Requests of the stream committed before the failure.
         committed: i64,
-        /// Why the flush failed (shared by every stream whose counts it
-        /// held).
-        source: std::sync::Arc<Error>,
+        /// Why the flush failed.
+        source: Box<Error>,
     },
     /// A background task of the server died.
     #[error("{0}")]
@@ -265,7 +263,7 @@ fn client_message(error: &Error) -> String {
             None => error.to_string(),
         },
         Error::Flush { committed, source } => format!(
-            "{}; {committed} requests of this stream were committed, the others were not",
+            "{}; {committed} requests of this stream were committed before the failure",
             client_message(source)
         ),
         _ => error.to_string(),

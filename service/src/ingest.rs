@@ -8,12 +8,10 @@
 //! another server (the HTTP API the web interface brings) can share it
 //! without tonic.
 //!
-//! A stream's aggregate is merged into the one all streams share
-//! ([`crate::flusher`]), which is written in the background. Memory is
-//! bounded: a stream holds one aggregate of at most `max_batch_keys` keys,
-//! and the shared one waits (the stream is not read further, and HTTP/2
-//! flow control pushes back on the client) while it is full and its write
-//! before has not finished.
+//! Memory is bounded per stream: at most two aggregates exist, the one being
+//! filled and the one being written. When the one being filled is full and the
+//! write has not finished, the stream is not read further, and HTTP/2 flow
+//! control pushes back on the client.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -21,16 +19,17 @@ use std::time::Duration;
 use count_proto::v1::{AddBatchRequest, AddBatchResponse, AddRequest, AddResponse};
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::aggregate::Aggregate;
 use crate::auth::BoundTenant;
+use crate::db::store::FlushBatch;
 use crate::db::store::Store;
 use crate::defaults;
 use crate::entry::Clock;
 use crate::entry::EntryRules;
 use crate::error::{Error, Refusal, RefusalKind};
-use crate::flusher::{Flusher, Merged};
 use crate::metrics;
 use crate::series::KnownSeries;
 
@@ -41,11 +40,8 @@ pub struct IngestConfig {
     pub rules: EntryRules,
     /// The longest an accepted entry waits in memory before it is written.
     pub flush_interval: Duration,
-    /// A stream's aggregate is merged into the shared one as soon as it
-    /// holds this many keys.
+    /// A stream's aggregate is written as soon as it holds this many keys.
     pub max_batch_keys: usize,
-    /// The shared aggregate is written as soon as it holds this many keys.
-    pub max_flush_keys: usize,
     /// The most entries one `AddBatch` may carry.
     pub max_batch_entries: usize,
     /// The most distinct series (tenant, method, path, status code) the
@@ -54,9 +50,8 @@ pub struct IngestConfig {
     /// The most series of any one tenant, if capped.
     pub max_series_per_tenant: Option<usize>,
     /// The most `Add` streams and `AddBatch` calls served at once: what
-    /// bounds the server's memory, since each holds at most one aggregate
-    /// of `max_batch_keys` keys, or one message (and the shared aggregate
-    /// two of `max_flush_keys`).
+    /// bounds the server's memory, since each holds at most two aggregates
+    /// of `max_batch_keys` keys, or one message.
     pub max_calls: usize,
 }
 
@@ -66,7 +61,6 @@ impl Default for IngestConfig {
             rules: EntryRules::default(),
             flush_interval: defaults::FLUSH_INTERVAL,
             max_batch_keys: defaults::MAX_BATCH_KEYS as usize,
-            max_flush_keys: defaults::MAX_FLUSH_KEYS as usize,
             max_batch_entries: defaults::MAX_BATCH_ENTRIES,
             max_series: defaults::MAX_SERIES,
             max_series_per_tenant: None,
@@ -85,11 +79,8 @@ const MAX_REJECTIONS: usize = 10;
 /// Consumes one `Add` stream and answers once everything it sent is
 /// committed. When `drain` turns true (server shutdown after the grace
 /// period), stops reading, commits what it has and answers.
-///
-/// Its entries wait in memory at most `flush_interval`: half in the
-/// stream's aggregate, half in the shared one.
 pub async fn ingest_stream<S, E>(
-    flusher: Flusher,
+    store: Store,
     series: std::sync::Arc<KnownSeries>,
     config: IngestConfig,
     mut stream: S,
@@ -101,8 +92,7 @@ where
     E: Into<Error> + std::fmt::Display,
 {
     let mut aggregate = Aggregate::default();
-    let mut merged = Merged::default();
-    let hold = config.flush_interval / 2;
+    let mut writer = Writer::new(store);
     let mut response = AddResponse::default();
     let mut counted = StreamMetrics::default();
     // One timer and one drain future for the whole stream: creating them per
@@ -121,7 +111,7 @@ where
                 break;
             }
             () = &mut flush_timer, if flush_armed => {
-                merged.merge(&flusher, &mut aggregate, false).await?;
+                writer.write(aggregate.take_batch()).await?;
                 flush_armed = false;
             }
             message = stream.next() => {
@@ -143,14 +133,14 @@ where
                                 Ok(()) => {
                                     counted.accepted += 1;
                                     if !flush_armed {
-                                        flush_timer.as_mut().reset(Instant::now() + hold);
+                                        flush_timer.as_mut().reset(Instant::now() + config.flush_interval);
                                         flush_armed = true;
                                     }
                                 }
                                 Err(e) => reject(&mut response, counted.received, &e),
                             }
                             if aggregate.keys() >= config.max_batch_keys {
-                                merged.merge(&flusher, &mut aggregate, false).await?;
+                                writer.write(aggregate.take_batch()).await?;
                                 flush_armed = false;
                             }
                         }
@@ -158,8 +148,8 @@ where
                             // The client is gone; what it sent is still
                             // counted, as the original service did.
                             tracing::debug!(%broken, received = counted.received, "Add stream broke");
-                            merged.merge(&flusher, &mut aggregate, true).await?;
-                            merged.finish().await?;
+                            writer.write(aggregate.take_batch()).await?;
+                            writer.finish().await?;
                             return Err(broken.into());
                         }
                     }
@@ -175,8 +165,9 @@ where
             }
         }
     }
-    merged.merge(&flusher, &mut aggregate, true).await?;
-    response.accepted = merged.finish().await?;
+    writer.write(aggregate.take_batch()).await?;
+    writer.finish().await?;
+    response.accepted = writer.committed;
     Ok(response)
 }
 
@@ -222,6 +213,62 @@ fn reject(response: &mut AddResponse, message: u64, error: &Error) {
 async fn drained(drain: &mut watch::Receiver<bool>) {
     if drain.wait_for(|draining| *draining).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Writes a stream's batches one at a time in the background.
+struct Writer {
+    store: Store,
+    in_flight: Option<JoinHandle<Result<i64, Error>>>,
+    /// Requests committed so far by this stream.
+    committed: i64,
+}
+
+impl Writer {
+    fn new(store: Store) -> Self {
+        Writer {
+            store,
+            in_flight: None,
+            committed: 0,
+        }
+    }
+
+    /// Waits for the previous write, then starts writing `batch`. The write
+    /// runs in its own task, so it completes even if the stream's handler is
+    /// dropped.
+    async fn write(&mut self, batch: FlushBatch) -> Result<(), Error> {
+        self.finish().await?;
+        if batch.counts.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let requests = store.add_batch(None, &batch).await?.unwrap_or(0);
+            metrics::committed("add", requests, started.elapsed());
+            Ok(requests)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any.
+    async fn finish(&mut self) -> Result<(), Error> {
+        let Some(handle) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let result = handle
+            .await
+            .map_err(|join| Error::Task(format!("flush task failed: {join}")))?;
+        match result {
+            Ok(requests) => {
+                self.committed += requests;
+                Ok(())
+            }
+            Err(error) => Err(Error::Flush {
+                committed: self.committed,
+                source: Box::new(error),
+            }),
+        }
     }
 }
 

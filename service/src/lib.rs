@@ -19,8 +19,7 @@
 //! - [`http`]: the HTTP side (`--http-listen`): the API as JSON and CSV,
 //!   its OpenAPI description, `/healthz`, and the dashboard at `/`.
 //! - [`ingest`]: the ingest core every server shares: the `Add` stream
-//!   (validate, aggregate, merge into the shared aggregate) and `AddBatch`.
-//! - [`flusher`]: the aggregate all `Add` streams share, and its writer.
+//!   (validate, aggregate, flush in the background) and `AddBatch`.
 //! - [`entry`]: validation of one `AddRequest`.
 //! - [`series`]: the caps on distinct series (cardinality guard).
 //! - [`state`]: what handlers share: the store once connected, the guard.
@@ -51,7 +50,6 @@ pub mod defaults;
 pub mod entry;
 pub mod error;
 pub mod export;
-pub mod flusher;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

@@ -10,7 +10,6 @@ use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use crate::db::connect::ConnectConfig;
 use crate::db::store::{Schema, Store};
 use crate::error::{Error, Result};
-use crate::flusher::Flusher;
 use crate::ingest::IngestConfig;
 use crate::series::KnownSeries;
 
@@ -42,10 +41,6 @@ impl From<Store> for StoreSource {
 #[derive(Debug, Clone)]
 pub struct State {
     store: Arc<OnceCell<Store>>,
-    /// The writer of `Add` streams' counts, started with the store.
-    flusher: Arc<OnceCell<Flusher>>,
-    /// Its settings: how long an epoch fills, and its most keys.
-    flush: (Duration, usize),
     /// The cardinality guard.
     pub series: Arc<KnownSeries>,
     /// One permit per ingest call being served (`Add` streams, `AddBatch`,
@@ -54,10 +49,6 @@ pub struct State {
     max_calls: usize,
     /// What the server's health check last found (`/healthz` answers it).
     serving: Arc<AtomicBool>,
-}
-
-fn not_connected() -> Error {
-    Error::Unavailable("the database is not connected yet; retry shortly".to_owned())
 }
 
 /// Longest wait between two attempts to open the store.
@@ -69,9 +60,6 @@ impl State {
     pub fn new(ingest: &IngestConfig) -> Self {
         State {
             store: Arc::new(OnceCell::new()),
-            flusher: Arc::new(OnceCell::new()),
-            // Half the flush interval: the other half is the streams'.
-            flush: (ingest.flush_interval / 2, ingest.max_flush_keys),
             series: Arc::new(KnownSeries::new(
                 ingest.max_series,
                 ingest.max_series_per_tenant,
@@ -106,13 +94,9 @@ impl State {
 
     /// The store, or UNAVAILABLE while the database is not connected yet.
     pub fn store(&self) -> Result<&Store> {
-        self.store.get().ok_or_else(not_connected)
-    }
-
-    /// The writer of `Add` streams, or UNAVAILABLE while the database is
-    /// not connected yet.
-    pub fn flusher(&self) -> Result<&Flusher> {
-        self.flusher.get().ok_or_else(not_connected)
+        self.store.get().ok_or_else(|| {
+            Error::Unavailable("the database is not connected yet; retry shortly".to_owned())
+        })
     }
 
     /// Makes `store` the server's store once its series are loaded.
@@ -124,12 +108,7 @@ impl State {
             series = self.series.len(),
             "database ready"
         );
-        // Set once: only `connect` and `run`'s `Open` path call this. The
-        // flusher first, so that a handler that finds the store finds it.
-        let (hold, max_keys) = self.flush;
-        let _ = self
-            .flusher
-            .set(Flusher::start(store.clone(), hold, max_keys));
+        // Set once: only `connect` and `run`'s `Open` path call this.
         let _ = self.store.set(store);
         Ok(())
     }

@@ -33,17 +33,11 @@ pub struct ServeArgs {
     /// Longest time an accepted entry waits in memory before it is written.
     #[arg(long, env = "COUNT_FLUSH_INTERVAL", default_value_t = defaults::FLUSH_INTERVAL.into())]
     pub flush_interval: humantime::Duration,
-    /// A stream's aggregate is merged into the one all streams share once
-    /// it holds this many distinct (series, minute) keys.
+    /// A stream's aggregate is written once it holds this many distinct
+    /// (series, minute) keys.
     #[arg(long, env = "COUNT_MAX_BATCH_KEYS", default_value_t = defaults::MAX_BATCH_KEYS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_batch_keys: u32,
-    /// The aggregate all streams share is written once it holds this many
-    /// distinct (series, minute) keys; at most two exist, the one filling
-    /// and the one being written.
-    #[arg(long, env = "COUNT_MAX_FLUSH_KEYS", default_value_t = defaults::MAX_FLUSH_KEYS,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_flush_keys: u32,
     /// How far in the future a request timestamp may be.
     #[arg(long, env = "COUNT_MAX_FUTURE", default_value_t = defaults::MAX_FUTURE.into())]
     pub max_future: humantime::Duration,
@@ -68,7 +62,7 @@ pub struct ServeArgs {
     pub max_series_per_tenant: Option<usize>,
     /// Most Add streams and AddBatch calls served at once; more are refused
     /// with RESOURCE_EXHAUSTED (clients retry). Bounds the server's memory:
-    /// each holds at most one aggregate of --max-batch-keys keys, or one
+    /// each holds at most two aggregates of --max-batch-keys keys, or one
     /// message of --max-message-bytes.
     #[arg(long, env = "COUNT_MAX_INGEST_CALLS", default_value_t = defaults::MAX_INGEST_CALLS, value_parser = ingest_calls)]
     pub max_ingest_calls: usize,
@@ -131,7 +125,6 @@ impl ServeArgs {
                 },
                 flush_interval: *self.flush_interval,
                 max_batch_keys: self.max_batch_keys as usize,
-                max_flush_keys: self.max_flush_keys as usize,
                 max_batch_entries: self.max_batch_entries,
                 max_series: self.max_series,
                 max_series_per_tenant: self.max_series_per_tenant,

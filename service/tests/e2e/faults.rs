@@ -5,10 +5,6 @@
 use std::time::Duration;
 
 use count_proto::v1::{AddRequest, Method};
-use count_service::aggregate::Aggregate;
-use count_service::entry::Entry;
-use count_service::error::Error;
-use count_service::flusher::{Flusher, Merged};
 use count_service::ingest::IngestConfig;
 use count_service::server::ServerConfig;
 use tonic::Code;
@@ -397,97 +393,4 @@ async fn an_add_stream_cancelled_while_a_flush_waits_still_commits_what_the_serv
 /// The one bigint `query` returns.
 async fn single_bigint(sql: &tokio_postgres::Client, query: &str) -> i64 {
     sql.query_one(query, &[]).await.unwrap().get(0)
-}
-
-/// A write of the aggregate the `Add` streams share is one transaction:
-/// when it fails, every stream whose counts it held fails, none of those
-/// counts is stored, each stream is told exactly how many of its requests
-/// did commit (its earlier writes), and the writer goes on with the next.
-#[tokio::test]
-async fn a_failed_shared_write_fails_every_stream_it_held_and_stores_none_of_it() {
-    let db = TestDatabase::start().await;
-    let store = db.store().await;
-    db.sql()
-        .await
-        .batch_execute(
-            "CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-                 IF EXISTS (SELECT 1 FROM count.methods WHERE id = NEW.method_id AND path = '/held/poison') THEN
-                     RAISE EXCEPTION 'a poisoned row';
-                 END IF;
-                 RETURN NEW;
-             END $$;
-             CREATE TRIGGER poison BEFORE INSERT ON count.requests
-                 FOR EACH ROW EXECUTE FUNCTION public.poison();",
-        )
-        .await
-        .unwrap();
-    // Written only when a stream asks: an hour's hold, no key cap in reach.
-    let flusher = Flusher::start(store, Duration::from_secs(3600), 1_000_000);
-    let minute = day_start(1);
-    let local = |path: &str, count: i64| {
-        let mut aggregate = Aggregate::default();
-        let entry = Entry {
-            method: Method::Get,
-            path: path.to_owned(),
-            tenant: String::new(),
-            status: None,
-            minute,
-            count,
-        };
-        aggregate.add(entry, |_| Ok(())).unwrap();
-        aggregate
-    };
-    let stored = |path: &'static str| {
-        let db = &db;
-        async move {
-            db.bigint(&format!(
-                "SELECT coalesce(sum(r.count), 0)::bigint FROM count.requests AS r
-                   JOIN count.methods AS m ON m.id = r.method_id WHERE m.path = '{path}'"
-            ))
-            .await
-        }
-    };
-    let (mut a, mut b) = (Merged::default(), Merged::default());
-    a.merge(&flusher, &mut local("/held/a", 2), true)
-        .await
-        .unwrap();
-    eventually(Duration::from_secs(30), || async {
-        stored("/held/a").await == 2
-    })
-    .await;
-    // a and b share the next write, which holds the poisoned row.
-    a.merge(&flusher, &mut local("/held/a", 3), false)
-        .await
-        .unwrap();
-    b.merge(&flusher, &mut local("/held/poison", 5), false)
-        .await
-        .unwrap();
-    b.merge(&flusher, &mut Aggregate::default(), true)
-        .await
-        .unwrap();
-    let failed = |error: Error, committed_before: i64| match error {
-        Error::Flush { committed, source } => {
-            assert_eq!(committed, committed_before);
-            assert!(source.to_string().contains("a poisoned row"), "{source}");
-        }
-        other => panic!("not a failed write: {other}"),
-    };
-    failed(b.finish().await.unwrap_err(), 0);
-    // a has more once its write is over: it merges nothing after a failure.
-    let mut more = local("/held/a", 4);
-    failed(a.merge(&flusher, &mut more, false).await.unwrap_err(), 2);
-    assert_eq!(more.requests(), 4, "not merged");
-    assert_eq!(
-        stored("/held/a").await,
-        2,
-        "the failed write stored nothing"
-    );
-    assert_eq!(stored("/held/poison").await, 0);
-    let mut c = Merged::default();
-    c.merge(&flusher, &mut local("/held/c", 7), true)
-        .await
-        .unwrap();
-    assert_eq!(c.finish().await.unwrap(), 7, "the next write commits");
-    assert_eq!(stored("/held/c").await, 7);
 }
