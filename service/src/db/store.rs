@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -153,7 +153,16 @@ impl Store {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager).max_size(pool_size).build()?;
+        // Last in, first out: a call takes the connection used last, whose
+        // backend has the SQL API's plans and caches (the extension's series
+        // ids) warm. First in, first out (deadpool's default) went round
+        // every connection the pool had grown to under a burst, and each
+        // backend plans a read afresh its first five times (PostgreSQL's
+        // plan cache) and learns series ids anew.
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .queue_mode(QueueMode::Lifo)
+            .build()?;
         Ok(Store { pool, backend })
     }
 
