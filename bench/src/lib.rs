@@ -455,7 +455,7 @@ async fn scenarios(
     // The load with tenants on a server of its own, with a series cap above
     // the 400,000 it creates: the memory those take stayed in the figures
     // of the loads after it (the overload's peak RSS was 223 MB, its own
-    // about 110).
+    // about 140).
     let server = ServerProcess::start(
         programs,
         cluster,
