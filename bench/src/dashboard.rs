@@ -118,8 +118,8 @@ pub(crate) async fn measure(
         let mut requests = Vec::new();
         let mut refreshes = Vec::new();
         let mut per_refresh = 0;
-        // One refresh to warm the plans, then `calls` timed.
-        for call in 0..=calls {
+        // Refreshes to warm the plans, then `calls` timed.
+        for call in 0..crate::WARM_CALLS + calls {
             let start = Instant::now();
             let (series, top_answer) = tokio::try_join!(
                 get(format!("{range}&granularity={granularity}")),
@@ -154,7 +154,7 @@ pub(crate) async fn measure(
                 ))
             }))
             .await?;
-            if call > 0 {
+            if call >= crate::WARM_CALLS {
                 refreshes.push(start.elapsed().as_secs_f64() * 1000.0);
                 requests.extend([series.0, top_answer.0]);
                 requests.extend(trends.iter().map(|t| t.0));

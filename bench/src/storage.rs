@@ -175,8 +175,9 @@ pub(crate) async fn year_query(
             day: 0,
         }),
     };
-    // One call to warm the plan and caches.
-    client.get_period_totals(request()).await?;
+    for _ in 0..crate::WARM_CALLS {
+        client.get_period_totals(request()).await?;
+    }
     let sampler = RssSampler::start(server.pid());
     let mut latencies = Vec::with_capacity(calls);
     for _ in 0..calls {

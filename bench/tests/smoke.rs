@@ -88,6 +88,10 @@ async fn the_bench_runs_every_scenario_and_checks_what_it_wrote() {
     assert_eq!(report.live.figures.len(), 5);
     for figure in &report.live.figures {
         assert!(figure.p50 > 0.0 && figure.p99 >= figure.p50, "{figure:?}");
+        assert!(
+            figure.warm_up_max > 0.0,
+            "the untimed calls ran: {figure:?}"
+        );
     }
     assert!(report.live.long_term_bytes_per_endpoint_year > 0.0);
     let dashboard = &report.dashboard;
