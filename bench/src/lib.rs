@@ -268,16 +268,17 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// The median and the 99th percentile of `values` (0 for none), nearest
-/// rank below.
 /// Untimed calls of a read before it is timed. PostgreSQL plans a
 /// statement afresh on each of its first five executions on a connection
 /// and chooses between that and a generic plan from the sixth on (its plan
 /// cache); a read's first calls on a connection measure that, not the read
 /// (3-11 ms against 1.7 ms warm for the last hour's read on a scratch
-/// store). The slowest of them is reported beside the timed ones.
+/// store). The live and tenant reads report the slowest of them beside the
+/// timed ones.
 pub(crate) const WARM_CALLS: usize = 10;
 
+/// The median and the 99th percentile of `values` (0 for none), nearest
+/// rank below.
 pub(crate) fn percentiles(values: &mut [f64]) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
     let at = |q: f64| {

@@ -421,6 +421,10 @@ async fn series_another_connection_created_count_once_whichever_is_tried_first()
     a.batch_execute(&add(&["b6", "a1", "a2"])).await.unwrap();
     // New again, after a call whose misses were mostly new.
     a.batch_execute(&add(&["a3", "b1"])).await.unwrap();
+    b.batch_execute(&add(&["b7"])).await.unwrap();
+    // Inserted first, one new and one existing: the plain INSERT fails on
+    // the existing one, INSERT … ON CONFLICT adds the new one.
+    a.batch_execute(&add(&["b7", "a4"])).await.unwrap();
     let stored = db
         .sql()
         .await
@@ -441,12 +445,14 @@ async fn series_another_connection_created_count_once_whichever_is_tried_first()
         ("a1", 3),
         ("a2", 3),
         ("a3", 3),
+        ("a4", 3),
         ("b1", 9),
         ("b2", 6),
         ("b3", 6),
         ("b4", 6),
         ("b5", 6),
         ("b6", 6),
+        ("b7", 6),
     ]
     .into_iter()
     .map(|(tenant, requests)| (tenant.to_owned(), 1, requests))
@@ -455,7 +461,7 @@ async fn series_another_connection_created_count_once_whichever_is_tried_first()
     assert_eq!(
         db.bigint("SELECT count(*) FROM count.methods WHERE path = '/made-elsewhere'")
             .await,
-        10
+        12
     );
 }
 
