@@ -255,6 +255,15 @@ impl<I> Deadlines<I> {
         }
     }
 
+    /// A write's outcome: bytes written count as activity.
+    fn wrote(&mut self, result: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = result
+            && *n > 0
+        {
+            self.active();
+        }
+    }
+
     /// Something moved: the idle deadline starts again.
     fn active(&mut self) {
         self.idle.as_mut().reset(Instant::now() + self.idle_timeout);
@@ -319,11 +328,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Deadlines<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &result
-            && *n > 0
-        {
-            this.active();
-        }
+        this.wrote(&result);
         result
     }
 
@@ -334,11 +339,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Deadlines<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &result
-            && *n > 0
-        {
-            this.active();
-        }
+        this.wrote(&result);
         result
     }
 
