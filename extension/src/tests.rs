@@ -20,6 +20,10 @@ mod tests {
             Spi::run(include_str!("../../migrations/V6__tenant_tiers.sql")).expect("schema");
             Spi::run(include_str!("../../migrations/V7__tenant_tiers_from.sql")).expect("schema");
             Spi::run(include_str!(
+                "../../migrations/V8__minute_tier_by_series.sql"
+            ))
+            .expect("schema");
+            Spi::run(include_str!(
                 "../../service/queries/postgres_series_key.sql"
             ))
             .expect("schema");
