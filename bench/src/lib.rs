@@ -206,7 +206,7 @@ impl Report {
              client library {:.1}M counted/s; rollup {:.2}x the bare scan; year query p99 {:.1} ms; \
              server peak RSS {} MB (overload); with rollups {:.2}x/{:.2}x at 4/16 streams, rolled up {:.1}x as fast as produced; \
              live reads p99 {:.1}/{:.1}/{:.1}/{:.1}/{:.1} ms; {:.2} MB per endpoint-year; \
-             dashboard data requests p99 {:.1}/{:.1} ms (24h/30d); count import {:.2}M rows/s",
+             dashboard data requests p99 {:.1}/{:.1} ms (24h/30d); count import {:.2}M rows/s parsed and sent, {:.2}M end to end",
             ratio(4),
             ratio(16),
             self.streams
@@ -229,6 +229,7 @@ impl Report {
             self.live.long_term_bytes_per_endpoint_year / 1e6,
             self.dashboard.presets.first().map_or(0.0, |f| f.request.1),
             self.dashboard.presets.last().map_or(0.0, |f| f.request.1),
+            self.import.sent_rate() / 1e6,
             self.import.rate() / 1e6,
         )
     }

@@ -117,7 +117,9 @@ async fn the_bench_runs_every_scenario_and_checks_what_it_wrote() {
     );
     assert_eq!(report.import.rows, 2_000);
     assert!(
-        report.import.rate() > 0.0 && report.import.peak_rss_mb > 0,
+        report.import.rate() > 0.0
+            && report.import.sent_rate() > 0.0
+            && report.import.peak_rss_mb > 0,
         "{:?}",
         report.import
     );
