@@ -134,9 +134,11 @@ pub(crate) struct Shared {
 /// Cheap to clone; every clone feeds the same tally. `record` never blocks
 /// and never fails: it adds to an in-memory count by (method, path, minute),
 /// and a background task sends those counts with `AddBatch`, exactly once,
-/// retrying through outages. Memory is bounded by `max_pending_keys`
-/// distinct keys; past it, records of new keys are dropped and counted in
-/// [`Stats::dropped`] while existing keys keep counting.
+/// retrying through outages. Memory is bounded by `max_pending_keys` keys
+/// held (each thread records in a shard of its own, so a key recorded on
+/// several threads is held once for each, in at most 16 shards); past it,
+/// records of new keys are dropped and counted in [`Stats::dropped`] while
+/// existing keys keep counting.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), count_client::Error> {
