@@ -77,7 +77,12 @@ impl CountService for Discard {
         request: Request<AddBatchRequest>,
     ) -> Result<Response<AddBatchResponse>, Status> {
         Ok(Response::new(AddBatchResponse {
-            accepted: request.into_inner().entries.iter().map(|e| e.count).sum(),
+            // 0 (unset) stands for 1 (the proto's rule).
+            accepted: request
+                .into_inner()
+                .entries
+                .iter()
+                .fold(0i64, |sum, e| sum.saturating_add(e.count.max(1))),
             ..AddBatchResponse::default()
         }))
     }

@@ -242,9 +242,12 @@ impl CounterBuilder {
         self
     }
 
-    /// Most distinct (series, minute) keys held in memory, queued and
-    /// in flight included [default: 100,000]. Enforced per recording thread,
-    /// so it may be exceeded by at most the number of threads recording.
+    /// Most (series, minute) keys held in memory, queued and in flight
+    /// included [default: 100,000]. Each thread records in a shard of its
+    /// own, so a key recorded on several threads is held once for each (in
+    /// at most 16 shards) until the next flush adds the copies up. Enforced
+    /// per recording thread, so it may be exceeded by at most the number of
+    /// threads recording.
     pub fn max_pending_keys(mut self, keys: usize) -> Self {
         self.max_pending_keys = keys;
         self

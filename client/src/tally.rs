@@ -1,9 +1,11 @@
 //! The in-memory tally: request counts by key (method, path, tenant,
 //! status code) and minute, in shards, a thread recording in its own so
-//! that threads recording at once never wait for each other.
+//! that threads recording at once do not wait for each other.
+
+use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::{Equivalent, HashMap, HashTable};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
@@ -139,14 +141,14 @@ impl Tally {
     /// of keys held here. A key held already costs no allocation.
     ///
     /// Each thread records in a shard of its own (its home), not in one
-    /// chosen by the key, and never waits for a shard another thread holds:
-    /// with more threads than cores, a holder may have been preempted
-    /// mid-record, and every thread that met its shard slept until it ran
-    /// again (4 threads on 2 cores counted 7.6–17.8M requests/s by key
-    /// shards, 33M by home shards). So a key recorded on several threads is
-    /// held once in each of their shards (delivery sends each; the server
-    /// adds them up). At the cap, a key new to the shard but held in another
-    /// still counts there.
+    /// chosen by the key, and does not wait for a shard another thread
+    /// holds: with more threads than cores, a holder may have been
+    /// preempted mid-record, and every thread that met its shard slept until
+    /// it ran again (4 threads on 2 cores counted 7.6–17.8M requests/s by
+    /// key shards, 31M by home shards). So a key recorded on several threads
+    /// is held once in each of their shards ([`Tally::drain`] adds the
+    /// copies up). At the cap, a key new to the shard but held in another
+    /// still counts there: finding it may wait for shards others hold.
     pub(crate) fn record(
         &self,
         series: Series<'_>,
@@ -184,21 +186,33 @@ impl Tally {
         if recorded != Recorded::Full {
             return recorded;
         }
+        // Free shards first; only then those other threads hold.
         let held_only = |_: usize| false;
-        let elsewhere = (0..shards).filter(|&index| index != used).any(|index| {
-            self.add(
+        let mut busy = Vec::new();
+        for index in (0..shards).filter(|&index| index != used) {
+            match try_lock(&self.shards[index]) {
+                Some(mut shard) => {
+                    if self.add(&mut shard, series, minute, count, &held_only) == Recorded::Existing
+                    {
+                        return Recorded::Existing;
+                    }
+                }
+                None => busy.push(index),
+            }
+        }
+        for index in busy {
+            if self.add(
                 &mut lock(&self.shards[index]),
                 series,
                 minute,
                 count,
                 &held_only,
             ) == Recorded::Existing
-        });
-        if elsewhere {
-            Recorded::Existing
-        } else {
-            Recorded::Full
+            {
+                return Recorded::Existing;
+            }
         }
+        Recorded::Full
     }
 
     /// [`Tally::record`] in one locked shard.
@@ -252,24 +266,50 @@ impl Tally {
         self.shards.iter().map(|shard| lock(shard).recorded).sum()
     }
 
-    /// Takes every key out, leaving the tally empty.
+    /// Takes every key out, leaving the tally empty: each key once, its
+    /// copies in several threads' shards added up (so that they go in one
+    /// entry, and one raw row).
     pub(crate) fn drain(&self) -> Vec<Key> {
-        let mut keys = Vec::new();
+        let hasher = RandomState::default();
+        let identity =
+            |k: &Key| hasher.hash_one((k.method, &*k.path, &*k.tenant, k.status, k.minute));
+        let mut keys: Vec<Key> = Vec::new();
+        let mut places: HashTable<usize> = HashTable::new();
+        let mut taken = 0;
         for shard in self.shards.iter() {
             for (owned, slots) in lock(shard).paths.drain() {
                 for (method, status, minute, count) in slots {
-                    keys.push(Key {
+                    taken += 1;
+                    let key = Key {
                         method,
                         path: owned.path.clone(),
                         tenant: owned.tenant.clone(),
                         status,
                         minute,
                         count,
-                    });
+                    };
+                    let hash = identity(&key);
+                    let same = |&place: &usize| {
+                        let held = &keys[place];
+                        held.method == key.method
+                            && held.path == key.path
+                            && held.tenant == key.tenant
+                            && held.status == key.status
+                            && held.minute == key.minute
+                    };
+                    match places.find(hash, same).copied() {
+                        Some(place) => keys[place].count = keys[place].count.saturating_add(count),
+                        None => {
+                            keys.push(key);
+                            places.insert_unique(hash, keys.len() - 1, |&place| {
+                                identity(&keys[place])
+                            });
+                        }
+                    }
                 }
             }
         }
-        self.keys.fetch_sub(keys.len(), Ordering::Relaxed);
+        self.keys.fetch_sub(taken, Ordering::Relaxed);
         keys
     }
 
@@ -360,8 +400,53 @@ mod tests {
         assert_eq!(tally.record_from(2, post, 1, 16, |_| false), Recorded::Full);
         assert_eq!(tally.keys(), 2);
         assert_eq!(tally.recorded(), 15);
-        let mut counts: Vec<u64> = tally.drain().iter().map(|k| k.count).collect();
-        counts.sort_unstable();
-        assert_eq!(counts, vec![4, 11]);
+        // The key's two copies come out as one.
+        let counts: Vec<u64> = tally.drain().iter().map(|k| k.count).collect();
+        assert_eq!(counts, vec![15]);
+        assert_eq!(tally.keys(), 0);
+    }
+
+    #[test]
+    fn threads_racing_at_the_cap_lose_and_double_nothing() {
+        const THREADS: u64 = 4;
+        const RECORDS: u64 = 20_000;
+        let tally = std::sync::Arc::new(Tally::new(4));
+        let (done, finished) = std::sync::mpsc::channel();
+        for thread in 0..THREADS {
+            let (tally, done) = (tally.clone(), done.clone());
+            std::thread::spawn(move || {
+                let paths = ["/0", "/1", "/2", "/3", "/4", "/5", "/6", "/7"];
+                let mut refused = 0;
+                for i in 0..RECORDS {
+                    let path = paths[((i + thread) % 8) as usize];
+                    // Room for 6 keys: some paths are refused, every held
+                    // one keeps counting, whichever shards hold it.
+                    let recorded =
+                        tally.record(series(Method::Get, path, "", None), 1, 1, |held| held < 6);
+                    if recorded == Recorded::Full {
+                        refused += 1;
+                    }
+                }
+                let _ = done.send(refused);
+            });
+        }
+        let refused: u64 = (0..THREADS)
+            .map(|_| {
+                finished
+                    .recv_timeout(std::time::Duration::from_secs(60))
+                    .expect("a recording thread finished")
+            })
+            .sum();
+        let counted = tally.recorded();
+        let keys = tally.drain();
+        let drained: u64 = keys.iter().map(|k| k.count).sum();
+        assert_eq!(drained, counted);
+        assert_eq!(drained + refused, THREADS * RECORDS);
+        let mut paths: Vec<&str> = keys.iter().map(|k| &*k.path).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), keys.len(), "a key drained twice: {keys:?}");
+        assert!(!keys.is_empty() && keys.len() <= 6, "{keys:?}");
+        assert_eq!(tally.keys(), 0);
     }
 }
