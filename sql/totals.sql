@@ -31,13 +31,27 @@ DECLARE
     minute_from timestamptz;
     hour_from timestamptz;
     tenant_from timestamptz;
-    -- The requests by (UTC quarter-hour, tenant, grpc, status code): the
-    -- tenant tiers' input, their finest resolution.
-    group_quarters timestamptz[];
+    -- The requests by (UTC hour, series), with the hour's four
+    -- quarter-hours: every coarser tier is summed from these, not from the
+    -- minutes again (a backlog of 2 million minute rows, each its own,
+    -- spent as long grouping the minutes for the days, the months and the
+    -- tenants as on the minute tier itself).
+    hour_hours timestamptz[];
+    hour_ids bigint[];
+    hour_q1 bigint[];
+    hour_q2 bigint[];
+    hour_q3 bigint[];
+    hour_q4 bigint[];
+    -- The same by (UTC hour, tenant, grpc, status code): the tenant tiers'
+    -- input.
+    group_hours timestamptz[];
     group_tenants text[];
     group_grpc boolean[];
     group_statuses integer[];
-    group_totals bigint[];
+    group_q1 bigint[];
+    group_q2 bigint[];
+    group_q3 bigint[];
+    group_q4 bigint[];
     added bigint;
 BEGIN
     -- A tier without its row (migration V4 or V7 not applied yet) is never
@@ -57,17 +71,23 @@ BEGIN
     ON CONFLICT (minute, method_id) DO UPDATE
         SET total = least(t.total::numeric + excluded.total, 9223372036854775807)::bigint;
 
+    SELECT array_agg(h.hour), array_agg(h.method_id), array_agg(h.q1), array_agg(h.q2), array_agg(h.q3),
+           array_agg(h.q4)
+      INTO hour_hours, hour_ids, hour_q1, hour_q2, hour_q3, hour_q4
+      FROM (SELECT q.hour, q.method_id,
+                   least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 0), 0), 9223372036854775807)::bigint AS q1,
+                   least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 1), 0), 9223372036854775807)::bigint AS q2,
+                   least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 2), 0), 9223372036854775807)::bigint AS q3,
+                   least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 3), 0), 9223372036854775807)::bigint AS q4
+              FROM (SELECT date_trunc('hour', s.minute, 'UTC') AS hour, s.method_id, s.total,
+                           floor(extract(minute FROM s.minute AT TIME ZONE 'UTC') / 15) AS quarter
+                      FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)) AS q
+             GROUP BY 1, 2) AS h;
+
     INSERT INTO count.hourly_method_totals AS h (hour, method_id, q1, q2, q3, q4)
-    SELECT q.hour, q.method_id,
-           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 0), 0), 9223372036854775807)::bigint,
-           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 1), 0), 9223372036854775807)::bigint,
-           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 2), 0), 9223372036854775807)::bigint,
-           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 3), 0), 9223372036854775807)::bigint
-      FROM (SELECT date_trunc('hour', s.minute, 'UTC') AS hour, s.method_id, s.total,
-                   floor(extract(minute FROM s.minute AT TIME ZONE 'UTC') / 15) AS quarter
-              FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)) AS q
-     WHERE q.hour >= hour_from
-     GROUP BY 1, 2
+    SELECT s.hour, s.method_id, s.q1, s.q2, s.q3, s.q4
+      FROM unnest(hour_hours, hour_ids, hour_q1, hour_q2, hour_q3, hour_q4) AS s (hour, method_id, q1, q2, q3, q4)
+     WHERE s.hour >= hour_from
      ORDER BY 1, 2
     ON CONFLICT (hour, method_id) DO UPDATE
         SET q1 = least(h.q1::numeric + excluded.q1, 9223372036854775807)::bigint,
@@ -76,46 +96,44 @@ BEGIN
             q4 = least(h.q4::numeric + excluded.q4, 9223372036854775807)::bigint;
 
     INSERT INTO count.daily_method_totals AS d (day, method_id, total)
-    SELECT (s.minute AT TIME ZONE 'UTC')::date, s.method_id, least(sum(s.total), 9223372036854775807)::bigint
-      FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)
+    SELECT (s.hour AT TIME ZONE 'UTC')::date, s.method_id,
+           least(sum(s.q1::numeric + s.q2 + s.q3 + s.q4), 9223372036854775807)::bigint
+      FROM unnest(hour_hours, hour_ids, hour_q1, hour_q2, hour_q3, hour_q4) AS s (hour, method_id, q1, q2, q3, q4)
      GROUP BY 1, 2
      ORDER BY 1, 2
     ON CONFLICT (day, method_id) DO UPDATE
         SET total = least(d.total::numeric + excluded.total, 9223372036854775807)::bigint;
 
     INSERT INTO count.monthly_method_totals AS m (month, method_id, total)
-    SELECT date_trunc('month', s.minute AT TIME ZONE 'UTC')::date, s.method_id,
-           least(sum(s.total), 9223372036854775807)::bigint
-      FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)
+    SELECT date_trunc('month', s.hour AT TIME ZONE 'UTC')::date, s.method_id,
+           least(sum(s.q1::numeric + s.q2 + s.q3 + s.q4), 9223372036854775807)::bigint
+      FROM unnest(hour_hours, hour_ids, hour_q1, hour_q2, hour_q3, hour_q4) AS s (hour, method_id, q1, q2, q3, q4)
      GROUP BY 1, 2
      ORDER BY 1, 2
     ON CONFLICT (month, method_id) DO UPDATE
         SET total = least(m.total::numeric + excluded.total, 9223372036854775807)::bigint;
 
-    -- The tenant tiers (migration V6), from their complete_from on: each
-    -- series' requests under its tenant and status.
-    SELECT array_agg(g.quarter), array_agg(g.tenant), array_agg(g.grpc), array_agg(g.status_code), array_agg(g.total)
-      INTO group_quarters, group_tenants, group_grpc, group_statuses, group_totals
-      FROM (SELECT date_trunc('hour', s.minute, 'UTC')
-                       + floor(extract(minute FROM s.minute AT TIME ZONE 'UTC') / 15) * interval '15 minutes' AS quarter,
-                   e.tenant, e.method = 'GRPC' AS grpc, e.status_code,
-                   least(sum(s.total), 9223372036854775807)::bigint AS total
-              FROM unnest(minutes, method_ids, totals) AS s (minute, method_id, total)
+    -- The tenant tiers (migration V6), from their complete_from on (a
+    -- whole UTC day, or an infinity: V7): each series' requests under its
+    -- tenant and status.
+    SELECT array_agg(g.hour), array_agg(g.tenant), array_agg(g.grpc), array_agg(g.status_code), array_agg(g.q1),
+           array_agg(g.q2), array_agg(g.q3), array_agg(g.q4)
+      INTO group_hours, group_tenants, group_grpc, group_statuses, group_q1, group_q2, group_q3, group_q4
+      FROM (SELECT s.hour, e.tenant, e.method = 'GRPC' AS grpc, e.status_code,
+                   least(sum(s.q1), 9223372036854775807)::bigint AS q1,
+                   least(sum(s.q2), 9223372036854775807)::bigint AS q2,
+                   least(sum(s.q3), 9223372036854775807)::bigint AS q3,
+                   least(sum(s.q4), 9223372036854775807)::bigint AS q4
+              FROM unnest(hour_hours, hour_ids, hour_q1, hour_q2, hour_q3, hour_q4)
+                   AS s (hour, method_id, q1, q2, q3, q4)
               JOIN count.methods AS e ON e.id = s.method_id
-             WHERE s.minute >= tenant_from
+             WHERE s.hour >= tenant_from
              GROUP BY 1, 2, 3, 4) AS g;
 
     INSERT INTO count.hourly_tenant_totals AS h (hour, tenant, grpc, status_code, q1, q2, q3, q4)
-    SELECT q.hour, q.tenant, q.grpc, q.status_code,
-           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 0), 0), 9223372036854775807)::bigint,
-           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 1), 0), 9223372036854775807)::bigint,
-           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 2), 0), 9223372036854775807)::bigint,
-           least(coalesce(sum(q.total) FILTER (WHERE q.quarter = 3), 0), 9223372036854775807)::bigint
-      FROM (SELECT date_trunc('hour', s.quarter, 'UTC') AS hour, s.tenant, s.grpc, s.status_code, s.total,
-                   floor(extract(minute FROM s.quarter AT TIME ZONE 'UTC') / 15) AS quarter
-              FROM unnest(group_quarters, group_tenants, group_grpc, group_statuses, group_totals)
-                   AS s (quarter, tenant, grpc, status_code, total)) AS q
-     GROUP BY 1, 2, 3, 4
+    SELECT s.hour, s.tenant, s.grpc, s.status_code, s.q1, s.q2, s.q3, s.q4
+      FROM unnest(group_hours, group_tenants, group_grpc, group_statuses, group_q1, group_q2, group_q3, group_q4)
+           AS s (hour, tenant, grpc, status_code, q1, q2, q3, q4)
      ORDER BY 1, 2, 3, 4
     ON CONFLICT (hour, tenant, grpc, status_code) DO UPDATE
         SET q1 = least(h.q1::numeric + excluded.q1, 9223372036854775807)::bigint,
@@ -124,20 +142,20 @@ BEGIN
             q4 = least(h.q4::numeric + excluded.q4, 9223372036854775807)::bigint;
 
     INSERT INTO count.daily_tenant_totals AS d (day, tenant, grpc, status_code, total)
-    SELECT (s.quarter AT TIME ZONE 'UTC')::date, s.tenant, s.grpc, s.status_code,
-           least(sum(s.total), 9223372036854775807)::bigint
-      FROM unnest(group_quarters, group_tenants, group_grpc, group_statuses, group_totals)
-           AS s (quarter, tenant, grpc, status_code, total)
+    SELECT (s.hour AT TIME ZONE 'UTC')::date, s.tenant, s.grpc, s.status_code,
+           least(sum(s.q1::numeric + s.q2 + s.q3 + s.q4), 9223372036854775807)::bigint
+      FROM unnest(group_hours, group_tenants, group_grpc, group_statuses, group_q1, group_q2, group_q3, group_q4)
+           AS s (hour, tenant, grpc, status_code, q1, q2, q3, q4)
      GROUP BY 1, 2, 3, 4
      ORDER BY 1, 2, 3, 4
     ON CONFLICT (day, tenant, grpc, status_code) DO UPDATE
         SET total = least(d.total::numeric + excluded.total, 9223372036854775807)::bigint;
 
     INSERT INTO count.monthly_tenant_totals AS m (month, tenant, grpc, status_code, total)
-    SELECT date_trunc('month', s.quarter AT TIME ZONE 'UTC')::date, s.tenant, s.grpc, s.status_code,
-           least(sum(s.total), 9223372036854775807)::bigint
-      FROM unnest(group_quarters, group_tenants, group_grpc, group_statuses, group_totals)
-           AS s (quarter, tenant, grpc, status_code, total)
+    SELECT date_trunc('month', s.hour AT TIME ZONE 'UTC')::date, s.tenant, s.grpc, s.status_code,
+           least(sum(s.q1::numeric + s.q2 + s.q3 + s.q4), 9223372036854775807)::bigint
+      FROM unnest(group_hours, group_tenants, group_grpc, group_statuses, group_q1, group_q2, group_q3, group_q4)
+           AS s (hour, tenant, grpc, status_code, q1, q2, q3, q4)
      GROUP BY 1, 2, 3, 4
      ORDER BY 1, 2, 3, 4
     ON CONFLICT (month, tenant, grpc, status_code) DO UPDATE
@@ -149,15 +167,15 @@ BEGIN
     IF EXISTS (
         SELECT 1
           FROM count.monthly_method_totals AS m
-          JOIN unnest(minutes, method_ids) AS s (minute, method_id)
-            ON m.month = date_trunc('month', s.minute AT TIME ZONE 'UTC')::date AND m.method_id = s.method_id
+          JOIN unnest(hour_hours, hour_ids) AS s (hour, method_id)
+            ON m.month = date_trunc('month', s.hour AT TIME ZONE 'UTC')::date AND m.method_id = s.method_id
          WHERE m.total = 9223372036854775807
     ) OR EXISTS (
         SELECT 1
           FROM count.monthly_tenant_totals AS m
-          JOIN unnest(group_quarters, group_tenants, group_grpc, group_statuses)
-               AS s (quarter, tenant, grpc, status_code)
-            ON m.month = date_trunc('month', s.quarter AT TIME ZONE 'UTC')::date AND m.tenant = s.tenant
+          JOIN unnest(group_hours, group_tenants, group_grpc, group_statuses)
+               AS s (hour, tenant, grpc, status_code)
+            ON m.month = date_trunc('month', s.hour AT TIME ZONE 'UTC')::date AND m.tenant = s.tenant
            AND m.grpc = s.grpc AND m.status_code = s.status_code
          WHERE m.total = 9223372036854775807
     ) THEN
