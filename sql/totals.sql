@@ -33,9 +33,7 @@ DECLARE
     tenant_from timestamptz;
     -- The requests by (UTC hour, series), with the hour's four
     -- quarter-hours: every coarser tier is summed from these, not from the
-    -- minutes again (a backlog of 2 million minute rows, each its own,
-    -- spent as long grouping the minutes for the days, the months and the
-    -- tenants as on the minute tier itself).
+    -- minutes again.
     hour_hours timestamptz[];
     hour_ids bigint[];
     hour_q1 bigint[];
@@ -113,21 +111,26 @@ BEGIN
     ON CONFLICT (month, method_id) DO UPDATE
         SET total = least(m.total::numeric + excluded.total, 9223372036854775807)::bigint;
 
-    -- The tenant tiers (migration V6), from their complete_from on (a
-    -- whole UTC day, or an infinity: V7): each series' requests under its
-    -- tenant and status.
+    -- The tenant tiers (migration V6), from their complete_from on: each
+    -- series' requests under its tenant and status, quarter-hours from the
+    -- first that starts at or after it (V7 writes a UTC day or an infinity;
+    -- reads take nothing finer than a quarter-hour from these tiers).
     SELECT array_agg(g.hour), array_agg(g.tenant), array_agg(g.grpc), array_agg(g.status_code), array_agg(g.q1),
            array_agg(g.q2), array_agg(g.q3), array_agg(g.q4)
       INTO group_hours, group_tenants, group_grpc, group_statuses, group_q1, group_q2, group_q3, group_q4
       FROM (SELECT s.hour, e.tenant, e.method = 'GRPC' AS grpc, e.status_code,
-                   least(sum(s.q1), 9223372036854775807)::bigint AS q1,
-                   least(sum(s.q2), 9223372036854775807)::bigint AS q2,
-                   least(sum(s.q3), 9223372036854775807)::bigint AS q3,
-                   least(sum(s.q4), 9223372036854775807)::bigint AS q4
+                   least(sum(CASE WHEN s.hour >= tenant_from THEN s.q1 ELSE 0 END),
+                         9223372036854775807)::bigint AS q1,
+                   least(sum(CASE WHEN s.hour + interval '15 minutes' >= tenant_from THEN s.q2 ELSE 0 END),
+                         9223372036854775807)::bigint AS q2,
+                   least(sum(CASE WHEN s.hour + interval '30 minutes' >= tenant_from THEN s.q3 ELSE 0 END),
+                         9223372036854775807)::bigint AS q3,
+                   least(sum(CASE WHEN s.hour + interval '45 minutes' >= tenant_from THEN s.q4 ELSE 0 END),
+                         9223372036854775807)::bigint AS q4
               FROM unnest(hour_hours, hour_ids, hour_q1, hour_q2, hour_q3, hour_q4)
                    AS s (hour, method_id, q1, q2, q3, q4)
               JOIN count.methods AS e ON e.id = s.method_id
-             WHERE s.hour >= tenant_from
+             WHERE s.hour + interval '45 minutes' >= tenant_from
              GROUP BY 1, 2, 3, 4) AS g;
 
     INSERT INTO count.hourly_tenant_totals AS h (hour, tenant, grpc, status_code, q1, q2, q3, q4)
