@@ -2,9 +2,9 @@
 -- last hour by minute walked every series' entries of those minutes in the
 -- primary key, which leads with the minute (60,000 entries for 60 rows
 -- over 1,000 endpoints, 1.5 ms of a 3.5 ms read); this index goes straight
--- to them. `forget-endpoint` deletes by series too. Its cost: about 30
--- bytes per minute row, and one more index entry per minute row a rollup
--- writes (docs/performance.md).
+-- to them. `forget-endpoint` deletes by series too. Its cost: about 45
+-- bytes per minute row (121 -> 185 kB per endpoint-day), and one more index
+-- entry per minute row a rollup writes (docs/performance.md, session 10).
 --
 -- Schema only, idempotent (see V3). Built without CONCURRENTLY (not in a
 -- transaction, and not portable): while it builds, rollups wait; ingest and
