@@ -390,7 +390,9 @@ BEGIN
          WHERE count.piece_is_kept(c.tier, c.lo, f.minute_from, f.hour_from)
     ), counted AS (
         -- Each row with its bucket's end (NULL by minute), so that no join
-        -- at the end has to find it.
+        -- at the end has to find it. Only the minute tier's rows name their
+        -- own bucket (by minute, a piece has none): the coarser tiers' `at`
+        -- is NULL, not converted from each row's day or month for nothing.
         SELECT coalesce(p.bucket, x.at) AS bucket, p.bucket_end, x.method_id, p.sign * x.n AS n
           FROM pieces AS p
          CROSS JOIN LATERAL (
@@ -400,13 +402,13 @@ BEGIN
                    AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
                         OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
                 UNION ALL
-                SELECT t.hour, t.method_id, t.q1 + t.q2 + t.q3 + t.q4
+                SELECT NULL::timestamptz, t.method_id, t.q1 + t.q2 + t.q3 + t.q4
                   FROM count.hourly_method_totals AS t
                  WHERE p.tier = 'hour' AND NOT p.of_tenants AND t.hour >= p.lo AND t.hour < p.hi
                    AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
                         OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
                 UNION ALL
-                SELECT t.hour + (k.i * interval '15 minutes'), t.method_id,
+                SELECT NULL::timestamptz, t.method_id,
                        CASE k.i WHEN 0 THEN t.q1 WHEN 1 THEN t.q2 WHEN 2 THEN t.q3 ELSE t.q4 END
                   FROM count.hourly_method_totals AS t
                  CROSS JOIN (VALUES (0), (1), (2), (3)) AS k (i)
@@ -416,14 +418,14 @@ BEGIN
                    AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
                         OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
                 UNION ALL
-                SELECT t.day::timestamp AT TIME ZONE 'UTC', t.method_id, t.total
+                SELECT NULL::timestamptz, t.method_id, t.total
                   FROM count.daily_method_totals AS t
                  WHERE p.tier = 'day' AND NOT p.of_tenants AND t.day >= (p.lo AT TIME ZONE 'UTC')::date
                    AND t.day < (p.hi AT TIME ZONE 'UTC')::date
                    AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
                         OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
                 UNION ALL
-                SELECT t.month::timestamp AT TIME ZONE 'UTC', t.method_id, t.total
+                SELECT NULL::timestamptz, t.method_id, t.total
                   FROM count.monthly_method_totals AS t
                  WHERE p.tier = 'month' AND NOT p.of_tenants AND t.month >= (p.lo AT TIME ZONE 'UTC')::date
                    AND t.month < (p.hi AT TIME ZONE 'UTC')::date
