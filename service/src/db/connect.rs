@@ -14,6 +14,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -21,6 +22,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::defaults;
 use crate::error::{Error, Result};
 
 /// How the server's certificate is checked.
@@ -43,6 +45,9 @@ pub struct ConnectConfig {
     pub verify: Verify,
     /// `sslrootcert`: the root certificates to trust (PEM).
     pub root_cert: Option<PathBuf>,
+    /// A pooled connection idle this long is checked before use
+    /// ([`defaults::POOL_CHECK_IDLE`]; tests shorten it).
+    pub check_idle: Duration,
 }
 
 impl From<tokio_postgres::Config> for ConnectConfig {
@@ -51,6 +56,7 @@ impl From<tokio_postgres::Config> for ConnectConfig {
             postgres,
             verify: Verify::Nothing,
             root_cert: None,
+            check_idle: defaults::POOL_CHECK_IDLE,
         }
     }
 }
@@ -123,6 +129,7 @@ impl ConnectConfig {
             postgres,
             verify,
             root_cert,
+            check_idle: defaults::POOL_CHECK_IDLE,
         })
     }
 

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod};
+use deadpool_postgres::{
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -15,6 +17,7 @@ use crate::db::connect::ConnectConfig;
 use crate::db::engine::Engine;
 use crate::db::lease::Lease;
 use crate::db::retry::retrying;
+use crate::defaults;
 use crate::error::{Error, Result};
 use crate::series::StoredSeries;
 
@@ -126,6 +129,37 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The pool's check of a connection before it hands it out (the rest of
+/// the time [`RecyclingMethod::Fast`] only asks whether tokio-postgres saw
+/// it close, with no round trip): one that sat idle for `check_idle` must
+/// answer an empty query within [`defaults::POOL_CHECK_TIMEOUT`], or the
+/// pool drops it and takes or opens another.
+async fn check_if_idle(
+    client: &mut ClientWrapper,
+    idle: Duration,
+    check_idle: Duration,
+) -> std::result::Result<(), HookError> {
+    if idle < check_idle {
+        return Ok(());
+    }
+    match tokio::time::timeout(defaults::POOL_CHECK_TIMEOUT, client.simple_query("")).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, idle_s = idle.as_secs(), "dropped a pooled database connection that failed its check");
+            Err(HookError::Backend(error))
+        }
+        Err(_) => {
+            tracing::warn!(
+                idle_s = idle.as_secs(),
+                "dropped a pooled database connection that did not answer its check"
+            );
+            Err(HookError::message(
+                "no answer to the idle connection's check",
+            ))
+        }
+    }
+}
+
 impl Store {
     /// Connects, applies pending migrations, installs the views, and the
     /// portable SQL functions unless the extension is installed.
@@ -145,6 +179,7 @@ impl Store {
     /// Connects, and sets the schema up or uses it as `schema` says.
     pub async fn connect(config: ConnectConfig, pool_size: usize, schema: Schema) -> Result<Store> {
         let tls = config.connector()?;
+        let check_idle = config.check_idle;
         let backend = prepare_schema(&config.postgres, tls.clone(), schema).await?;
         let manager = Manager::from_config(
             config.postgres,
@@ -162,6 +197,9 @@ impl Store {
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .queue_mode(QueueMode::Lifo)
+            .pre_recycle(Hook::async_fn(move |client, metrics| {
+                Box::pin(check_if_idle(client, metrics.last_used(), check_idle))
+            }))
             .build()?;
         Ok(Store { pool, backend })
     }

@@ -1,12 +1,22 @@
 //! Faults: exact totals through database outages, restarts and stalls,
-//! SIGTERM under load, racing rollups and cancelled streams, so nothing
-//! acknowledged is lost and nothing is counted twice.
+//! connections dropped silently, SIGTERM under load, racing rollups and
+//! cancelled streams, so nothing acknowledged is lost and nothing is
+//! counted twice.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use chrono::DateTime;
 use count_proto::v1::{AddRequest, Method};
+use count_service::db::connect::ConnectConfig;
+use count_service::db::store::{FlushBatch, Store};
 use count_service::ingest::IngestConfig;
 use count_service::server::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
 use tonic::Code;
 
 use crate::harness::*;
@@ -388,6 +398,130 @@ async fn an_add_stream_cancelled_while_a_flush_waits_still_commits_what_the_serv
     })
     .await;
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_dropped_silently_is_replaced_before_a_read_uses_it() {
+    let db = TestDatabase::start().await;
+    let proxy = SilentProxy::start(db.cluster.port()).await;
+    let mut postgres = tokio_postgres::Config::new();
+    postgres
+        .host("127.0.0.1")
+        .port(proxy.address.port())
+        .user("postgres")
+        .password(db.cluster.password().unwrap())
+        .dbname(count_service::db::cluster::DATABASE);
+    let mut config = ConnectConfig::from(postgres);
+    config.check_idle = Duration::from_millis(300);
+    let store = Store::open(config, 1).await.unwrap();
+    let day = DateTime::from_timestamp(day_start(1) + 3600, 0).unwrap();
+    let batch = FlushBatch::of_endpoints(vec!["GET"], vec!["/idle".into()], vec![day], vec![40]);
+    store.add_batch(None, &batch).await.unwrap();
+    let opened = proxy.accepted();
+
+    // The pool's one connection goes quiet as a NAT that forgot it would
+    // leave it: open, every byte swallowed. Then it sits idle past the check.
+    proxy.silence_open_connections();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let read = tokio::time::timeout(
+        Duration::from_secs(20),
+        store.period_totals(day.date_naive(), day.date_naive(), None),
+    )
+    .await
+    .expect("the read waited on the silent connection")
+    .expect("the read succeeds on another connection");
+    assert_eq!(
+        read.iter()
+            .map(|t| (t.path.as_str(), t.total))
+            .collect::<Vec<_>>(),
+        [("/idle", 40)]
+    );
+    assert_eq!(
+        proxy.accepted(),
+        opened + 1,
+        "the pool opened one connection in place of the silent one"
+    );
+}
+
+/// A TCP proxy to 127.0.0.1:`port` that can go silent on the connections
+/// it holds, as a NAT or firewall that dropped them would: they stay open
+/// and swallow every byte. Connections opened later pass.
+struct SilentProxy {
+    address: SocketAddr,
+    /// Raised by each silencing; a connection passes bytes while it is the
+    /// one it was opened under.
+    generation: Arc<AtomicU64>,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl SilentProxy {
+    async fn start(port: u16) -> SilentProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let generation = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (current, count) = (generation.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let opened_under = current.load(Ordering::SeqCst);
+                let server = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pass(
+                    client_read,
+                    server_write,
+                    current.clone(),
+                    opened_under,
+                ));
+                tokio::spawn(pass(
+                    server_read,
+                    client_write,
+                    current.clone(),
+                    opened_under,
+                ));
+            }
+        });
+        SilentProxy {
+            address,
+            generation,
+            accepted,
+        }
+    }
+
+    fn silence_open_connections(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to` until either closes, or until the proxy goes
+/// silent on connections opened under `opened_under`: then holds both open
+/// and passes nothing more.
+async fn pass(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    generation: Arc<AtomicU64>,
+    opened_under: u64,
+) {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        if generation.load(Ordering::SeqCst) != opened_under {
+            let _held = (from, to);
+            std::future::pending::<()>().await;
+            return;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The one bigint `query` returns.
