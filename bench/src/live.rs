@@ -286,6 +286,31 @@ pub(crate) async fn reads(
             },
             (keys * 12, keys * 12),
         ),
+        // The two reads above, summed over every endpoint (no grouping):
+        // the other reading of the targets' "today by hour for all
+        // endpoints" and "a year by month", with no target of their own.
+        (
+            "today by hour, every endpoint in one sum".to_owned(),
+            "none".to_owned(),
+            GetTotalsRequest {
+                start_time: stamp(today),
+                end_time: stamp(next_minute),
+                granularity: Granularity::Hour as i32,
+                ..GetTotalsRequest::default()
+            },
+            (1, 24),
+        ),
+        (
+            "a year by month, UTC, every endpoint in one sum".to_owned(),
+            "none".to_owned(),
+            GetTotalsRequest {
+                start_time: stamp(year_start),
+                end_time: stamp(year_end),
+                granularity: Granularity::Month as i32,
+                ..GetTotalsRequest::default()
+            },
+            (12, 12),
+        ),
         (
             "top 10 endpoints, last hour".to_owned(),
             "<= 20 ms".to_owned(),
