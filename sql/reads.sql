@@ -180,7 +180,10 @@ LANGUAGE plpgsql STABLE
 AS $$
 BEGIN
     -- Two statements, so that each one's plan is kept for the next call
-    -- (a plan for both would be planned again for each unit).
+    -- (a plan for both would be planned again for each unit). On
+    -- PostgreSQL the service has them keep one generic plan
+    -- (service/queries/postgres_reads.sql): custom plans were planned afresh
+    -- on every call.
     IF unit = 'minute' THEN
         RETURN QUERY
         SELECT NULL::timestamptz, NULL::timestamptz, 'minute'::text, start_time, end_time, 1

@@ -85,7 +85,7 @@ async fn the_bench_runs_every_scenario_and_checks_what_it_wrote() {
     for figure in &report.rollups_on_off {
         assert!(figure.off.rate > 0.0 && figure.on.rate > 0.0, "{figure:?}");
     }
-    assert_eq!(report.live.figures.len(), 5);
+    assert_eq!(report.live.figures.len(), 7);
     for figure in &report.live.figures {
         assert!(figure.p50 > 0.0 && figure.p99 >= figure.p50, "{figure:?}");
         assert!(

@@ -48,10 +48,10 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 pub const ROLLUP_EVERY: Duration = Duration::from_secs(5);
 /// `--pool-size`.
 pub const POOL_SIZE: usize = 16;
-/// A pooled connection idle this long is checked with a round trip before
-/// it is handed out: the pool hands out the connection used last, so the
-/// ones at the back can sit idle long enough for a NAT or firewall to drop
-/// them without a word, and a request would fail on one.
+/// A pooled connection not handed out for this long is checked with a
+/// round trip before it is: the pool hands out the connection used last,
+/// so the ones at the back can sit idle long enough for a NAT or firewall
+/// to drop them without a word, and a request would fail on one.
 pub const POOL_CHECK_IDLE: Duration = Duration::from_secs(30);
 /// How long that check may take before the connection is dropped and
 /// another taken: a silently dropped connection never answers, and TCP

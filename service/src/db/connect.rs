@@ -45,7 +45,8 @@ pub struct ConnectConfig {
     pub verify: Verify,
     /// `sslrootcert`: the root certificates to trust (PEM).
     pub root_cert: Option<PathBuf>,
-    /// A pooled connection idle this long is checked before use
+    /// A pooled connection not handed out for this long is checked before
+    /// it is
     /// ([`defaults::POOL_CHECK_IDLE`]; tests shorten it).
     pub check_idle: Duration,
 }

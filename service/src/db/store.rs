@@ -4,11 +4,13 @@
 //! function for function; reads use the views and tables the migrations
 //! create, and `count.producers` for a producer's last sequence.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use deadpool_postgres::{
     ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod,
+    WeakPool,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -129,35 +131,53 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The pool, for the idle check to drop the other stale connections: set
+/// once it is built, and weak, so that the pool's own hook does not keep it
+/// alive.
+type PoolCell = Arc<OnceLock<WeakPool>>;
+
 /// The pool's check of a connection before it hands it out (the rest of
 /// the time [`RecyclingMethod::Fast`] only asks whether tokio-postgres saw
-/// it close, with no round trip): one that sat idle for `check_idle` must
+/// it close, with no round trip): one not handed out for `check_idle` must
 /// answer an empty query within [`defaults::POOL_CHECK_TIMEOUT`], or the
 /// pool drops it and takes or opens another.
-async fn check_if_idle(
+fn idle_check(check_idle: Duration, pool: PoolCell) -> Hook {
+    Hook::async_fn(move |client, metrics| {
+        let idle = metrics.last_used();
+        if idle < check_idle {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        Box::pin(check_idle_connection(client, idle, pool.clone()))
+    })
+}
+
+/// [`idle_check`] of a connection not handed out for `idle`.
+async fn check_idle_connection(
     client: &mut ClientWrapper,
     idle: Duration,
-    check_idle: Duration,
+    pool: PoolCell,
 ) -> std::result::Result<(), HookError> {
-    if idle < check_idle {
-        return Ok(());
-    }
-    match tokio::time::timeout(defaults::POOL_CHECK_TIMEOUT, client.simple_query("")).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, idle_s = idle.as_secs(), "dropped a pooled database connection that failed its check");
-            Err(HookError::Backend(error))
-        }
-        Err(_) => {
-            tracing::warn!(
-                idle_s = idle.as_secs(),
-                "dropped a pooled database connection that did not answer its check"
-            );
-            Err(HookError::message(
-                "no answer to the idle connection's check",
-            ))
-        }
-    }
+    let failure =
+        match tokio::time::timeout(defaults::POOL_CHECK_TIMEOUT, client.simple_query("")).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(error)) => HookError::Backend(error),
+            Err(_) => HookError::message("no answer within the check's timeout"),
+        };
+    // What dropped this one (a NAT's or firewall's idle limit) dropped
+    // every connection idle as long, at once: drop those too, rather than
+    // have requests meet them one check, and up to its timeout, at a time.
+    let others = pool.get().and_then(WeakPool::upgrade).map_or(0, |pool| {
+        pool.retain(|_, metrics| metrics.last_used() < idle)
+            .removed
+            .len()
+    });
+    tracing::warn!(
+        %failure,
+        idle_s = idle.as_secs(),
+        others,
+        "dropped a pooled database connection that failed its check, and the others idle as long"
+    );
+    Err(failure)
 }
 
 impl Store {
@@ -194,13 +214,13 @@ impl Store {
         // every connection the pool had grown to under a burst, and each
         // backend plans a read afresh its first five times (PostgreSQL's
         // plan cache) and learns series ids anew.
+        let cell = PoolCell::default();
         let pool = Pool::builder(manager)
             .max_size(pool_size)
             .queue_mode(QueueMode::Lifo)
-            .pre_recycle(Hook::async_fn(move |client, metrics| {
-                Box::pin(check_if_idle(client, metrics.last_used(), check_idle))
-            }))
+            .pre_recycle(idle_check(check_idle, cell.clone()))
             .build()?;
+        let _ = cell.set(pool.weak());
         Ok(Store { pool, backend })
     }
 

@@ -401,7 +401,7 @@ async fn an_add_stream_cancelled_while_a_flush_waits_still_commits_what_the_serv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pooled_connection_dropped_silently_is_replaced_before_a_read_uses_it() {
+async fn pooled_connections_dropped_silently_are_replaced_before_a_read_uses_them() {
     let db = TestDatabase::start().await;
     let proxy = SilentProxy::start(db.cluster.port()).await;
     let mut postgres = tokio_postgres::Config::new();
@@ -413,25 +413,34 @@ async fn a_pooled_connection_dropped_silently_is_replaced_before_a_read_uses_it(
         .dbname(count_service::db::cluster::DATABASE);
     let mut config = ConnectConfig::from(postgres);
     config.check_idle = Duration::from_millis(300);
-    let store = Store::open(config, 1).await.unwrap();
+    let store = Store::open(config, 2).await.unwrap();
     let day = DateTime::from_timestamp(day_start(1) + 3600, 0).unwrap();
     let batch = FlushBatch::of_endpoints(vec!["GET"], vec!["/idle".into()], vec![day], vec![40]);
     store.add_batch(None, &batch).await.unwrap();
+    let read = || store.period_totals(day.date_naive(), day.date_naive(), None);
+    // Two reads at once: the second finds the first's connection taken, so
+    // the pool holds two.
+    let before = proxy.accepted();
+    let (first, second) = tokio::join!(read(), read());
+    assert_eq!(first.unwrap(), second.unwrap());
+    assert_eq!(
+        proxy.accepted(),
+        before + 1,
+        "the pool holds two connections"
+    );
     let opened = proxy.accepted();
 
-    // The pool's one connection goes quiet as a NAT that forgot it would
-    // leave it: open, every byte swallowed. Then it sits idle past the check.
+    // Both go quiet, as a NAT that forgot them would leave them: open, every
+    // byte swallowed. Then they sit idle past the check.
     proxy.silence_open_connections();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let read = tokio::time::timeout(
-        Duration::from_secs(20),
-        store.period_totals(day.date_naive(), day.date_naive(), None),
-    )
-    .await
-    .expect("the read waited on the silent connection")
-    .expect("the read succeeds on another connection");
+    let totals = tokio::time::timeout(Duration::from_secs(20), read())
+        .await
+        .expect("the read waited on a silent connection")
+        .expect("the read succeeds on a new connection");
     assert_eq!(
-        read.iter()
+        totals
+            .iter()
             .map(|t| (t.path.as_str(), t.total))
             .collect::<Vec<_>>(),
         [("/idle", 40)]
@@ -439,7 +448,12 @@ async fn a_pooled_connection_dropped_silently_is_replaced_before_a_read_uses_it(
     assert_eq!(
         proxy.accepted(),
         opened + 1,
-        "the pool opened one connection in place of the silent one"
+        "one new connection in place of the silent ones"
+    );
+    assert_eq!(
+        proxy.swallowed_queries(),
+        1,
+        "one check failed; the other silent connection, idle as long, was dropped unchecked"
     );
 }
 
@@ -448,53 +462,59 @@ async fn a_pooled_connection_dropped_silently_is_replaced_before_a_read_uses_it(
 /// and swallow every byte. Connections opened later pass.
 struct SilentProxy {
     address: SocketAddr,
+    state: Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
     /// Raised by each silencing; a connection passes bytes while it is the
     /// one it was opened under.
-    generation: Arc<AtomicU64>,
-    accepted: Arc<AtomicUsize>,
+    generation: AtomicU64,
+    accepted: AtomicUsize,
+    /// Simple queries ('Q' messages) sent on silent connections.
+    swallowed_queries: AtomicUsize,
 }
 
 impl SilentProxy {
     async fn start(port: u16) -> SilentProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let generation = Arc::new(AtomicU64::new(0));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let (current, count) = (generation.clone(), accepted.clone());
+        let state = Arc::new(ProxyState::default());
+        let shared = state.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                let opened_under = current.load(Ordering::SeqCst);
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
+                let opened_under = shared.generation.load(Ordering::SeqCst);
                 let server = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
                 tokio::spawn(pass(
                     client_read,
                     server_write,
-                    current.clone(),
+                    shared.clone(),
                     opened_under,
                 ));
                 tokio::spawn(pass(
                     server_read,
                     client_write,
-                    current.clone(),
+                    shared.clone(),
                     opened_under,
                 ));
             }
         });
-        SilentProxy {
-            address,
-            generation,
-            accepted,
-        }
+        SilentProxy { address, state }
     }
 
     fn silence_open_connections(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.state.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
+        self.state.accepted.load(Ordering::SeqCst)
+    }
+
+    fn swallowed_queries(&self) -> usize {
+        self.state.swallowed_queries.load(Ordering::SeqCst)
     }
 }
 
@@ -504,7 +524,7 @@ impl SilentProxy {
 async fn pass(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
-    generation: Arc<AtomicU64>,
+    state: Arc<ProxyState>,
     opened_under: u64,
 ) {
     let mut buffer = vec![0; 16 * 1024];
@@ -513,7 +533,10 @@ async fn pass(
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
-        if generation.load(Ordering::SeqCst) != opened_under {
+        if state.generation.load(Ordering::SeqCst) != opened_under {
+            if buffer[0] == b'Q' {
+                state.swallowed_queries.fetch_add(1, Ordering::SeqCst);
+            }
             let _held = (from, to);
             std::future::pending::<()>().await;
             return;
