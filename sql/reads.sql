@@ -43,6 +43,20 @@ AS $$
            END
 $$;
 
+-- An hourly row's requests: its four quarter-hours added up without
+-- overflowing. A rollup keeps each quarter at or under bigint's maximum
+-- (count.add_totals), so their sum can pass it: then it stays at the
+-- maximum, as the tiers' totals do, instead of failing every read of that
+-- hour. Numeric only then: every read adds up thousands of hours.
+CREATE OR REPLACE FUNCTION count.hour_total(q1 bigint, q2 bigint, q3 bigint, q4 bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE
+               WHEN greatest(q1, q2, q3, q4) < 2305843009213693952 THEN q1 + q2 + q3 + q4
+               ELSE least(q1::numeric + q2 + q3 + q4, 9223372036854775807)::bigint
+           END
+$$;
+
 -- The class of a stored status code: '1xx' to '5xx' for HTTP, 'grpc_ok'
 -- (0) and 'grpc_error' (1-16) for GRPC, 'unknown' for -1 (migration V5).
 CREATE OR REPLACE FUNCTION count.status_class(method text, status_code integer) RETURNS text
@@ -285,6 +299,15 @@ DECLARE
     -- Whether the tenant tiers can answer: neither grouped nor filtered by
     -- endpoint.
     by_tenant_tiers boolean;
+    -- Whether a bucket takes several pieces of each series (count.pieces):
+    -- a total, a week or a year, a day or a month outside UTC. Then each
+    -- series' rows are summed first, by integers (series_sums), so that the
+    -- join to the groups and their sums take one row per series and
+    -- bucket: a year's total 8.5 -> 7.4 ms, a year by month in
+    -- Asia/Kathmandu 130 -> 103 ms (SQL, scratch store, 1,000 endpoints).
+    -- Elsewhere (minutes, hours, UTC days and months) such a pass would
+    -- sum nothing.
+    presum boolean;
 BEGIN
     IF start_time IS NULL OR end_time IS NULL OR granularity IS NULL OR time_zone IS NULL OR group_by IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = '22004',
@@ -351,6 +374,7 @@ BEGIN
     by_status := 'status' = ANY (group_by);
     by_class := by_status OR 'status_class' = ANY (group_by);
     by_tenant_tiers := NOT by_endpoint AND only_methods IS NULL AND only_path IS NULL AND path_prefix IS NULL;
+    presum := unit IN ('total', 'week', 'year') OR (unit IN ('day', 'month') AND lower(time_zone) <> 'utc');
     -- Series are not deleted (but for `count check`'s own, once it is
     -- done), and one is committed with its first raw row: every series
     -- with requests committed before this call is here.
@@ -391,7 +415,7 @@ BEGIN
                by_tenant_tiers AND c.tier <> 'minute' AND c.lo >= f.tenant_from AS of_tenants
           FROM cut AS c, tiers AS f
          WHERE count.piece_is_kept(c.tier, c.lo, f.minute_from, f.hour_from)
-    ), counted AS (
+    ), counted AS NOT MATERIALIZED (
         -- Each row with its bucket's end (NULL by minute), so that no join
         -- at the end has to find it. Only the minute tier's rows name their
         -- own bucket (by minute, a piece has none): the coarser tiers' `at`
@@ -405,7 +429,7 @@ BEGIN
                    AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
                         OR (many_ids AND t.method_id IN (SELECT unnest(ids))))
                 UNION ALL
-                SELECT NULL::timestamptz, t.method_id, t.q1 + t.q2 + t.q3 + t.q4
+                SELECT NULL::timestamptz, t.method_id, count.hour_total(t.q1, t.q2, t.q3, t.q4)
                   FROM count.hourly_method_totals AS t
                  WHERE p.tier = 'hour' AND NOT p.of_tenants AND t.hour >= p.lo AND t.hour < p.hi
                    AND (ids IS NULL OR (NOT many_ids AND t.method_id = ANY (ids))
@@ -450,7 +474,7 @@ BEGIN
         SELECT p.bucket, p.bucket_end, x.tenant, x.grpc, x.status_code, p.sign * x.n AS n
           FROM pieces AS p
          CROSS JOIN LATERAL (
-                SELECT t.tenant, t.grpc, t.status_code, t.q1 + t.q2 + t.q3 + t.q4 AS n
+                SELECT t.tenant, t.grpc, t.status_code, count.hour_total(t.q1, t.q2, t.q3, t.q4) AS n
                   FROM count.hourly_tenant_totals AS t
                  WHERE p.tier = 'hour' AND t.hour >= p.lo AND t.hour < p.hi
                    AND (only_tenants IS NULL OR t.tenant = ANY (only_tenants))
@@ -495,6 +519,21 @@ BEGIN
          WHERE (by_endpoint OR by_tenant OR by_class)
            AND (ids IS NULL OR (NOT many_ids AND e.id = ANY (ids))
                 OR (many_ids AND e.id IN (SELECT unnest(ids))))
+    ), series_sums AS (
+        -- Not materialized, `counted` is read by one branch only: the plan
+        -- for this call's `presum` leaves the other out. A series' sum
+        -- stays within bigint's range (summed as numeric, it would cost
+        -- every read a numeric sum): only tiers saturated at its maximum
+        -- (count.add_totals) can give one outside it.
+        SELECT c.bucket, max(c.bucket_end) AS bucket_end, c.method_id,
+               greatest(least(sum(c.n), 9223372036854775807), -9223372036854775807)::bigint AS n
+          FROM counted AS c
+         WHERE presum
+         GROUP BY c.bucket, c.method_id
+        UNION ALL
+        SELECT c.bucket, c.bucket_end, c.method_id, c.n
+          FROM counted AS c
+         WHERE NOT presum
     ), grouped AS (
         -- Without grouping, no group: one sum per bucket. A group whose
         -- pieces cancel out had no request in the bucket (with the tenant
@@ -502,7 +541,7 @@ BEGIN
         -- A group is named after any one of its series.
         SELECT c.bucket, max(c.bucket_end) AS bucket_end, g.place, min(c.method_id) AS method_id,
                least(sum(c.n), 9223372036854775807)::bigint AS total
-          FROM counted AS c
+          FROM series_sums AS c
           LEFT JOIN groups AS g ON g.id = c.method_id
          GROUP BY c.bucket, g.place
         HAVING by_tenant_tiers OR sum(c.n) <> 0

@@ -293,6 +293,60 @@ async fn totals_near_bigint_s_limit_saturate_and_every_other_day_still_rolls_up(
     assert_eq!(huge, i64::MAX);
 }
 
+#[tokio::test]
+async fn an_hour_whose_quarters_pass_bigint_s_limit_reads_at_the_maximum() {
+    let db = TestDatabase::start().await;
+    let _store = db.store().await;
+    let sql = db.sql().await;
+    // Two quarter-hours of one hour, each under bigint's maximum, together
+    // over it; and an ordinary endpoint in the same hour.
+    sql.batch_execute(
+        "SELECT count.add_batch(NULL, NULL, ARRAY['GET', 'GET'], ARRAY['/huge', '/small'],
+             ARRAY['2026-03-01 10:05:00+00', '2026-03-01 10:30:00+00']::timestamptz[],
+             ARRAY[5000000000000000000, 7]);
+         SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/huge'],
+             ARRAY['2026-03-01 10:20:00+00']::timestamptz[], ARRAY[5000000000000000000]);
+         SELECT count.rollup_due();",
+    )
+    .await
+    .unwrap();
+    // By hour, by day in a zone whose day takes hours from the hourly tier,
+    // and summed over endpoints (the tenant tiers' hours): each used to fail
+    // with bigint out of range.
+    for (granularity, zone, group_by, expected) in [
+        (
+            "hour",
+            "UTC",
+            "{endpoint}",
+            vec![("/huge", i64::MAX), ("/small", 7)],
+        ),
+        (
+            "day",
+            "America/New_York",
+            "{endpoint}",
+            vec![("/huge", i64::MAX), ("/small", 7)],
+        ),
+        ("hour", "UTC", "{}", vec![("", i64::MAX)]),
+    ] {
+        let rows: Vec<(String, i64)> = sql
+            .query(
+                "SELECT coalesce(path, ''), total
+                   FROM count.totals('2026-02-28 00:00Z', '2026-03-03 00:00Z', $1, $2, group_by => $3::text::text[])",
+                &[&granularity, &zone, &group_by],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let expected: Vec<(String, i64)> = expected
+            .into_iter()
+            .map(|(path, total)| (path.to_owned(), total))
+            .collect();
+        assert_eq!(rows, expected, "{granularity} in {zone}, {group_by}");
+    }
+}
+
 /// Every request the database holds, rolled up or raw.
 async fn held(sql: &tokio_postgres::Client) -> i64 {
     sql.query_one(
