@@ -520,8 +520,9 @@ BEGIN
            AND (ids IS NULL OR (NOT many_ids AND e.id = ANY (ids))
                 OR (many_ids AND e.id IN (SELECT unnest(ids))))
     ), series_sums AS (
-        -- Not materialized, `counted` is read by one branch only: the plan
-        -- for this call's `presum` leaves the other out. A series' sum
+        -- Not materialized, `counted` is read by one branch only: a custom
+        -- plan leaves the other out, a generic one skips it when it runs
+        -- (a one-time filter). A series' sum
         -- stays within bigint's range (summed as numeric, it would cost
         -- every read a numeric sum): only tiers saturated at its maximum
         -- (count.add_totals) can give one outside it.

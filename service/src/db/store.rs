@@ -140,14 +140,20 @@ type PoolCell = Arc<OnceLock<WeakPool>>;
 /// the time [`RecyclingMethod::Fast`] only asks whether tokio-postgres saw
 /// it close, with no round trip): one not handed out for `check_idle` must
 /// answer an empty query within [`defaults::POOL_CHECK_TIMEOUT`], or the
-/// pool drops it and takes or opens another.
+/// pool drops it, with every other connection as idle, and takes a younger
+/// one or opens another.
 fn idle_check(check_idle: Duration, pool: PoolCell) -> Hook {
     Hook::async_fn(move |client, metrics| {
         let idle = metrics.last_used();
         if idle < check_idle {
             return Box::pin(std::future::ready(Ok(())));
         }
-        Box::pin(check_idle_connection(client, idle, pool.clone()))
+        Box::pin(check_idle_connection(
+            client,
+            idle,
+            check_idle,
+            pool.clone(),
+        ))
     })
 }
 
@@ -155,6 +161,7 @@ fn idle_check(check_idle: Duration, pool: PoolCell) -> Hook {
 async fn check_idle_connection(
     client: &mut ClientWrapper,
     idle: Duration,
+    check_idle: Duration,
     pool: PoolCell,
 ) -> std::result::Result<(), HookError> {
     let failure =
@@ -163,11 +170,13 @@ async fn check_idle_connection(
             Ok(Err(error)) => HookError::Backend(error),
             Err(_) => HookError::message("no answer within the check's timeout"),
         };
-    // What dropped this one (a NAT's or firewall's idle limit) dropped
-    // every connection idle as long, at once: drop those too, rather than
-    // have requests meet them one check, and up to its timeout, at a time.
+    // What dropped this one (a NAT's or firewall's idle limit) dropped the
+    // other idle ones too, at once: drop every connection the check would
+    // take, rather than have requests meet them one check, and up to its
+    // timeout, at a time. Those still sound cost a reconnection when next
+    // needed.
     let others = pool.get().and_then(WeakPool::upgrade).map_or(0, |pool| {
-        pool.retain(|_, metrics| metrics.last_used() < idle)
+        pool.retain(|_, metrics| metrics.last_used() < check_idle)
             .removed
             .len()
     });
@@ -175,7 +184,7 @@ async fn check_idle_connection(
         %failure,
         idle_s = idle.as_secs(),
         others,
-        "dropped a pooled database connection that failed its check, and the others idle as long"
+        "dropped a pooled database connection that failed its check, and the others as idle"
     );
     Err(failure)
 }

@@ -453,7 +453,7 @@ async fn pooled_connections_dropped_silently_are_replaced_before_a_read_uses_the
     assert_eq!(
         proxy.swallowed_queries(),
         1,
-        "one check failed; the other silent connection, idle as long, was dropped unchecked"
+        "one check failed; the other silent connection, as idle, was dropped unchecked"
     );
 }
 

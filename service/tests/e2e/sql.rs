@@ -299,49 +299,68 @@ async fn an_hour_whose_quarters_pass_bigint_s_limit_reads_at_the_maximum() {
     let _store = db.store().await;
     let sql = db.sql().await;
     // Two quarter-hours of one hour, each under bigint's maximum, together
-    // over it; and an ordinary endpoint in the same hour.
+    // over it (02:00 UTC, still 28 February in New York); and an ordinary
+    // endpoint later that day.
     sql.batch_execute(
         "SELECT count.add_batch(NULL, NULL, ARRAY['GET', 'GET'], ARRAY['/huge', '/small'],
-             ARRAY['2026-03-01 10:05:00+00', '2026-03-01 10:30:00+00']::timestamptz[],
+             ARRAY['2026-03-01 02:05:00+00', '2026-03-01 10:30:00+00']::timestamptz[],
              ARRAY[5000000000000000000, 7]);
          SELECT count.add_batch(NULL, NULL, ARRAY['GET'], ARRAY['/huge'],
-             ARRAY['2026-03-01 10:20:00+00']::timestamptz[], ARRAY[5000000000000000000]);
+             ARRAY['2026-03-01 02:20:00+00']::timestamptz[], ARRAY[5000000000000000000]);
          SELECT count.rollup_due();",
     )
     .await
     .unwrap();
-    // By hour, by day in a zone whose day takes hours from the hourly tier,
-    // and summed over endpoints (the tenant tiers' hours): each used to fail
-    // with bigint out of range.
+    // Each used to fail with bigint out of range:
+    // - by hour, that hour from the series' hourly tier;
+    // - by day in New York, whose 28 February is UTC's 28th, minus its
+    //   first five hours, plus the first five of 1 March, 02:00 among them
+    //   (and whose 1 March takes those five away again: /huge's pieces
+    //   cancel out there);
+    // - summed over endpoints, the hour from the tenant tiers.
     for (granularity, zone, group_by, expected) in [
         (
             "hour",
             "UTC",
             "{endpoint}",
-            vec![("/huge", i64::MAX), ("/small", 7)],
+            vec![
+                ("2026-03-01 02:00", "/huge", i64::MAX),
+                ("2026-03-01 10:00", "/small", 7),
+            ],
         ),
         (
             "day",
             "America/New_York",
             "{endpoint}",
-            vec![("/huge", i64::MAX), ("/small", 7)],
+            vec![
+                ("2026-02-28 05:00", "/huge", i64::MAX),
+                ("2026-03-01 05:00", "/small", 7),
+            ],
         ),
-        ("hour", "UTC", "{}", vec![("", i64::MAX)]),
+        (
+            "hour",
+            "UTC",
+            "{}",
+            vec![
+                ("2026-03-01 02:00", "", i64::MAX),
+                ("2026-03-01 10:00", "", 7),
+            ],
+        ),
     ] {
-        let rows: Vec<(String, i64)> = sql
+        let rows: Vec<(String, String, i64)> = sql
             .query(
-                "SELECT coalesce(path, ''), total
+                "SELECT to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), coalesce(path, ''), total
                    FROM count.totals('2026-02-28 00:00Z', '2026-03-03 00:00Z', $1, $2, group_by => $3::text::text[])",
                 &[&granularity, &zone, &group_by],
             )
             .await
             .unwrap()
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
-        let expected: Vec<(String, i64)> = expected
+        let expected: Vec<(String, String, i64)> = expected
             .into_iter()
-            .map(|(path, total)| (path.to_owned(), total))
+            .map(|(bucket, path, total)| (bucket.to_owned(), path.to_owned(), total))
             .collect();
         assert_eq!(rows, expected, "{granularity} in {zone}, {group_by}");
     }
