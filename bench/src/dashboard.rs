@@ -57,11 +57,12 @@ pub struct Dashboard {
 
 /// Times `calls` refreshes of each preset, and the page's first load,
 /// through a `count serve` with its HTTP API, over the store
-/// [`crate::live::reads`] left.
+/// [`crate::live::reads`] left, whose counts end at `store_end`.
 pub(crate) async fn measure(
     cluster: &Cluster,
     programs: &Programs,
     keys: usize,
+    store_end: DateTime<Utc>,
     calls: usize,
 ) -> Result<Dashboard> {
     let (server, http) =
@@ -98,8 +99,11 @@ pub(crate) async fn measure(
     for (path, _, _) in count_service::http::dashboard::ASSETS {
         asset_bytes += get(path.to_owned()).await?.1.len();
     }
-    let now = Utc::now().timestamp();
-    let end = now - now % 60 + 60;
+    // The presets end where the store's counts do, not at the clock: the
+    // live reads ran for minutes in between, and once an hour had begun
+    // since, the 24-hour preset's last bucket was empty and the check below
+    // failed.
+    let end = store_end.timestamp();
     // As the page starts its presets: on a bucket boundary (in UTC here).
     let presets = [
         ("24h", "hour", 3_600, 86_400),

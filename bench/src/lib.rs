@@ -499,8 +499,14 @@ async fn scenarios(
         options.queries,
     )
     .await?;
-    let dashboard =
-        dashboard::measure(cluster, programs, options.live_keys, options.queries).await?;
+    let dashboard = dashboard::measure(
+        cluster,
+        programs,
+        options.live_keys,
+        live.end,
+        options.queries,
+    )
+    .await?;
     let tenant_reads = tenants::reads(cluster, programs, options.queries).await?;
     let import = import::import(cluster, programs, options.import_rows).await?;
     let caller_costs = client::caller_costs(options.records, options.layer_time).await?;

@@ -138,6 +138,9 @@ pub struct LiveReads {
     /// Seconds it took to write the store, and the minute and hour rows
     /// written.
     pub load: (f64, i64),
+    /// The minute after the store's last counts: the moment its reads are
+    /// made at, whenever they run.
+    pub end: DateTime<Utc>,
 }
 
 /// Builds the store: `keys` endpoints with a year of long-term totals
@@ -366,6 +369,7 @@ pub(crate) async fn reads(
         long_term_bytes_per_endpoint_year: long_term as f64 / endpoint_years,
         minute_bytes_per_endpoint_day: minutes as f64 / (keys * minute_days.max(1)) as f64,
         load,
+        end: next_minute,
     })
 }
 
