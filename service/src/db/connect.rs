@@ -46,8 +46,7 @@ pub struct ConnectConfig {
     /// `sslrootcert`: the root certificates to trust (PEM).
     pub root_cert: Option<PathBuf>,
     /// A pooled connection not handed out for this long is checked before
-    /// it is
-    /// ([`defaults::POOL_CHECK_IDLE`]; tests shorten it).
+    /// it is ([`defaults::POOL_CHECK_IDLE`]; tests shorten it).
     pub check_idle: Duration,
 }
 
