@@ -289,9 +289,10 @@ pub(crate) async fn reads(
             },
             (keys * 12, keys * 12),
         ),
-        // The two reads above, summed over every endpoint (no grouping):
-        // the other reading of the targets' "today by hour for all
-        // endpoints" and "a year by month", with no target of their own.
+        // Today by hour and the year by month in UTC, summed over every
+        // endpoint (no grouping): the other reading of the targets' "today
+        // by hour for all endpoints" and "a year by month", with no target
+        // of their own.
         (
             "today by hour, every endpoint in one sum".to_owned(),
             "none".to_owned(),
